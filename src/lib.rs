@@ -1,0 +1,29 @@
+//! redshift-sync: a `fivetran_sdk.v2` SourceConnector that reads Amazon Redshift directly.
+//!
+//! Layers, each in its own module, each with its own error type:
+//! - [`grpc`]: the protocol layer (handlers, proto conversions, the one error-to-status mapping);
+//! - [`sync`]: the Update engine (plan from selection and state, keyset batches, checkpoints);
+//! - [`source`]: Redshift over the PostgreSQL wire protocol (connect, catalog, queries, decoding);
+//! - [`state`] and [`config`]: the versioned checkpoint state and the typed configuration;
+//! - [`server`] and [`logging`]: the process around them;
+//! - [`debug`]: the local debug runner that plays the host, and [`local_postgres`], the throwaway
+//!   PostgreSQL server it and the tests run against.
+
+pub mod config;
+pub mod debug;
+pub mod grpc;
+pub mod local_postgres;
+pub mod logging;
+pub mod server;
+pub mod source;
+pub mod state;
+pub mod sync;
+
+pub mod proto {
+    //! Code generated from `proto/` (the wire contract).
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("fivetran_sdk.v2");
+    /// Encoded descriptor set of the wire contract, served through gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("fivetran_sdk_descriptor");
+}
