@@ -1,0 +1,448 @@
+//! Redshift column types: their connector DataType, how each is selected, decoded and compared.
+//!
+//! tokio-postgres asks for every result column in binary. Redshift's binary format can only be
+//! trusted for integers, floats, booleans, character types and timestamps (redshift.md), so
+//! every other type is projected to text in SQL and parsed here: NUMERIC keeps its exact decimal
+//! string, never a float; DATE is parsed from ISO text (the session sets `DateStyle TO ISO`).
+//!
+//! Keyset positions (the cursor and key of the last row sent) are kept as text in each type's
+//! canonical form and cast back with `CAST($n::VARCHAR(65535) AS <type>)`, so the server compares
+//! them with the column's own type and ordering (a timestamp as a timestamp, to the microsecond).
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use prost_types::Timestamp;
+use tokio_postgres::Row;
+
+use crate::proto::{data_type_params, value_type, DataType, DataTypeParams, DecimalParams, ValueType};
+
+/// A column type as the catalog reports it (`information_schema.columns.udt_name` and sizes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqlType {
+    SmallInt,
+    Integer,
+    BigInt,
+    /// `None` precision: unconstrained NUMERIC (PostgreSQL only; Redshift defaults to (18,0)).
+    Numeric {
+        precision: Option<u32>,
+        scale: Option<u32>,
+    },
+    Real,
+    Double,
+    Boolean,
+    /// Lengths are in bytes on Redshift (characters on PostgreSQL).
+    Char { length: Option<u32> },
+    Varchar { length: Option<u32> },
+    Text,
+    Date,
+    Time,
+    TimeTz,
+    Timestamp,
+    TimestampTz,
+    Super,
+    VarByte,
+    /// PostgreSQL's BYTEA; Redshift has none, but tests run on PostgreSQL.
+    Bytea,
+    Geometry,
+    Geography,
+    HllSketch,
+    /// Anything else: read as text.
+    Other { udt_name: String },
+}
+
+/// How a column's value is read from a result row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decoding {
+    I16,
+    I32,
+    I64,
+    F32,
+    F64,
+    Bool,
+    Timestamp,
+    TimestampTz,
+    Bytes,
+    /// Text parsed according to the column type.
+    Text,
+}
+
+impl SqlType {
+    /// Maps the catalog's description of a column.
+    pub fn from_catalog(
+        udt_name: &str,
+        char_length: Option<i32>,
+        precision: Option<i32>,
+        scale: Option<i32>,
+    ) -> Self {
+        let positive = |n: Option<i32>| n.and_then(|n| u32::try_from(n).ok()).filter(|n| *n > 0);
+        match udt_name {
+            "int2" => Self::SmallInt,
+            "int4" => Self::Integer,
+            "int8" => Self::BigInt,
+            "numeric" => Self::Numeric {
+                precision: positive(precision),
+                scale: scale.and_then(|s| u32::try_from(s).ok()),
+            },
+            "float4" => Self::Real,
+            "float8" => Self::Double,
+            "bool" => Self::Boolean,
+            "bpchar" | "char" => Self::Char {
+                length: positive(char_length),
+            },
+            "varchar" => Self::Varchar {
+                length: positive(char_length),
+            },
+            "text" => Self::Text,
+            "date" => Self::Date,
+            "time" => Self::Time,
+            "timetz" => Self::TimeTz,
+            "timestamp" => Self::Timestamp,
+            "timestamptz" => Self::TimestampTz,
+            "super" => Self::Super,
+            "varbyte" | "varbinary" => Self::VarByte,
+            "bytea" => Self::Bytea,
+            "geometry" => Self::Geometry,
+            "geography" => Self::Geography,
+            "hllsketch" => Self::HllSketch,
+            other => Self::Other {
+                udt_name: other.to_string(),
+            },
+        }
+    }
+
+    /// The connector DataType and its optional parameters.
+    pub fn data_type(&self) -> (DataType, Option<DataTypeParams>) {
+        let params = |p| Some(DataTypeParams { params: Some(p) });
+        match self {
+            Self::SmallInt => (DataType::Short, None),
+            Self::Integer => (DataType::Int, None),
+            Self::BigInt => (DataType::Long, None),
+            Self::Numeric {
+                precision: Some(precision),
+                scale,
+            } if *precision <= 38 => (
+                DataType::Decimal,
+                params(data_type_params::Params::Decimal(DecimalParams {
+                    precision: *precision,
+                    scale: scale.unwrap_or(0).min(37),
+                })),
+            ),
+            Self::Numeric { .. } => (DataType::Decimal, None),
+            Self::Real => (DataType::Float, None),
+            Self::Double => (DataType::Double, None),
+            Self::Boolean => (DataType::Boolean, None),
+            Self::Char { length } | Self::Varchar { length } => (
+                DataType::String,
+                length.and_then(|n| i32::try_from(n).ok()).and_then(|n| {
+                    params(data_type_params::Params::StringByteLength(n))
+                }),
+            ),
+            Self::Date => (DataType::NaiveDate, None),
+            Self::Timestamp => (DataType::NaiveDatetime, None),
+            Self::TimestampTz => (DataType::UtcDatetime, None),
+            Self::Super => (DataType::Json, None),
+            Self::VarByte | Self::Bytea => (DataType::Binary, None),
+            // Times travel as strings: many destinations cannot take NAIVE_TIME.
+            Self::Text
+            | Self::Time
+            | Self::TimeTz
+            | Self::Geometry
+            | Self::Geography
+            | Self::HllSketch
+            | Self::Other { .. } => (DataType::String, None),
+        }
+    }
+
+    fn decoding(&self) -> Decoding {
+        match self {
+            Self::SmallInt => Decoding::I16,
+            Self::Integer => Decoding::I32,
+            Self::BigInt => Decoding::I64,
+            Self::Real => Decoding::F32,
+            Self::Double => Decoding::F64,
+            Self::Boolean => Decoding::Bool,
+            Self::Timestamp => Decoding::Timestamp,
+            Self::TimestampTz => Decoding::TimestampTz,
+            Self::Bytea => Decoding::Bytes,
+            _ => Decoding::Text,
+        }
+    }
+
+    /// The SELECT expression for a quoted column: binary-safe types as they are, the rest as text.
+    pub fn select_expr(&self, quoted_column: &str) -> String {
+        match self {
+            Self::SmallInt
+            | Self::Integer
+            | Self::BigInt
+            | Self::Real
+            | Self::Double
+            | Self::Boolean
+            | Self::Char { .. }
+            | Self::Varchar { .. }
+            | Self::Text
+            | Self::Timestamp
+            | Self::TimestampTz
+            | Self::Bytea => quoted_column.to_string(),
+            Self::Super => format!("JSON_SERIALIZE({quoted_column})"),
+            Self::VarByte => format!("TO_HEX({quoted_column})"),
+            Self::Geometry | Self::Geography => format!("ST_AsEWKT({quoted_column})"),
+            // VARCHAR without a length is VARCHAR(256) on Redshift: always say how long.
+            Self::Numeric { .. }
+            | Self::Date
+            | Self::Time
+            | Self::TimeTz
+            | Self::HllSketch
+            | Self::Other { .. } => format!("{quoted_column}::VARCHAR(65535)"),
+        }
+    }
+
+    /// Whether rows can be ordered and resumed by this type (cursor or key column).
+    pub fn is_orderable(&self) -> bool {
+        !matches!(
+            self,
+            Self::Super
+                | Self::VarByte
+                | Self::Bytea
+                | Self::Geometry
+                | Self::Geography
+                | Self::HllSketch
+                | Self::Other { .. }
+        )
+    }
+
+    /// SQL that turns the text parameter `$n` back into a value of this type.
+    pub fn param_expr(&self, n: usize) -> String {
+        let text = format!("${n}::VARCHAR(65535)");
+        let target = match self {
+            Self::SmallInt => "SMALLINT".to_string(),
+            Self::Integer => "INTEGER".to_string(),
+            Self::BigInt => "BIGINT".to_string(),
+            Self::Numeric {
+                precision: Some(p),
+                scale,
+            } => format!("NUMERIC({p},{})", scale.unwrap_or(0)),
+            Self::Numeric { precision: None, .. } => "NUMERIC".to_string(),
+            Self::Real => "REAL".to_string(),
+            Self::Double => "DOUBLE PRECISION".to_string(),
+            Self::Boolean => "BOOLEAN".to_string(),
+            Self::Char { length: Some(n) } => format!("CHAR({n})"),
+            Self::Char { length: None } => "CHAR".to_string(),
+            Self::Varchar { .. } | Self::Text => return text,
+            Self::Date => "DATE".to_string(),
+            Self::Time => "TIME".to_string(),
+            Self::TimeTz => "TIMETZ".to_string(),
+            Self::Timestamp => "TIMESTAMP".to_string(),
+            Self::TimestampTz => "TIMESTAMPTZ".to_string(),
+            // Not orderable: never used as a position (see `is_orderable`).
+            _ => return text,
+        };
+        format!("CAST({text} AS {target})")
+    }
+
+    /// Reads column `index` of `row` (selected with [`Self::select_expr`]) as a wire value.
+    pub fn decode(&self, row: &Row, index: usize) -> Result<ValueType, String> {
+        use value_type::Inner;
+        let err = |e: tokio_postgres::Error| super::error_chain(&e);
+        let inner = match self.decoding() {
+            Decoding::I16 => row.try_get::<_, Option<i16>>(index).map_err(err)?.map(|v| Inner::Short(v.into())),
+            Decoding::I32 => row.try_get::<_, Option<i32>>(index).map_err(err)?.map(Inner::Int),
+            Decoding::I64 => row.try_get::<_, Option<i64>>(index).map_err(err)?.map(Inner::Long),
+            Decoding::F32 => row.try_get::<_, Option<f32>>(index).map_err(err)?.map(Inner::Float),
+            Decoding::F64 => row.try_get::<_, Option<f64>>(index).map_err(err)?.map(Inner::Double),
+            Decoding::Bool => row.try_get::<_, Option<bool>>(index).map_err(err)?.map(Inner::Bool),
+            Decoding::Timestamp => row
+                .try_get::<_, Option<NaiveDateTime>>(index)
+                .map_err(err)?
+                .map(|v| Inner::NaiveDatetime(naive_timestamp(v))),
+            Decoding::TimestampTz => row
+                .try_get::<_, Option<DateTime<Utc>>>(index)
+                .map_err(err)?
+                .map(|v| Inner::UtcDatetime(naive_timestamp(v.naive_utc()))),
+            Decoding::Bytes => row.try_get::<_, Option<Vec<u8>>>(index).map_err(err)?.map(Inner::Binary),
+            Decoding::Text => match row.try_get::<_, Option<String>>(index).map_err(err)? {
+                None => None,
+                Some(text) => Some(self.parse_text(text)?),
+            },
+        };
+        Ok(ValueType {
+            inner: Some(inner.unwrap_or(Inner::Null(true))),
+        })
+    }
+
+    /// A value that arrived as text, in the wire type of this column.
+    fn parse_text(&self, text: String) -> Result<value_type::Inner, String> {
+        use value_type::Inner;
+        Ok(match self {
+            Self::Numeric { .. } => {
+                if !is_decimal(&text) {
+                    return Err(format!("`{text}` is not a finite decimal number"));
+                }
+                Inner::Decimal(text)
+            }
+            Self::Date => Inner::NaiveDate(naive_timestamp(
+                parse_iso_date(&text)?
+                    .and_hms_opt(0, 0, 0)
+                    .expect("midnight exists"),
+            )),
+            Self::Super => Inner::Json(text),
+            Self::VarByte => Inner::Binary(
+                hex::decode(&text).map_err(|e| format!("TO_HEX gave invalid hex: {e}"))?,
+            ),
+            _ => Inner::String(text),
+        })
+    }
+
+    /// Column `index` of `row` in the canonical text that [`Self::param_expr`] casts back;
+    /// `None` for NULL.
+    pub fn position_text(&self, row: &Row, index: usize) -> Result<Option<String>, String> {
+        let err = |e: tokio_postgres::Error| super::error_chain(&e);
+        Ok(match self.decoding() {
+            Decoding::I16 => row.try_get::<_, Option<i16>>(index).map_err(err)?.map(|v| v.to_string()),
+            Decoding::I32 => row.try_get::<_, Option<i32>>(index).map_err(err)?.map(|v| v.to_string()),
+            Decoding::I64 => row.try_get::<_, Option<i64>>(index).map_err(err)?.map(|v| v.to_string()),
+            Decoding::F32 => row.try_get::<_, Option<f32>>(index).map_err(err)?.map(|v| float_text(v.into(), v.to_string())),
+            Decoding::F64 => row.try_get::<_, Option<f64>>(index).map_err(err)?.map(|v| float_text(v, v.to_string())),
+            Decoding::Bool => row.try_get::<_, Option<bool>>(index).map_err(err)?.map(|v| v.to_string()),
+            Decoding::Timestamp => row
+                .try_get::<_, Option<NaiveDateTime>>(index)
+                .map_err(err)?
+                .map(|v| v.format("%Y-%m-%d %H:%M:%S%.6f").to_string()),
+            Decoding::TimestampTz => row
+                .try_get::<_, Option<DateTime<Utc>>>(index)
+                .map_err(err)?
+                .map(|v| v.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string()),
+            Decoding::Bytes => row
+                .try_get::<_, Option<Vec<u8>>>(index)
+                .map_err(err)?
+                .map(|v| format!("\\x{}", hex::encode(v))),
+            // Text as the server produced it is already what the server parses back.
+            Decoding::Text => row.try_get::<_, Option<String>>(index).map_err(err)?,
+        })
+    }
+}
+
+/// Rust prints the shortest text that reads back to the same float, which the server parses
+/// exactly; only the special values are spelled differently.
+fn float_text(value: f64, shortest: String) -> String {
+    if value.is_nan() {
+        "NaN".to_string()
+    } else if value.is_infinite() {
+        if value > 0.0 { "Infinity" } else { "-Infinity" }.to_string()
+    } else {
+        shortest
+    }
+}
+
+/// A NAIVE_* value: the wall-clock time carried in a Timestamp as if it were UTC.
+fn naive_timestamp(value: NaiveDateTime) -> Timestamp {
+    let utc = value.and_utc();
+    Timestamp {
+        seconds: utc.timestamp(),
+        nanos: i32::try_from(utc.timestamp_subsec_nanos()).expect("nanoseconds < 1e9"),
+    }
+}
+
+/// `YYYY-MM-DD`, or `YYYY-MM-DD BC` for years before 1.
+fn parse_iso_date(text: &str) -> Result<NaiveDate, String> {
+    let (date, bc) = match text.strip_suffix(" BC") {
+        Some(date) => (date, true),
+        None => (text, false),
+    };
+    let parsed = NaiveDate::parse_from_str(date, "%Y-%m-%d")
+        .map_err(|e| format!("`{text}` is not an ISO date: {e}"))?;
+    if !bc {
+        return Ok(parsed);
+    }
+    // 1 BC is year 0 in ISO 8601.
+    NaiveDate::from_ymd_opt(1 - parsed.year_ce().1 as i32, parsed.month(), parsed.day())
+        .ok_or_else(|| format!("`{text}` is out of range"))
+}
+
+use chrono::Datelike as _;
+
+/// `-123.4500`, `0`, `1e5` is not produced by the server; NaN/Infinity are not decimals.
+fn is_decimal(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let mut parts = digits.splitn(2, '.');
+    let whole = parts.next().unwrap_or("");
+    let fraction = parts.next();
+    !whole.is_empty()
+        && whole.bytes().all(|b| b.is_ascii_digit())
+        && fraction.is_none_or(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalog_types_map_to_the_issue_table() {
+        let cases = [
+            ("int2", DataType::Short),
+            ("int4", DataType::Int),
+            ("int8", DataType::Long),
+            ("numeric", DataType::Decimal),
+            ("float4", DataType::Float),
+            ("float8", DataType::Double),
+            ("bool", DataType::Boolean),
+            ("bpchar", DataType::String),
+            ("varchar", DataType::String),
+            ("date", DataType::NaiveDate),
+            ("timestamp", DataType::NaiveDatetime),
+            ("timestamptz", DataType::UtcDatetime),
+            ("time", DataType::String),
+            ("timetz", DataType::String),
+            ("super", DataType::Json),
+            ("varbyte", DataType::Binary),
+            ("geometry", DataType::String),
+            ("geography", DataType::String),
+            ("hllsketch", DataType::String),
+            ("something_new", DataType::String),
+        ];
+        for (udt, expected) in cases {
+            let sql_type = SqlType::from_catalog(udt, Some(10), Some(38), Some(6));
+            assert_eq!(sql_type.data_type().0, expected, "{udt}");
+        }
+    }
+
+    #[test]
+    fn decimal_and_string_parameters() {
+        let (_, params) = SqlType::from_catalog("numeric", None, Some(38), Some(10)).data_type();
+        assert_eq!(
+            params.unwrap().params,
+            Some(data_type_params::Params::Decimal(DecimalParams { precision: 38, scale: 10 }))
+        );
+        let (_, params) = SqlType::from_catalog("varchar", Some(256), None, None).data_type();
+        assert_eq!(
+            params.unwrap().params,
+            Some(data_type_params::Params::StringByteLength(256))
+        );
+    }
+
+    #[test]
+    fn decimal_text_is_validated() {
+        for ok in ["0", "-1.50", "12345678901234567890123456789.123456789"] {
+            assert!(is_decimal(ok), "{ok}");
+        }
+        for bad in ["", "-", "1.", ".5", "NaN", "1e5", "1,5"] {
+            assert!(!is_decimal(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn dates_parse_including_bc() {
+        assert_eq!(parse_iso_date("0001-01-01").unwrap(), NaiveDate::from_ymd_opt(1, 1, 1).unwrap());
+        assert_eq!(parse_iso_date("9999-12-31").unwrap(), NaiveDate::from_ymd_opt(9999, 12, 31).unwrap());
+        assert_eq!(parse_iso_date("0001-03-04 BC").unwrap(), NaiveDate::from_ymd_opt(0, 3, 4).unwrap());
+        assert!(parse_iso_date("01/02/2024").is_err());
+    }
+
+    #[test]
+    fn positions_cast_back_with_the_column_type() {
+        assert_eq!(
+            SqlType::Timestamp.param_expr(2),
+            "CAST($2::VARCHAR(65535) AS TIMESTAMP)"
+        );
+        assert_eq!(SqlType::Text.param_expr(1), "$1::VARCHAR(65535)");
+        assert_eq!(float_text(f64::INFINITY, String::new()), "Infinity");
+    }
+}

@@ -1,0 +1,253 @@
+//! What to sync: the catalog filtered by the host's Selection, and how to read each table.
+
+use std::sync::Arc;
+
+use crate::config::SyncConfig;
+use crate::proto::{selection, Selection, TableSelection};
+use crate::source::{Catalog, TableInfo};
+
+/// How a table is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// By the cursor column (index into the table's columns), then the key.
+    Incremental { cursor: usize },
+    /// No usable cursor column: the whole table each sync, after a TRUNCATE.
+    Full { reason: String },
+}
+
+/// One table to sync.
+#[derive(Debug, Clone)]
+pub struct TablePlan {
+    pub table: Arc<TableInfo>,
+    /// Columns sent to the host: the selected ones plus the primary key, in column order.
+    pub emitted: Vec<usize>,
+    /// Columns read: `emitted` plus the cursor column when it is not selected.
+    pub select: Vec<usize>,
+    pub key: Vec<usize>,
+    pub mode: Mode,
+}
+
+impl TablePlan {
+    pub fn cursor_column(&self) -> Option<&str> {
+        match self.mode {
+            Mode::Incremental { cursor } => Some(&self.table.columns[cursor].name),
+            Mode::Full { .. } => None,
+        }
+    }
+
+    pub fn key_columns(&self) -> Vec<String> {
+        self.key
+            .iter()
+            .map(|&i| self.table.columns[i].name.clone())
+            .collect()
+    }
+
+    /// Position of a table column in the SELECT list.
+    pub fn select_position(&self, column: usize) -> usize {
+        self.select
+            .iter()
+            .position(|&c| c == column)
+            .expect("cursor and key columns are always selected")
+    }
+}
+
+/// The tables to sync, in catalog order (schema, then table).
+pub fn plan(catalog: &Catalog, selection: Option<&Selection>, config: &SyncConfig) -> Vec<TablePlan> {
+    catalog
+        .tables
+        .iter()
+        .filter_map(|table| {
+            let columns = selected_columns(table, selection)?;
+            Some(plan_table(table, columns, config))
+        })
+        .collect()
+}
+
+/// Whether the Selection includes the table, and if so which columns (by the host's rules:
+/// what it lists decides; what it does not list follows the matching `include_new_*` flag).
+/// No selection at all means everything Schema reported.
+fn selected_columns(table: &TableInfo, selection: Option<&Selection>) -> Option<Vec<bool>> {
+    let everything = || Some(vec![true; table.columns.len()]);
+    let table_selection: Option<&TableSelection> = match selection.and_then(|s| s.selection.as_ref()) {
+        None => return everything(),
+        Some(selection::Selection::WithSchema(with_schema)) => {
+            match with_schema
+                .schemas
+                .iter()
+                .find(|s| s.schema_name == table.name.schema)
+            {
+                None if with_schema.include_new_schemas => return everything(),
+                None => return None,
+                Some(schema) if !schema.included => return None,
+                Some(schema) => match schema.tables.iter().find(|t| t.table_name == table.name.table) {
+                    None if schema.include_new_tables => return everything(),
+                    None => return None,
+                    Some(t) => Some(t),
+                },
+            }
+        }
+        Some(selection::Selection::WithoutSchema(without_schema)) => {
+            match without_schema
+                .tables
+                .iter()
+                .find(|t| t.table_name == table.name.table)
+            {
+                None if without_schema.include_new_tables => return everything(),
+                None => return None,
+                Some(t) => Some(t),
+            }
+        }
+    };
+    let table_selection = table_selection?;
+    if !table_selection.included {
+        return None;
+    }
+    Some(
+        table
+            .columns
+            .iter()
+            .map(|column| {
+                column.primary_key
+                    || table_selection
+                        .columns
+                        .get(&column.name)
+                        .copied()
+                        .unwrap_or(table_selection.include_new_columns)
+            })
+            .collect(),
+    )
+}
+
+fn plan_table(table: &Arc<TableInfo>, selected: Vec<bool>, config: &SyncConfig) -> TablePlan {
+    let key = table.key_indexes();
+    let cursor_name = config.cursor_column_for(&table.name);
+    let mode = match table.column_index(cursor_name) {
+        None => Mode::Full {
+            reason: format!("it has no cursor column `{cursor_name}`"),
+        },
+        Some(i) if !table.columns[i].sql_type.is_orderable() => Mode::Full {
+            reason: format!(
+                "its cursor column `{cursor_name}` has a type ({:?}) rows cannot be ordered by",
+                table.columns[i].sql_type
+            ),
+        },
+        Some(i) => Mode::Incremental { cursor: i },
+    };
+    let emitted: Vec<usize> = (0..table.columns.len()).filter(|&i| selected[i]).collect();
+    let mut select = emitted.clone();
+    if let Mode::Incremental { cursor } = mode {
+        if !select.contains(&cursor) {
+            select.push(cursor);
+        }
+    }
+    TablePlan {
+        table: Arc::clone(table),
+        emitted,
+        select,
+        key,
+        mode,
+    }
+}
+
+/// Tables the Selection explicitly includes that the catalog does not have (dropped since the
+/// host's last Schema call, or no longer readable), as `schema.table`.
+pub fn missing_tables(catalog: &Catalog, selection: Option<&Selection>) -> Vec<String> {
+    let Some(selection::Selection::WithSchema(with_schema)) =
+        selection.and_then(|s| s.selection.as_ref())
+    else {
+        return Vec::new();
+    };
+    with_schema
+        .schemas
+        .iter()
+        .filter(|s| s.included)
+        .flat_map(|s| {
+            s.tables
+                .iter()
+                .filter(|t| t.included)
+                .map(move |t| crate::config::TableName::new(&s.schema_name, &t.table_name))
+        })
+        .filter(|name| catalog.find(name).is_none())
+        .map(|name| name.to_string())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::config::TableName;
+    use crate::proto::{SchemaSelection, TablesWithSchema};
+    use crate::source::catalog::ColumnInfo;
+    use crate::source::types::SqlType;
+
+    fn catalog() -> Catalog {
+        let table = |schema: &str, name: &str| {
+            Arc::new(TableInfo {
+                name: TableName::new(schema, name),
+                columns: vec![
+                    ColumnInfo { name: "id".into(), sql_type: SqlType::Integer, primary_key: true },
+                    ColumnInfo { name: "note".into(), sql_type: SqlType::Text, primary_key: false },
+                    ColumnInfo { name: "updated_at".into(), sql_type: SqlType::Timestamp, primary_key: false },
+                ],
+            })
+        };
+        Catalog { tables: vec![table("public", "a"), table("public", "b"), table("sales", "c")] }
+    }
+
+    fn config() -> SyncConfig {
+        SyncConfig {
+            schemas: None,
+            tables: None,
+            default_cursor_column: "updated_at".into(),
+            cursor_column_overrides: Default::default(),
+            batch_size: 10,
+        }
+    }
+
+    fn names(plans: &[TablePlan]) -> Vec<String> {
+        plans.iter().map(|p| p.table.name.to_string()).collect()
+    }
+
+    #[test]
+    fn no_selection_means_everything() {
+        let plans = plan(&catalog(), None, &config());
+        assert_eq!(names(&plans), ["public.a", "public.b", "sales.c"]);
+        assert_eq!(plans[0].emitted, [0, 1, 2]);
+        assert_eq!(plans[0].mode, Mode::Incremental { cursor: 2 });
+    }
+
+    #[test]
+    fn selection_decides_tables_and_columns() {
+        let selection = Selection {
+            selection: Some(selection::Selection::WithSchema(TablesWithSchema {
+                include_new_schemas: false,
+                schemas: vec![SchemaSelection {
+                    included: true,
+                    schema_name: "public".into(),
+                    include_new_tables: false,
+                    tables: vec![TableSelection {
+                        included: true,
+                        table_name: "a".into(),
+                        columns: HashMap::from([("updated_at".to_string(), false), ("id".to_string(), false)]),
+                        include_new_columns: true,
+                    }],
+                }],
+            })),
+        };
+        let plans = plan(&catalog(), Some(&selection), &config());
+        assert_eq!(names(&plans), ["public.a"]);
+        // The key is always sent; the deselected cursor is read but not sent.
+        assert_eq!(plans[0].emitted, [0, 1]);
+        assert_eq!(plans[0].select, [0, 1, 2]);
+    }
+
+    #[test]
+    fn tables_without_the_cursor_column_are_synced_in_full() {
+        let mut config = config();
+        config.cursor_column_overrides.insert(TableName::new("sales", "c"), "modified".into());
+        let plans = plan(&catalog(), None, &config);
+        assert!(matches!(plans[2].mode, Mode::Full { .. }));
+    }
+}
