@@ -1,16 +1,149 @@
-//! PLACEHOLDER protocol layer (being written).
-use crate::proto;
-use crate::proto::source_connector_server::SourceConnector;
+//! The protocol layer: the `fivetran_sdk.v2.SourceConnector` service.
+//!
+//! Each handler validates its request once at the top (configuration, then state), so bad input
+//! is answered with `INVALID_ARGUMENT` before any work or any streamed message; then it hands
+//! over to the source layer or the sync engine and maps their errors through [`status`].
+
+mod connection_test;
+pub mod form;
+mod schema;
+pub mod status;
+
+use std::pin::Pin;
+
+use futures_util::{Stream, StreamExt};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
+
+use crate::config::Config;
+use crate::proto::source_connector_server::SourceConnector;
+use crate::proto::{
+    schema_response, test_response, update_response, ConfigurationFormRequest,
+    ConfigurationFormResponse, SchemaRequest, SchemaResponse, Task, TestRequest, TestResponse,
+    UpdateRequest, UpdateResponse,
+};
+use crate::source::catalog;
+use crate::state::SyncState;
+use crate::sync::{self, SyncError};
+use status::RpcError;
+
+/// Messages buffered between the engine and the host. Small: when the host reads slowly the
+/// engine waits here instead of fetching further rows.
+const UPDATE_BUFFER: usize = 4;
 
 #[derive(Debug, Default)]
 pub struct ConnectorService;
 
+type UpdateStream = Pin<Box<dyn Stream<Item = Result<UpdateResponse, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl SourceConnector for ConnectorService {
-    async fn configuration_form(&self, _r: Request<proto::ConfigurationFormRequest>) -> Result<Response<proto::ConfigurationFormResponse>, Status> { Err(Status::unimplemented("wip")) }
-    async fn test(&self, _r: Request<proto::TestRequest>) -> Result<Response<proto::TestResponse>, Status> { Err(Status::unimplemented("wip")) }
-    async fn schema(&self, _r: Request<proto::SchemaRequest>) -> Result<Response<proto::SchemaResponse>, Status> { Err(Status::unimplemented("wip")) }
-    type UpdateStream = tokio_stream::wrappers::ReceiverStream<Result<proto::UpdateResponse, Status>>;
-    async fn update(&self, _r: Request<proto::UpdateRequest>) -> Result<Response<Self::UpdateStream>, Status> { Err(Status::unimplemented("wip")) }
+    async fn configuration_form(
+        &self,
+        _request: Request<ConfigurationFormRequest>,
+    ) -> Result<Response<ConfigurationFormResponse>, Status> {
+        Ok(Response::new(form::configuration_form()))
+    }
+
+    /// Answers `failure` with the reason for anything the user can fix (the hosts' contract);
+    /// only an unknown test name is a status error.
+    async fn test(&self, request: Request<TestRequest>) -> Result<Response<TestResponse>, Status> {
+        let request = request.into_inner();
+        let outcome = match Config::from_map(&request.configuration) {
+            Err(err) => Err(err.to_string()),
+            Ok(config) => match request.name.as_str() {
+                form::TEST_CONNECT => connection_test::connect(&config)
+                    .await
+                    .map(|_| ())
+                    .map_err(|err| err.to_string()),
+                form::TEST_SELECT => match connection_test::select(&config).await {
+                    Ok(Ok(_tables)) => Ok(()),
+                    Ok(Err(reason)) => Err(reason),
+                    Err(err) => Err(err.to_string()),
+                },
+                other => return Err(RpcError::UnknownTest(other.to_string()).into()),
+            },
+        };
+        let response = match outcome {
+            Ok(()) => test_response::Response::Success(true),
+            Err(reason) => {
+                tracing::warn!(test = %request.name, reason = %reason, "configuration test failed");
+                test_response::Response::Failure(reason)
+            }
+        };
+        Ok(Response::new(TestResponse {
+            response: Some(response),
+        }))
+    }
+
+    async fn schema(
+        &self,
+        request: Request<SchemaRequest>,
+    ) -> Result<Response<SchemaResponse>, Status> {
+        let config = Config::from_map(&request.into_inner().configuration).map_err(RpcError::from)?;
+        let session = sync::connect(&config).await.map_err(RpcError::from)?;
+        let catalog = catalog::discover(&session.client, &config.sync)
+            .await
+            .map_err(RpcError::from)?;
+        tracing::info!(tables = catalog.tables.len(), "schema discovered");
+        Ok(Response::new(SchemaResponse {
+            response: Some(schema_response::Response::WithSchema(schema::schema_list(
+                &catalog,
+            ))),
+            selection_not_supported: Some(false),
+        }))
+    }
+
+    type UpdateStream = UpdateStream;
+
+    async fn update(
+        &self,
+        request: Request<UpdateRequest>,
+    ) -> Result<Response<Self::UpdateStream>, Status> {
+        let request = request.into_inner();
+        let config = Config::from_map(&request.configuration).map_err(RpcError::from)?;
+        let state = SyncState::parse(request.state_json.as_deref()).map_err(RpcError::from)?;
+
+        let (tx, rx) = mpsc::channel(UPDATE_BUFFER);
+        let engine = tokio::spawn(sync::run(config, request.selection, state, tx));
+        let ending = futures_util::stream::once(async move {
+            match engine.await {
+                Ok(Ok(())) => None,
+                Ok(Err(err)) => Some(end_of_failed_update(err)),
+                Err(join_error) => {
+                    tracing::error!(error = %join_error, "update task failed");
+                    Some(Err(Status::internal(
+                        "the update stopped unexpectedly; see the connector's log",
+                    )))
+                }
+            }
+        })
+        .filter_map(std::future::ready);
+        let stream = ReceiverStream::new(rx).map(Ok).chain(ending);
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// What the host sees last when an Update fails: a `Task` for problems only the user can fix
+/// (credentials, grants, certificates), which ends the sync without retries; otherwise an error
+/// status, which the host may retry from the last checkpoint.
+fn end_of_failed_update(err: SyncError) -> Result<UpdateResponse, Status> {
+    match err.source_error() {
+        Some(source) if source.needs_user_action() => {
+            tracing::error!(error = %err, "update needs the user's action");
+            Ok(UpdateResponse {
+                operation: Some(update_response::Operation::Task(Task {
+                    message: err.to_string(),
+                })),
+            })
+        }
+        _ => {
+            match err {
+                SyncError::HostGone => tracing::warn!("the host went away; update stopped"),
+                ref other => tracing::error!(error = %other, "update failed"),
+            }
+            Err(RpcError::from(err).into())
+        }
+    }
 }

@@ -20,16 +20,31 @@ const APPLICATION_NAME: &str = "redshift-sync";
 /// One authenticated connection. Dropping it closes the connection.
 pub struct Session {
     pub client: Client,
-    cancel_token: CancelToken,
     tls: MakeTlsConnector,
     connection: JoinHandle<()>,
 }
 
 impl Session {
-    /// Asks the server to stop the statement this session is running (a separate connection,
-    /// as the protocol requires). Best effort: the session is being abandoned anyway.
-    pub async fn cancel_running_query(&self) {
-        if let Err(err) = self.cancel_token.cancel_query(self.tls.clone()).await {
+    /// A handle that can stop this session's running statement from elsewhere.
+    pub fn canceller(&self) -> Canceller {
+        Canceller {
+            token: self.client.cancel_token(),
+            tls: self.tls.clone(),
+        }
+    }
+}
+
+/// Cancels a session's running statement over a separate connection, as the protocol requires.
+#[derive(Clone)]
+pub struct Canceller {
+    token: CancelToken,
+    tls: MakeTlsConnector,
+}
+
+impl Canceller {
+    /// Best effort: the session is being abandoned anyway.
+    pub async fn cancel(&self) {
+        if let Err(err) = self.token.cancel_query(self.tls.clone()).await {
             tracing::debug!(error = %err, "cancel request failed");
         }
     }
@@ -86,7 +101,6 @@ pub async fn connect(config: &ConnectionConfig) -> Result<Session, SourceError> 
         }
     });
     let session = Session {
-        cancel_token: client.cancel_token(),
         client,
         tls,
         connection,

@@ -9,10 +9,13 @@
 //! Redshift rejects: `(c, k1, k2) > (x, y1, y2)` becomes
 //! `c > x OR (c = x AND (k1 > y1 OR (k1 = y1 AND k2 > y2)))`.
 
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::catalog::{quote_ident, TableInfo};
+use super::connect::Canceller;
 use super::{Session, SourceError};
 
 /// Where a scan starts.
@@ -127,15 +130,58 @@ fn key_after(
     predicate
 }
 
-/// Runs `query` in a read-only transaction and hands its rows to `on_batch`, at most
-/// `batch_size` at a time. The next batch is fetched only after `on_batch` returns, so a
-/// consumer that waits (a slow host) holds the scan where it is.
-pub async fn for_each_batch<E: From<SourceError>>(
+/// Batches of a running scan. The scan runs in a task of its own that owns the session and
+/// fetches one batch ahead of the consumer (so the database works while the host reads), then
+/// waits: a consumer that stops reading (a slow host) holds the scan where it is. Dropping the
+/// stream before its end cancels the running statement and closes the session.
+pub struct BatchStream {
+    batches: mpsc::Receiver<Result<Vec<Row>, SourceError>>,
+    canceller: Canceller,
+    task: JoinHandle<()>,
+}
+
+impl BatchStream {
+    /// Starts `query` on `session`; rows arrive `batch_size` at a time.
+    pub fn start(session: Session, query: ScanQuery, batch_size: u32) -> Self {
+        let canceller = session.canceller();
+        let (tx, batches) = mpsc::channel(1);
+        let task = tokio::spawn(async move {
+            let mut session = session;
+            if let Err(err) = run_scan(&mut session, &query, batch_size, &tx).await {
+                let _ = tx.send(Err(err)).await;
+            }
+        });
+        Self {
+            batches,
+            canceller,
+            task,
+        }
+    }
+
+    /// The next batch (never empty), an error, or `None` at the end of the table.
+    pub async fn next(&mut self) -> Option<Result<Vec<Row>, SourceError>> {
+        self.batches.recv().await
+    }
+}
+
+impl Drop for BatchStream {
+    fn drop(&mut self) {
+        if !self.task.is_finished() {
+            self.task.abort();
+            let canceller = self.canceller.clone();
+            tokio::spawn(async move { canceller.cancel().await });
+        }
+    }
+}
+
+/// The scan itself: a read-only transaction, a prepared statement, a portal fetched with a row
+/// limit until it runs dry, then commit. Stops quietly if the consumer goes away.
+async fn run_scan(
     session: &mut Session,
     query: &ScanQuery,
     batch_size: u32,
-    mut on_batch: impl AsyncFnMut(Vec<Row>) -> Result<(), E>,
-) -> Result<(), E> {
+    tx: &mpsc::Sender<Result<Vec<Row>, SourceError>>,
+) -> Result<(), SourceError> {
     let transaction = session
         .client
         .build_transaction()
@@ -164,8 +210,8 @@ pub async fn for_each_batch<E: From<SourceError>>(
             .await
             .map_err(SourceError::from_query)?;
         let complete = rows.len() < batch_size as usize;
-        if !rows.is_empty() {
-            on_batch(rows).await?;
+        if !rows.is_empty() && tx.send(Ok(rows)).await.is_err() {
+            return Ok(()); // the consumer went away; dropping the transaction rolls it back
         }
         if complete {
             break;
@@ -175,8 +221,7 @@ pub async fn for_each_batch<E: From<SourceError>>(
     transaction
         .commit()
         .await
-        .map_err(SourceError::from_query)?;
-    Ok(())
+        .map_err(SourceError::from_query)
 }
 
 #[cfg(test)]

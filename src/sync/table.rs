@@ -10,7 +10,7 @@ use super::plan::{Mode, TablePlan};
 use super::SyncError;
 use crate::config::{Config, ConnectionConfig};
 use crate::proto::{Record, RecordType};
-use crate::source::scan::{self, Resume, ScanSpec};
+use crate::source::scan::{BatchStream, Resume, ScanSpec};
 use crate::source::{self, Session, SourceError};
 use crate::state::{Position, SyncState, TableState};
 
@@ -171,7 +171,7 @@ async fn scan_once(
 ) -> Result<(), SyncError> {
     let name = &plan.table.name;
     let in_table = |source: SourceError| SyncError::Table { table: name.clone(), source };
-    let mut session = connect_with_retry(&config.connection).await.map_err(in_table)?;
+    let session = connect_with_retry(&config.connection).await.map_err(in_table)?;
     let cursor = match plan.mode {
         Mode::Incremental { cursor } => Some(cursor),
         Mode::Full { .. } => None,
@@ -181,7 +181,17 @@ async fn scan_once(
     tracing::debug!(table = %name, sql = %query.sql, "scan query");
 
     let host_watch = output.watcher();
-    let batches = scan::for_each_batch(&mut session, &query, config.sync.batch_size, async |rows: Vec<Row>| {
+    let mut batches = BatchStream::start(session, query, config.sync.batch_size);
+    loop {
+        // Dropping `batches` on any early return cancels the statement and closes the session.
+        let next = tokio::select! {
+            next = batches.next() => next,
+            () = host_watch.closed() => return Err(SyncError::HostGone),
+        };
+        let rows = match next {
+            None => return Ok(()),
+            Some(rows) => rows.map_err(in_table)?,
+        };
         for row in &rows {
             output.record(to_record(plan, row).map_err(in_table)?).await?;
         }
@@ -190,20 +200,6 @@ async fn scan_once(
         state.set_table(name, table_state.clone());
         output.checkpoint(state).await?;
         progress.add(rows.len());
-        Ok::<(), SyncError>(())
-    });
-    let result = tokio::select! {
-        result = batches => result,
-        () = host_watch.closed() => Err(SyncError::HostGone),
-    };
-    match result {
-        Err(SyncError::Source(source)) => Err(in_table(source)),
-        Err(SyncError::HostGone) => {
-            // Stop the server's work now rather than when it notices the closed socket.
-            session.cancel_running_query().await;
-            Err(SyncError::HostGone)
-        }
-        other => other,
     }
 }
 

@@ -1,0 +1,95 @@
+//! The configuration form hosts show to users: every configuration key, and the tests.
+
+use crate::config::{keys, SslMode, DEFAULT_BATCH_SIZE, DEFAULT_PORT};
+use crate::proto::{
+    form_field, ConfigurationFormResponse, ConfigurationTest, DropdownField, FormField, TextField,
+};
+
+pub const TEST_CONNECT: &str = "connect";
+pub const TEST_SELECT: &str = "select";
+
+fn text(name: &str, label: &str, required: bool, description: &str, default: Option<&str>) -> FormField {
+    FormField {
+        name: name.to_string(),
+        label: label.to_string(),
+        required: Some(required),
+        description: Some(description.to_string()),
+        r#type: Some(form_field::Type::TextField(TextField::PlainText as i32)),
+        default_value: default.map(str::to_string),
+        placeholder: None,
+    }
+}
+
+pub fn configuration_form() -> ConfigurationFormResponse {
+    let mut password = text(
+        keys::PASSWORD,
+        "Password",
+        true,
+        "The user's password, or the temporary password GetClusterCredentials/GetCredentials returned.",
+        None,
+    );
+    password.r#type = Some(form_field::Type::TextField(TextField::Password as i32));
+    let sslmode = FormField {
+        name: keys::SSLMODE.to_string(),
+        label: "TLS mode".to_string(),
+        required: Some(false),
+        description: Some(
+            "disable, prefer, require (encrypt, no certificate check), verify-ca (check the chain), verify-full (check the chain and host name).".to_string(),
+        ),
+        r#type: Some(form_field::Type::DropdownField(DropdownField {
+            dropdown_field: SslMode::NAMES.iter().map(|s| s.to_string()).collect(),
+        })),
+        default_value: Some("require".to_string()),
+        placeholder: None,
+    };
+    let port = DEFAULT_PORT.to_string();
+    let batch = DEFAULT_BATCH_SIZE.to_string();
+    let mut host = text(keys::HOST, "Host", true, "The cluster or workgroup endpoint, without port.", None);
+    host.placeholder = Some("examplecluster.abc123xyz789.us-west-2.redshift.amazonaws.com".to_string());
+    ConfigurationFormResponse {
+        schema_selection_supported: true,
+        table_selection_supported: true,
+        fields: vec![
+            host,
+            text(keys::PORT, "Port", false, "The cluster's port.", Some(&port)),
+            text(keys::DATABASE, "Database", true, "The database to sync from, e.g. dev.", None),
+            text(keys::USER, "User", true, "A user with USAGE on the schemas and SELECT on the tables (IAM:name for temporary IAM credentials).", None),
+            password,
+            sslmode,
+            text(keys::SSLROOTCERT, "Root certificate", false, "A PEM file path or PEM text of the CA to trust for verify-ca/verify-full; empty = the system roots (which trust Redshift's certificates).", None),
+            text(keys::SCHEMAS, "Schemas", false, "Comma-separated schemas to sync; empty = every schema but the system ones.", None),
+            text(keys::TABLES, "Tables", false, "Comma-separated schema.table names to sync; empty = every readable table of the schemas.", None),
+            text(keys::CURSOR_COLUMN, "Cursor column", false, "The column that tells when a row changed, and per-table overrides: updated_at, public.orders:modified_at. Tables without it are re-synced in full each time.", Some("updated_at")),
+            text(keys::BATCH_SIZE, "Batch size", false, "Rows fetched per round trip; a checkpoint follows each batch.", Some(&batch)),
+            text(keys::CONNECT_TIMEOUT_S, "Connect timeout (s)", false, "Seconds to wait for a connection.", Some("30")),
+            text(keys::QUERY_TIMEOUT_S, "Query timeout (s)", false, "statement_timeout in seconds (includes WLM queue time on Redshift); 0 = none.", Some("0")),
+        ],
+        tests: vec![
+            ConfigurationTest {
+                name: TEST_CONNECT.to_string(),
+                label: "Connect: reach the cluster, negotiate TLS, authenticate".to_string(),
+            },
+            ConfigurationTest {
+                name: TEST_SELECT.to_string(),
+                label: "Select: read the catalog and at least one table".to_string(),
+            },
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_configuration_key_is_on_the_form() {
+        let form = configuration_form();
+        let names: Vec<&str> = form.fields.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, keys::ALL);
+        let password = form.fields.iter().find(|f| f.name == keys::PASSWORD).unwrap();
+        assert_eq!(
+            password.r#type,
+            Some(form_field::Type::TextField(TextField::Password as i32))
+        );
+    }
+}

@@ -1,0 +1,36 @@
+//! The catalog as the protocol's SchemaList.
+
+use crate::proto::{Column, Schema, SchemaList, Table};
+use crate::source::Catalog;
+
+/// Tables grouped by schema, in catalog order (sorted by schema, then table).
+pub fn schema_list(catalog: &Catalog) -> SchemaList {
+    let mut schemas: Vec<Schema> = Vec::new();
+    for info in &catalog.tables {
+        let columns = info
+            .columns
+            .iter()
+            .map(|column| {
+                let (data_type, params) = column.sql_type.data_type();
+                Column {
+                    name: column.name.clone(),
+                    r#type: data_type as i32,
+                    primary_key: column.primary_key,
+                    params,
+                }
+            })
+            .collect();
+        let table = Table {
+            name: info.name.table.clone(),
+            columns,
+        };
+        match schemas.last_mut() {
+            Some(schema) if schema.name == info.name.schema => schema.tables.push(table),
+            _ => schemas.push(Schema {
+                name: info.name.schema.clone(),
+                tables: vec![table],
+            }),
+        }
+    }
+    SchemaList { schemas }
+}

@@ -1,0 +1,76 @@
+//! The one mapping from internal errors to gRPC status codes.
+//!
+//! Every handler returns [`RpcError`]; this file alone decides the code a host sees. Messages are
+//! the layers' own, which say what to fix and never carry the password.
+
+use tonic::{Code, Status};
+
+use crate::config::ConfigError;
+use crate::source::SourceError;
+use crate::state::StateError;
+use crate::sync::SyncError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+    #[error("unknown test `{0}`; the tests are those ConfigurationForm lists: connect, select")]
+    UnknownTest(String),
+}
+
+fn source_code(err: &SourceError) -> Code {
+    match err {
+        SourceError::Unreachable { .. }
+        | SourceError::ConnectTimeout { .. }
+        | SourceError::ConnectionLost { .. } => Code::Unavailable,
+        SourceError::Tls { .. } | SourceError::UnsupportedAuthentication { .. } => {
+            Code::FailedPrecondition
+        }
+        SourceError::AuthenticationFailed { .. } => Code::Unauthenticated,
+        SourceError::UnknownDatabase { .. } => Code::InvalidArgument,
+        SourceError::PermissionDenied { .. } => Code::PermissionDenied,
+        SourceError::QueryTimeout => Code::DeadlineExceeded,
+        SourceError::Database { transient: true, .. } => Code::Unavailable,
+        SourceError::Decode { .. } | SourceError::Database { .. } => Code::Internal,
+    }
+}
+
+impl From<RpcError> for Status {
+    fn from(err: RpcError) -> Self {
+        let code = match &err {
+            RpcError::Config(_) | RpcError::State(_) | RpcError::UnknownTest(_) => {
+                Code::InvalidArgument
+            }
+            RpcError::Source(source) => source_code(source),
+            RpcError::Sync(SyncError::HostGone) => Code::Cancelled,
+            RpcError::Sync(sync) => sync.source_error().map_or(Code::Internal, source_code),
+        };
+        Status::new(code, err.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TableName;
+
+    #[test]
+    fn codes_follow_what_the_user_must_do() {
+        let auth = SourceError::AuthenticationFailed { user: "u".into() };
+        assert_eq!(Status::from(RpcError::from(auth)).code(), Code::Unauthenticated);
+        let lost = SyncError::Table {
+            table: TableName::new("s", "t"),
+            source: SourceError::ConnectionLost { reason: "reset".into() },
+        };
+        let status = Status::from(RpcError::from(lost));
+        assert_eq!(status.code(), Code::Unavailable);
+        assert!(status.message().contains("s.t"), "{}", status.message());
+        assert_eq!(Status::from(RpcError::from(SyncError::HostGone)).code(), Code::Cancelled);
+    }
+}
