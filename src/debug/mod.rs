@@ -1,20 +1,112 @@
-//! The local debug runner (host side). PLACEHOLDER: being written (issue 3).
+//! The local debug runner: plays the host on one machine, so a connector change can be tried
+//! end to end without a host.
+//!
+//! `debug` calls the connector over gRPC (in-process on a loopback port, or `--server`), runs the
+//! configuration tests, Schema and Update, applies every operation to a local SQLite warehouse
+//! and keeps the state file between runs; `demo` does the same against a throwaway local
+//! PostgreSQL. Modules, one job each:
+//! - [`runner`]: the sync itself ([`runner::run_sync`]), and the commit-then-save invariant;
+//! - [`client`]: the gRPC client and the in-process server;
+//! - [`catalog`]: Schema's tables and the Selection sent back;
+//! - [`warehouse`]: the SQLite warehouse and how each operation lands in it;
+//! - [`state_file`], [`configuration`]: the two files the user hands over;
+//! - [`progress`], [`summary`]: what the user sees during and after a run.
+
+pub mod catalog;
+pub mod client;
+pub mod configuration;
+pub mod demo;
+pub mod error;
+pub mod progress;
+pub mod runner;
+pub mod state_file;
+pub mod summary;
+pub mod warehouse;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(Debug, clap::Args)]
-pub struct DebugArgs {}
+pub use error::DebugError;
+pub use runner::{run_sync, RunOptions, StopPoint};
+pub use summary::Summary;
 
-pub async fn run(_args: DebugArgs) -> ExitCode {
-    eprintln!("debug runner not built yet");
+use crate::logging::{self, LogTarget};
+use client::ServerTarget;
+use progress::ProgressMode;
+
+/// `debug`: one sync into the local warehouse. Run it again for an incremental sync.
+#[derive(Debug, clap::Args)]
+pub struct DebugArgs {
+    /// The connector configuration: a JSON object of the configuration form's keys
+    /// (host, port, database, user, password, sslmode, ...).
+    #[arg(long, value_name = "FILE", default_value = "configuration.json")]
+    pub configuration: PathBuf,
+    /// The state file: the last checkpoint's state, sent back on the next run.
+    #[arg(long, value_name = "FILE", default_value = "files/state.json")]
+    pub state: PathBuf,
+    /// The SQLite warehouse; each source table is a table named "schema.table".
+    #[arg(long, value_name = "FILE", default_value = "files/warehouse.db")]
+    pub warehouse: PathBuf,
+    /// Call a running connector server instead of starting one in this process.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub server: Option<String>,
+    /// Sync only these tables (comma-separated schema.table names); default: all of them.
+    #[arg(long, value_name = "SCHEMA.TABLE,...", value_delimiter = ',')]
+    pub tables: Option<Vec<String>>,
+    /// Delete the state and the warehouse first: a full re-sync.
+    #[arg(long)]
+    pub reset: bool,
+}
+
+/// The `debug` subcommand: prints the summary, or the error and its causes, and says so in
+/// the exit status. Ctrl-C stops at once; the next run resumes from the last saved state.
+pub async fn run(args: DebugArgs) -> ExitCode {
+    logging::init(LogTarget::Stderr, "warn");
+    let configuration = match configuration::read(&args.configuration) {
+        Ok(configuration) => configuration,
+        Err(err) => return fail(&err),
+    };
+    let options = RunOptions {
+        server: args
+            .server
+            .map_or(ServerTarget::InProcess, ServerTarget::Remote),
+        tables: args.tables,
+        reset: args.reset,
+        progress: ProgressMode::Auto,
+        ..RunOptions::new(configuration, args.state, args.warehouse)
+    };
+    tokio::select! {
+        result = run_sync(&options) => match result {
+            Ok(summary) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => fail(&err),
+        },
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!(
+                "interrupted; the next run resumes from the state saved in {}",
+                options.state.display()
+            );
+            ExitCode::from(130)
+        }
+    }
+}
+
+/// Prints `error: ...` and each cause on its own line, then fails.
+pub(crate) fn fail(err: &(dyn std::error::Error + 'static)) -> ExitCode {
+    eprintln!("error: {}", error_chain(err));
     ExitCode::FAILURE
 }
 
-pub mod demo {
-    use std::process::ExitCode;
-    #[derive(Debug, clap::Args)]
-    pub struct DemoArgs {}
-    pub async fn run(_args: DemoArgs) -> ExitCode {
-        eprintln!("demo not built yet");
-        ExitCode::FAILURE
+/// An error and its causes, one per line.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str("\n  caused by: ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
     }
+    text
 }

@@ -1,0 +1,256 @@
+//! How a source table looks in the SQLite warehouse: its name, its typed columns, its key.
+//!
+//! One SQLite table per source table, named `schema.table` (a single quoted identifier, e.g.
+//! `SELECT * FROM "public.customers"`), so one file holds every schema and one transaction covers
+//! every table. Each has the source columns, then `_fivetran_synced` (when the warehouse last wrote
+//! the row, UTC ISO-8601 text) and `_fivetran_deleted` (0/1, soft deletes). The primary key is the
+//! source's; a table without one gets `_fivetran_id`, a hash of the row, as its key.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::proto::{self, DataType};
+
+pub const SYNCED: &str = "_fivetran_synced";
+pub const DELETED: &str = "_fivetran_deleted";
+pub const ROW_ID: &str = "_fivetran_id";
+
+/// A table as the protocol names it: `schema.table`, or `table` in schema-less catalogs.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TableKey {
+    pub schema: Option<String>,
+    pub table: String,
+}
+
+impl TableKey {
+    pub fn new(schema: Option<&str>, table: &str) -> Self {
+        Self {
+            schema: schema.map(str::to_string),
+            table: table.to_string(),
+        }
+    }
+
+    /// The key a record names (`schema_name` is optional on the wire).
+    pub fn of_record(record: &proto::Record) -> Self {
+        Self::new(record.schema_name.as_deref(), &record.table_name)
+    }
+}
+
+impl fmt::Display for TableKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.schema {
+            Some(schema) => write!(f, "{schema}.{}", self.table),
+            None => f.write_str(&self.table),
+        }
+    }
+}
+
+/// The columns of one table as declared by Schema or SchemaChange.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableDef {
+    /// Column name to declared type, in declaration order.
+    pub columns: Vec<(String, DataType)>,
+    /// Primary-key columns in declaration order; empty when the table has none.
+    pub primary_key: Vec<String>,
+}
+
+impl TableDef {
+    /// Reads a protocol table; unknown type numbers are an error naming the column.
+    pub fn from_proto(table: &proto::Table) -> Result<Self, String> {
+        let mut columns = Vec::with_capacity(table.columns.len());
+        let mut primary_key = Vec::new();
+        for column in &table.columns {
+            let data_type = DataType::try_from(column.r#type).map_err(|_| {
+                format!(
+                    "column `{}` has unknown data type {}",
+                    column.name, column.r#type
+                )
+            })?;
+            if [SYNCED, DELETED, ROW_ID].contains(&column.name.as_str()) {
+                return Err(format!(
+                    "column `{}` clashes with a column the warehouse adds",
+                    column.name
+                ));
+            }
+            columns.push((column.name.clone(), data_type));
+            if column.primary_key {
+                primary_key.push(column.name.clone());
+            }
+        }
+        Ok(Self {
+            columns,
+            primary_key,
+        })
+    }
+
+    pub fn declared_type(&self, column: &str) -> Option<DataType> {
+        self.columns
+            .iter()
+            .find(|(name, _)| name == column)
+            .map(|(_, data_type)| *data_type)
+    }
+
+    /// The warehouse's key columns: the source's primary key, else `_fivetran_id`.
+    pub fn warehouse_key(&self) -> Vec<String> {
+        if self.primary_key.is_empty() {
+            vec![ROW_ID.to_string()]
+        } else {
+            self.primary_key.clone()
+        }
+    }
+
+    /// `CREATE TABLE` for this layout.
+    pub fn create_sql(&self, key: &TableKey) -> String {
+        let mut parts: Vec<String> = self
+            .columns
+            .iter()
+            .map(|(name, data_type)| {
+                let not_null = if self.primary_key.contains(name) {
+                    " NOT NULL"
+                } else {
+                    ""
+                };
+                format!("{} {}{not_null}", quote(name), sqlite_type(*data_type))
+            })
+            .collect();
+        if self.primary_key.is_empty() {
+            parts.push(format!("{} TEXT NOT NULL", quote(ROW_ID)));
+        }
+        parts.push(format!("{} TEXT NOT NULL", quote(SYNCED)));
+        parts.push(format!("{} BOOLEAN NOT NULL DEFAULT 0", quote(DELETED)));
+        let key_columns: Vec<String> = self.warehouse_key().iter().map(|c| quote(c)).collect();
+        parts.push(format!("PRIMARY KEY ({})", key_columns.join(", ")));
+        format!(
+            "CREATE TABLE {} ({})",
+            quote(&key.to_string()),
+            parts.join(", ")
+        )
+    }
+}
+
+/// The declared SQLite type of a column. The names are chosen for their affinity: INTEGER and
+/// REAL store numbers, TEXT keeps decimals and timestamps exactly as sent (NUMERIC affinity
+/// would turn `1.10` into 1.1), BLOB (affinity none) stores bytes untouched, and BOOLEAN
+/// (numeric affinity) documents 0/1.
+pub fn sqlite_type(data_type: DataType) -> &'static str {
+    match data_type {
+        DataType::Boolean => "BOOLEAN",
+        DataType::Short | DataType::Int | DataType::Long => "INTEGER",
+        DataType::Float | DataType::Double => "REAL",
+        DataType::Binary => "BLOB",
+        DataType::Decimal
+        | DataType::NaiveDate
+        | DataType::NaiveDatetime
+        | DataType::UtcDatetime
+        | DataType::NaiveTime
+        | DataType::String
+        | DataType::Json
+        | DataType::Xml => "TEXT",
+        // No declared type: SQLite stores each value as it comes.
+        DataType::Unspecified => "",
+    }
+}
+
+/// Quotes an SQL identifier (doubling embedded quotes), so any name is safe in SQL text.
+pub fn quote(identifier: &str) -> String {
+    format!("\"{}\"", identifier.replace('"', "\"\""))
+}
+
+/// The SQLite columns of an existing table and its key, read back from `PRAGMA table_info`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExistingTable {
+    pub columns: Vec<String>,
+    pub key: Vec<String>,
+}
+
+impl ExistingTable {
+    pub fn from_pragma(rows: Vec<(String, i64)>) -> Self {
+        let mut keyed: BTreeMap<i64, String> = BTreeMap::new();
+        let mut columns = Vec::with_capacity(rows.len());
+        for (name, pk_position) in rows {
+            if pk_position > 0 {
+                keyed.insert(pk_position, name.clone());
+            }
+            columns.push(name);
+        }
+        Self {
+            columns,
+            key: keyed.into_values().collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn column(name: &str, data_type: DataType, primary_key: bool) -> proto::Column {
+        proto::Column {
+            name: name.into(),
+            r#type: data_type as i32,
+            primary_key,
+            params: None,
+        }
+    }
+
+    #[test]
+    fn keyed_table_ddl() {
+        let table = proto::Table {
+            name: "customers".into(),
+            columns: vec![
+                column("customer_id", DataType::Int, true),
+                column("balance", DataType::Decimal, false),
+            ],
+        };
+        let def = TableDef::from_proto(&table).unwrap();
+        let key = TableKey::new(Some("public"), "customers");
+        assert_eq!(
+            def.create_sql(&key),
+            "CREATE TABLE \"public.customers\" (\"customer_id\" INTEGER NOT NULL, \
+             \"balance\" TEXT, \"_fivetran_synced\" TEXT NOT NULL, \
+             \"_fivetran_deleted\" BOOLEAN NOT NULL DEFAULT 0, PRIMARY KEY (\"customer_id\"))"
+        );
+    }
+
+    #[test]
+    fn keyless_table_keys_on_row_hash() {
+        let table = proto::Table {
+            name: "events".into(),
+            columns: vec![column("payload", DataType::Json, false)],
+        };
+        let def = TableDef::from_proto(&table).unwrap();
+        assert_eq!(def.warehouse_key(), vec![ROW_ID.to_string()]);
+        assert!(def
+            .create_sql(&TableKey::new(None, "events"))
+            .contains("\"_fivetran_id\" TEXT NOT NULL"));
+    }
+
+    #[test]
+    fn clashing_and_unknown_columns_are_rejected() {
+        let clash = proto::Table {
+            name: "t".into(),
+            columns: vec![column("_fivetran_synced", DataType::String, false)],
+        };
+        assert!(TableDef::from_proto(&clash).is_err());
+        let mut unknown = column("c", DataType::Int, false);
+        unknown.r#type = 99;
+        let table = proto::Table {
+            name: "t".into(),
+            columns: vec![unknown],
+        };
+        assert!(TableDef::from_proto(&table).unwrap_err().contains("99"));
+    }
+
+    #[test]
+    fn quoting_doubles_quotes() {
+        assert_eq!(quote("a\"b"), "\"a\"\"b\"");
+    }
+
+    #[test]
+    fn pragma_key_follows_key_position() {
+        let existing =
+            ExistingTable::from_pragma(vec![("b".into(), 2), ("a".into(), 1), ("c".into(), 0)]);
+        assert_eq!(existing.key, vec!["a".to_string(), "b".to_string()]);
+        assert_eq!(existing.columns.len(), 3);
+    }
+}
