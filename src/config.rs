@@ -271,12 +271,10 @@ impl Config {
             None => DEFAULT_PORT,
             Some(text) => match text.parse::<u16>() {
                 Ok(port) if port > 0 => port,
-                _ => {
-                    return Err(ConfigError::new(
-                        keys::PORT,
-                        "must be a TCP port number between 1 and 65535 (Redshift's default is 5439)",
-                    ))
-                }
+                _ => return Err(ConfigError::new(
+                    keys::PORT,
+                    "must be a TCP port number between 1 and 65535 (Redshift's default is 5439)",
+                )),
             },
         };
         let database = reader.required(keys::DATABASE)?;
@@ -497,7 +495,10 @@ mod tests {
         let config = Config::from_map(&map(&minimal())).unwrap();
         assert_eq!(config.connection.port, 5439);
         assert_eq!(config.connection.sslmode, SslMode::Require);
-        assert_eq!(config.connection.root_certificates, RootCertificates::System);
+        assert_eq!(
+            config.connection.root_certificates,
+            RootCertificates::System
+        );
         assert_eq!(config.sync.default_cursor_column, "updated_at");
         assert_eq!(config.sync.batch_size, DEFAULT_BATCH_SIZE);
         assert!(config.sync.schemas.is_none());

@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use fivetran_source::{debug, logging, server};
 
 #[derive(Parser)]
-#[command(name = "fivetran_source", version, about = "redshift-sync: sync Amazon Redshift tables incrementally over the connector SDK protocol")]
+#[command(
+    name = "fivetran_source",
+    version,
+    about = "redshift-sync: sync Amazon Redshift tables incrementally over the connector SDK protocol"
+)]
 struct Cli {
     /// Port to serve on when no subcommand is given (hosts start the binary as `--port N`).
     #[arg(long, global = false)]
@@ -32,7 +36,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");

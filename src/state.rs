@@ -163,10 +163,7 @@ mod tests {
             "{\"version\": 1, \"tables\": {\"s\": {\"t\": {\"mode\": \"sideways\"}}}}",
         ] {
             assert!(
-                matches!(
-                    SyncState::parse(Some(input)),
-                    Err(StateError::Malformed(_))
-                ),
+                matches!(SyncState::parse(Some(input)), Err(StateError::Malformed(_))),
                 "{input}"
             );
         }

@@ -45,4 +45,3 @@ pub async fn select(config: &Config) -> Result<Result<usize, String>, RpcError> 
     let err = last_error.expect("at least one table was tried");
     Ok(Err(format!("no table could be read: {err}")))
 }
-

@@ -8,7 +8,13 @@ use crate::proto::{
 pub const TEST_CONNECT: &str = "connect";
 pub const TEST_SELECT: &str = "select";
 
-fn text(name: &str, label: &str, required: bool, description: &str, default: Option<&str>) -> FormField {
+fn text(
+    name: &str,
+    label: &str,
+    required: bool,
+    description: &str,
+    default: Option<&str>,
+) -> FormField {
     FormField {
         name: name.to_string(),
         label: label.to_string(),
@@ -44,8 +50,15 @@ pub fn configuration_form() -> ConfigurationFormResponse {
     };
     let port = DEFAULT_PORT.to_string();
     let batch = DEFAULT_BATCH_SIZE.to_string();
-    let mut host = text(keys::HOST, "Host", true, "The cluster or workgroup endpoint, without port.", None);
-    host.placeholder = Some("examplecluster.abc123xyz789.us-west-2.redshift.amazonaws.com".to_string());
+    let mut host = text(
+        keys::HOST,
+        "Host",
+        true,
+        "The cluster or workgroup endpoint, without port.",
+        None,
+    );
+    host.placeholder =
+        Some("examplecluster.abc123xyz789.us-west-2.redshift.amazonaws.com".to_string());
     ConfigurationFormResponse {
         schema_selection_supported: true,
         table_selection_supported: true,
@@ -86,7 +99,11 @@ mod tests {
         let form = configuration_form();
         let names: Vec<&str> = form.fields.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, keys::ALL);
-        let password = form.fields.iter().find(|f| f.name == keys::PASSWORD).unwrap();
+        let password = form
+            .fields
+            .iter()
+            .find(|f| f.name == keys::PASSWORD)
+            .unwrap();
         assert_eq!(
             password.r#type,
             Some(form_field::Type::TextField(TextField::Password as i32))

@@ -81,7 +81,8 @@ impl SourceConnector for ConnectorService {
         &self,
         request: Request<SchemaRequest>,
     ) -> Result<Response<SchemaResponse>, Status> {
-        let config = Config::from_map(&request.into_inner().configuration).map_err(RpcError::from)?;
+        let config =
+            Config::from_map(&request.into_inner().configuration).map_err(RpcError::from)?;
         let session = sync::connect(&config).await.map_err(RpcError::from)?;
         let catalog = catalog::discover(&session.client, &config.sync)
             .await

@@ -29,14 +29,16 @@ fn source_code(err: &SourceError) -> Code {
         SourceError::Unreachable { .. }
         | SourceError::ConnectTimeout { .. }
         | SourceError::ConnectionLost { .. } => Code::Unavailable,
-        SourceError::Tls { .. } | SourceError::UnsupportedAuthentication { .. } => {
-            Code::FailedPrecondition
-        }
+        SourceError::Tls { .. }
+        | SourceError::TlsNotOffered { .. }
+        | SourceError::UnsupportedAuthentication { .. } => Code::FailedPrecondition,
         SourceError::AuthenticationFailed { .. } => Code::Unauthenticated,
         SourceError::UnknownDatabase { .. } => Code::InvalidArgument,
         SourceError::PermissionDenied { .. } => Code::PermissionDenied,
         SourceError::QueryTimeout => Code::DeadlineExceeded,
-        SourceError::Database { transient: true, .. } => Code::Unavailable,
+        SourceError::Database {
+            transient: true, ..
+        } => Code::Unavailable,
         SourceError::Decode { .. } | SourceError::Database { .. } => Code::Internal,
     }
 }
@@ -63,14 +65,22 @@ mod tests {
     #[test]
     fn codes_follow_what_the_user_must_do() {
         let auth = SourceError::AuthenticationFailed { user: "u".into() };
-        assert_eq!(Status::from(RpcError::from(auth)).code(), Code::Unauthenticated);
+        assert_eq!(
+            Status::from(RpcError::from(auth)).code(),
+            Code::Unauthenticated
+        );
         let lost = SyncError::Table {
             table: TableName::new("s", "t"),
-            source: SourceError::ConnectionLost { reason: "reset".into() },
+            source: SourceError::ConnectionLost {
+                reason: "reset".into(),
+            },
         };
         let status = Status::from(RpcError::from(lost));
         assert_eq!(status.code(), Code::Unavailable);
         assert!(status.message().contains("s.t"), "{}", status.message());
-        assert_eq!(Status::from(RpcError::from(SyncError::HostGone)).code(), Code::Cancelled);
+        assert_eq!(
+            Status::from(RpcError::from(SyncError::HostGone)).code(),
+            Code::Cancelled
+        );
     }
 }

@@ -115,12 +115,8 @@ pub async fn discover(client: &Client, config: &SyncConfig) -> Result<Catalog, S
         let primary_key = keys
             .get(&name)
             .is_some_and(|columns| columns.contains(&column));
-        let sql_type = SqlType::from_catalog(
-            &row.get::<_, String>(3),
-            row.get(4),
-            row.get(5),
-            row.get(6),
-        );
+        let sql_type =
+            SqlType::from_catalog(&row.get::<_, String>(3), row.get(4), row.get(5), row.get(6));
         tables.entry(name).or_default().push(ColumnInfo {
             name: column,
             sql_type,
@@ -153,9 +149,12 @@ async fn primary_keys(client: &Client) -> Result<BTreeMap<TableName, Vec<String>
         .map_err(SourceError::from_query)?;
     let mut keys: BTreeMap<TableName, Vec<String>> = BTreeMap::new();
     for row in rows {
-        keys.entry(TableName::new(row.get::<_, String>(0), row.get::<_, String>(1)))
-            .or_default()
-            .push(row.get(2));
+        keys.entry(TableName::new(
+            row.get::<_, String>(0),
+            row.get::<_, String>(1),
+        ))
+        .or_default()
+        .push(row.get(2));
     }
     Ok(keys)
 }

@@ -184,6 +184,12 @@ fn classify_connect_error(config: &ConnectionConfig, err: tokio_postgres::Error)
             detail: chain,
         };
     }
+    if chain.contains("server does not support TLS") {
+        return SourceError::TlsNotOffered {
+            host: config.host.clone(),
+            sslmode: config.sslmode.as_str(),
+        };
+    }
     if is_tls_failure(&err, &chain) {
         return SourceError::Tls {
             host: config.host.clone(),

@@ -37,6 +37,8 @@ pub enum SourceError {
         port: u16,
         timeout: Duration,
     },
+    #[error("{host} does not accept TLS connections, but sslmode={sslmode} requires TLS; enable SSL on the server, or set sslmode=prefer (or disable) if an unencrypted connection is acceptable")]
+    TlsNotOffered { host: String, sslmode: &'static str },
     #[error("TLS with {host} failed ({reason}); with sslmode=verify-ca/verify-full the server certificate must chain to `sslrootcert` (or the system roots) and, for verify-full, name the host; use sslmode=require to encrypt without verifying")]
     Tls { host: String, reason: String },
     #[error("password authentication failed for user `{user}`; check `user` and `password` (temporary IAM credentials expire after 15-60 minutes)")]
@@ -45,7 +47,9 @@ pub enum SourceError {
     UnsupportedAuthentication { user: String, detail: String },
     #[error("database `{database}` does not exist; check `database` (Redshift's default database is `dev`)")]
     UnknownDatabase { database: String },
-    #[error("permission denied: {message}; grant the user USAGE on the schema and SELECT on the table")]
+    #[error(
+        "permission denied: {message}; grant the user USAGE on the schema and SELECT on the table"
+    )]
     PermissionDenied { message: String },
     #[error("a query was cancelled by the statement timeout; raise `query_timeout_s` (0 = no limit) or check the cluster's WLM queues")]
     QueryTimeout,
@@ -69,9 +73,9 @@ impl SourceError {
     /// Whether the same work may succeed if tried again (on a new connection).
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Unreachable { .. } | Self::ConnectTimeout { .. } | Self::ConnectionLost { .. } => {
-                true
-            }
+            Self::Unreachable { .. }
+            | Self::ConnectTimeout { .. }
+            | Self::ConnectionLost { .. } => true,
             Self::Database { transient, .. } => *transient,
             _ => false,
         }
@@ -83,6 +87,7 @@ impl SourceError {
         matches!(
             self,
             Self::Tls { .. }
+                | Self::TlsNotOffered { .. }
                 | Self::AuthenticationFailed { .. }
                 | Self::UnsupportedAuthentication { .. }
                 | Self::UnknownDatabase { .. }
@@ -159,11 +164,17 @@ mod tests {
         assert!(is_transient_sqlstate("53300"));
         assert!(!is_transient_sqlstate("42P01"));
         assert!(matches!(
-            SourceError::from_db_error(&SqlState::INSUFFICIENT_PRIVILEGE, "permission denied for table t"),
+            SourceError::from_db_error(
+                &SqlState::INSUFFICIENT_PRIVILEGE,
+                "permission denied for table t"
+            ),
             SourceError::PermissionDenied { .. }
         ));
         assert!(matches!(
-            SourceError::from_db_error(&SqlState::QUERY_CANCELED, "canceling statement due to statement timeout"),
+            SourceError::from_db_error(
+                &SqlState::QUERY_CANCELED,
+                "canceling statement due to statement timeout"
+            ),
             SourceError::QueryTimeout
         ));
     }

@@ -70,11 +70,13 @@ impl ScanSpec<'_> {
         let predicate = match (resume, self.cursor) {
             (Resume::FromStart, _) => None,
             (Resume::AfterKey(key), _) => key_after(self.key, key, &quoted, &mut bind),
-            (Resume::AfterNullCursor(key), Some(c)) => {
-                key_after(self.key, key, &quoted, &mut bind).map(|after| {
-                    format!("({c} IS NULL AND ({after})) OR {c} IS NOT NULL", c = quoted(c))
-                })
-            }
+            (Resume::AfterNullCursor(key), Some(c)) => key_after(self.key, key, &quoted, &mut bind)
+                .map(|after| {
+                    format!(
+                        "({c} IS NULL AND ({after})) OR {c} IS NOT NULL",
+                        c = quoted(c)
+                    )
+                }),
             (Resume::AfterCursor { cursor, key }, Some(c)) => {
                 let value = bind(c, cursor);
                 let c = quoted(c);
@@ -218,10 +220,7 @@ async fn run_scan(
         }
     }
     drop(portal);
-    transaction
-        .commit()
-        .await
-        .map_err(SourceError::from_query)
+    transaction.commit().await.map_err(SourceError::from_query)
 }
 
 #[cfg(test)]
@@ -243,7 +242,14 @@ mod tests {
                 column("region", SqlType::Text, true),
                 column("id", SqlType::BigInt, true),
                 column("updated_at", SqlType::Timestamp, false),
-                column("amount", SqlType::Numeric { precision: Some(38), scale: Some(2) }, false),
+                column(
+                    "amount",
+                    SqlType::Numeric {
+                        precision: Some(38),
+                        scale: Some(2),
+                    },
+                    false,
+                ),
             ],
         }
     }
@@ -251,7 +257,12 @@ mod tests {
     #[test]
     fn initial_scan_reads_everything_in_cursor_then_key_order() {
         let table = table();
-        let spec = ScanSpec { table: &table, select: &[0, 1, 2, 3], cursor: Some(2), key: &[0, 1] };
+        let spec = ScanSpec {
+            table: &table,
+            select: &[0, 1, 2, 3],
+            cursor: Some(2),
+            key: &[0, 1],
+        };
         let query = spec.query(&Resume::FromStart);
         assert_eq!(
             query.sql,
@@ -264,7 +275,12 @@ mod tests {
     #[test]
     fn resume_expands_the_row_comparison() {
         let table = table();
-        let spec = ScanSpec { table: &table, select: &[0, 1, 2], cursor: Some(2), key: &[0, 1] };
+        let spec = ScanSpec {
+            table: &table,
+            select: &[0, 1, 2],
+            cursor: Some(2),
+            key: &[0, 1],
+        };
         let query = spec.query(&Resume::AfterCursor {
             cursor: "2024-01-01 00:00:00.000001".into(),
             key: vec!["eu".into(), "7".into()],
@@ -280,11 +296,26 @@ mod tests {
     #[test]
     fn keyless_tables_resume_inclusively_and_null_cursors_come_first() {
         let table = table();
-        let spec = ScanSpec { table: &table, select: &[2], cursor: Some(2), key: &[] };
-        let query = spec.query(&Resume::AfterCursor { cursor: "2024-01-01 00:00:00.000000".into(), key: vec![] });
-        assert!(query.sql.contains("WHERE \"updated_at\" >= CAST($1::VARCHAR(65535) AS TIMESTAMP)"));
+        let spec = ScanSpec {
+            table: &table,
+            select: &[2],
+            cursor: Some(2),
+            key: &[],
+        };
+        let query = spec.query(&Resume::AfterCursor {
+            cursor: "2024-01-01 00:00:00.000000".into(),
+            key: vec![],
+        });
+        assert!(query
+            .sql
+            .contains("WHERE \"updated_at\" >= CAST($1::VARCHAR(65535) AS TIMESTAMP)"));
 
-        let spec = ScanSpec { table: &table, select: &[1, 2], cursor: Some(2), key: &[1] };
+        let spec = ScanSpec {
+            table: &table,
+            select: &[1, 2],
+            cursor: Some(2),
+            key: &[1],
+        };
         let query = spec.query(&Resume::AfterNullCursor(vec!["5".into()]));
         assert!(query.sql.contains(
             "WHERE (\"updated_at\" IS NULL AND (\"id\" > CAST($1::VARCHAR(65535) AS BIGINT))) OR \"updated_at\" IS NOT NULL"

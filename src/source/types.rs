@@ -13,7 +13,9 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use prost_types::Timestamp;
 use tokio_postgres::Row;
 
-use crate::proto::{data_type_params, value_type, DataType, DataTypeParams, DecimalParams, ValueType};
+use crate::proto::{
+    data_type_params, value_type, DataType, DataTypeParams, DecimalParams, ValueType,
+};
 
 /// A column type as the catalog reports it (`information_schema.columns.udt_name` and sizes).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,8 +32,12 @@ pub enum SqlType {
     Double,
     Boolean,
     /// Lengths are in bytes on Redshift (characters on PostgreSQL).
-    Char { length: Option<u32> },
-    Varchar { length: Option<u32> },
+    Char {
+        length: Option<u32>,
+    },
+    Varchar {
+        length: Option<u32>,
+    },
     Text,
     Date,
     Time,
@@ -46,7 +52,9 @@ pub enum SqlType {
     Geography,
     HllSketch,
     /// Anything else: read as text.
-    Other { udt_name: String },
+    Other {
+        udt_name: String,
+    },
 }
 
 /// How a column's value is read from a result row.
@@ -132,9 +140,9 @@ impl SqlType {
             Self::Boolean => (DataType::Boolean, None),
             Self::Char { length } | Self::Varchar { length } => (
                 DataType::String,
-                length.and_then(|n| i32::try_from(n).ok()).and_then(|n| {
-                    params(data_type_params::Params::StringByteLength(n))
-                }),
+                length
+                    .and_then(|n| i32::try_from(n).ok())
+                    .and_then(|n| params(data_type_params::Params::StringByteLength(n))),
             ),
             Self::Date => (DataType::NaiveDate, None),
             Self::Timestamp => (DataType::NaiveDatetime, None),
@@ -220,7 +228,9 @@ impl SqlType {
                 precision: Some(p),
                 scale,
             } => format!("NUMERIC({p},{})", scale.unwrap_or(0)),
-            Self::Numeric { precision: None, .. } => "NUMERIC".to_string(),
+            Self::Numeric {
+                precision: None, ..
+            } => "NUMERIC".to_string(),
             Self::Real => "REAL".to_string(),
             Self::Double => "DOUBLE PRECISION".to_string(),
             Self::Boolean => "BOOLEAN".to_string(),
@@ -243,12 +253,30 @@ impl SqlType {
         use value_type::Inner;
         let err = |e: tokio_postgres::Error| super::error_chain(&e);
         let inner = match self.decoding() {
-            Decoding::I16 => row.try_get::<_, Option<i16>>(index).map_err(err)?.map(|v| Inner::Short(v.into())),
-            Decoding::I32 => row.try_get::<_, Option<i32>>(index).map_err(err)?.map(Inner::Int),
-            Decoding::I64 => row.try_get::<_, Option<i64>>(index).map_err(err)?.map(Inner::Long),
-            Decoding::F32 => row.try_get::<_, Option<f32>>(index).map_err(err)?.map(Inner::Float),
-            Decoding::F64 => row.try_get::<_, Option<f64>>(index).map_err(err)?.map(Inner::Double),
-            Decoding::Bool => row.try_get::<_, Option<bool>>(index).map_err(err)?.map(Inner::Bool),
+            Decoding::I16 => row
+                .try_get::<_, Option<i16>>(index)
+                .map_err(err)?
+                .map(|v| Inner::Short(v.into())),
+            Decoding::I32 => row
+                .try_get::<_, Option<i32>>(index)
+                .map_err(err)?
+                .map(Inner::Int),
+            Decoding::I64 => row
+                .try_get::<_, Option<i64>>(index)
+                .map_err(err)?
+                .map(Inner::Long),
+            Decoding::F32 => row
+                .try_get::<_, Option<f32>>(index)
+                .map_err(err)?
+                .map(Inner::Float),
+            Decoding::F64 => row
+                .try_get::<_, Option<f64>>(index)
+                .map_err(err)?
+                .map(Inner::Double),
+            Decoding::Bool => row
+                .try_get::<_, Option<bool>>(index)
+                .map_err(err)?
+                .map(Inner::Bool),
             Decoding::Timestamp => row
                 .try_get::<_, Option<NaiveDateTime>>(index)
                 .map_err(err)?
@@ -257,7 +285,10 @@ impl SqlType {
                 .try_get::<_, Option<DateTime<Utc>>>(index)
                 .map_err(err)?
                 .map(|v| Inner::UtcDatetime(naive_timestamp(v.naive_utc()))),
-            Decoding::Bytes => row.try_get::<_, Option<Vec<u8>>>(index).map_err(err)?.map(Inner::Binary),
+            Decoding::Bytes => row
+                .try_get::<_, Option<Vec<u8>>>(index)
+                .map_err(err)?
+                .map(Inner::Binary),
             Decoding::Text => match row.try_get::<_, Option<String>>(index).map_err(err)? {
                 None => None,
                 Some(text) => Some(self.parse_text(text)?),
@@ -296,12 +327,30 @@ impl SqlType {
     pub fn position_text(&self, row: &Row, index: usize) -> Result<Option<String>, String> {
         let err = |e: tokio_postgres::Error| super::error_chain(&e);
         Ok(match self.decoding() {
-            Decoding::I16 => row.try_get::<_, Option<i16>>(index).map_err(err)?.map(|v| v.to_string()),
-            Decoding::I32 => row.try_get::<_, Option<i32>>(index).map_err(err)?.map(|v| v.to_string()),
-            Decoding::I64 => row.try_get::<_, Option<i64>>(index).map_err(err)?.map(|v| v.to_string()),
-            Decoding::F32 => row.try_get::<_, Option<f32>>(index).map_err(err)?.map(|v| float_text(v.into(), v.to_string())),
-            Decoding::F64 => row.try_get::<_, Option<f64>>(index).map_err(err)?.map(|v| float_text(v, v.to_string())),
-            Decoding::Bool => row.try_get::<_, Option<bool>>(index).map_err(err)?.map(|v| v.to_string()),
+            Decoding::I16 => row
+                .try_get::<_, Option<i16>>(index)
+                .map_err(err)?
+                .map(|v| v.to_string()),
+            Decoding::I32 => row
+                .try_get::<_, Option<i32>>(index)
+                .map_err(err)?
+                .map(|v| v.to_string()),
+            Decoding::I64 => row
+                .try_get::<_, Option<i64>>(index)
+                .map_err(err)?
+                .map(|v| v.to_string()),
+            Decoding::F32 => row
+                .try_get::<_, Option<f32>>(index)
+                .map_err(err)?
+                .map(|v| float_text(v.into(), v.to_string())),
+            Decoding::F64 => row
+                .try_get::<_, Option<f64>>(index)
+                .map_err(err)?
+                .map(|v| float_text(v, v.to_string())),
+            Decoding::Bool => row
+                .try_get::<_, Option<bool>>(index)
+                .map_err(err)?
+                .map(|v| v.to_string()),
             Decoding::Timestamp => row
                 .try_get::<_, Option<NaiveDateTime>>(index)
                 .map_err(err)?
@@ -409,7 +458,10 @@ mod tests {
         let (_, params) = SqlType::from_catalog("numeric", None, Some(38), Some(10)).data_type();
         assert_eq!(
             params.unwrap().params,
-            Some(data_type_params::Params::Decimal(DecimalParams { precision: 38, scale: 10 }))
+            Some(data_type_params::Params::Decimal(DecimalParams {
+                precision: 38,
+                scale: 10
+            }))
         );
         let (_, params) = SqlType::from_catalog("varchar", Some(256), None, None).data_type();
         assert_eq!(
@@ -430,9 +482,18 @@ mod tests {
 
     #[test]
     fn dates_parse_including_bc() {
-        assert_eq!(parse_iso_date("0001-01-01").unwrap(), NaiveDate::from_ymd_opt(1, 1, 1).unwrap());
-        assert_eq!(parse_iso_date("9999-12-31").unwrap(), NaiveDate::from_ymd_opt(9999, 12, 31).unwrap());
-        assert_eq!(parse_iso_date("0001-03-04 BC").unwrap(), NaiveDate::from_ymd_opt(0, 3, 4).unwrap());
+        assert_eq!(
+            parse_iso_date("0001-01-01").unwrap(),
+            NaiveDate::from_ymd_opt(1, 1, 1).unwrap()
+        );
+        assert_eq!(
+            parse_iso_date("9999-12-31").unwrap(),
+            NaiveDate::from_ymd_opt(9999, 12, 31).unwrap()
+        );
+        assert_eq!(
+            parse_iso_date("0001-03-04 BC").unwrap(),
+            NaiveDate::from_ymd_opt(0, 3, 4).unwrap()
+        );
         assert!(parse_iso_date("01/02/2024").is_err());
     }
 

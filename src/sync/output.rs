@@ -6,7 +6,9 @@ use prost::Message as _;
 use tokio::sync::mpsc;
 
 use super::SyncError;
-use crate::proto::{update_response::Operation, Checkpoint, Record, Records, UpdateResponse, Warning};
+use crate::proto::{
+    update_response::Operation, Checkpoint, Record, Records, UpdateResponse, Warning,
+};
 use crate::state::SyncState;
 
 /// Hosts accept at most 100 records per `Records` message.
@@ -59,7 +61,10 @@ impl Output {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let records = std::mem::replace(&mut self.pending, Vec::with_capacity(MAX_RECORDS_PER_MESSAGE));
+        let records = std::mem::replace(
+            &mut self.pending,
+            Vec::with_capacity(MAX_RECORDS_PER_MESSAGE),
+        );
         self.pending_bytes = 0;
         self.send(Operation::Records(Records { records })).await
     }

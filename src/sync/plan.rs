@@ -52,7 +52,11 @@ impl TablePlan {
 }
 
 /// The tables to sync, in catalog order (schema, then table).
-pub fn plan(catalog: &Catalog, selection: Option<&Selection>, config: &SyncConfig) -> Vec<TablePlan> {
+pub fn plan(
+    catalog: &Catalog,
+    selection: Option<&Selection>,
+    config: &SyncConfig,
+) -> Vec<TablePlan> {
     catalog
         .tables
         .iter()
@@ -68,36 +72,41 @@ pub fn plan(catalog: &Catalog, selection: Option<&Selection>, config: &SyncConfi
 /// No selection at all means everything Schema reported.
 fn selected_columns(table: &TableInfo, selection: Option<&Selection>) -> Option<Vec<bool>> {
     let everything = || Some(vec![true; table.columns.len()]);
-    let table_selection: Option<&TableSelection> = match selection.and_then(|s| s.selection.as_ref()) {
-        None => return everything(),
-        Some(selection::Selection::WithSchema(with_schema)) => {
-            match with_schema
-                .schemas
-                .iter()
-                .find(|s| s.schema_name == table.name.schema)
-            {
-                None if with_schema.include_new_schemas => return everything(),
-                None => return None,
-                Some(schema) if !schema.included => return None,
-                Some(schema) => match schema.tables.iter().find(|t| t.table_name == table.name.table) {
-                    None if schema.include_new_tables => return everything(),
+    let table_selection: Option<&TableSelection> =
+        match selection.and_then(|s| s.selection.as_ref()) {
+            None => return everything(),
+            Some(selection::Selection::WithSchema(with_schema)) => {
+                match with_schema
+                    .schemas
+                    .iter()
+                    .find(|s| s.schema_name == table.name.schema)
+                {
+                    None if with_schema.include_new_schemas => return everything(),
+                    None => return None,
+                    Some(schema) if !schema.included => return None,
+                    Some(schema) => match schema
+                        .tables
+                        .iter()
+                        .find(|t| t.table_name == table.name.table)
+                    {
+                        None if schema.include_new_tables => return everything(),
+                        None => return None,
+                        Some(t) => Some(t),
+                    },
+                }
+            }
+            Some(selection::Selection::WithoutSchema(without_schema)) => {
+                match without_schema
+                    .tables
+                    .iter()
+                    .find(|t| t.table_name == table.name.table)
+                {
+                    None if without_schema.include_new_tables => return everything(),
                     None => return None,
                     Some(t) => Some(t),
-                },
+                }
             }
-        }
-        Some(selection::Selection::WithoutSchema(without_schema)) => {
-            match without_schema
-                .tables
-                .iter()
-                .find(|t| t.table_name == table.name.table)
-            {
-                None if without_schema.include_new_tables => return everything(),
-                None => return None,
-                Some(t) => Some(t),
-            }
-        }
-    };
+        };
     let table_selection = table_selection?;
     if !table_selection.included {
         return None;
@@ -187,13 +196,31 @@ mod tests {
             Arc::new(TableInfo {
                 name: TableName::new(schema, name),
                 columns: vec![
-                    ColumnInfo { name: "id".into(), sql_type: SqlType::Integer, primary_key: true },
-                    ColumnInfo { name: "note".into(), sql_type: SqlType::Text, primary_key: false },
-                    ColumnInfo { name: "updated_at".into(), sql_type: SqlType::Timestamp, primary_key: false },
+                    ColumnInfo {
+                        name: "id".into(),
+                        sql_type: SqlType::Integer,
+                        primary_key: true,
+                    },
+                    ColumnInfo {
+                        name: "note".into(),
+                        sql_type: SqlType::Text,
+                        primary_key: false,
+                    },
+                    ColumnInfo {
+                        name: "updated_at".into(),
+                        sql_type: SqlType::Timestamp,
+                        primary_key: false,
+                    },
                 ],
             })
         };
-        Catalog { tables: vec![table("public", "a"), table("public", "b"), table("sales", "c")] }
+        Catalog {
+            tables: vec![
+                table("public", "a"),
+                table("public", "b"),
+                table("sales", "c"),
+            ],
+        }
     }
 
     fn config() -> SyncConfig {
@@ -230,7 +257,10 @@ mod tests {
                     tables: vec![TableSelection {
                         included: true,
                         table_name: "a".into(),
-                        columns: HashMap::from([("updated_at".to_string(), false), ("id".to_string(), false)]),
+                        columns: HashMap::from([
+                            ("updated_at".to_string(), false),
+                            ("id".to_string(), false),
+                        ]),
                         include_new_columns: true,
                     }],
                 }],
@@ -246,7 +276,9 @@ mod tests {
     #[test]
     fn tables_without_the_cursor_column_are_synced_in_full() {
         let mut config = config();
-        config.cursor_column_overrides.insert(TableName::new("sales", "c"), "modified".into());
+        config
+            .cursor_column_overrides
+            .insert(TableName::new("sales", "c"), "modified".into());
         let plans = plan(&catalog(), None, &config);
         assert!(matches!(plans[2].mode, Mode::Full { .. }));
     }

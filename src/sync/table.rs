@@ -90,15 +90,21 @@ fn decide_start(plan: &TablePlan, previous: Option<&TableState>) -> Start {
 /// Where the scan resumes, from the table's state.
 fn resume_from(state: &TableState) -> Resume {
     match state {
-        TableState::Incremental { position: None, .. } | TableState::Full { position: None, .. } => {
-            Resume::FromStart
-        }
-        TableState::Full { position: Some(p), .. } => Resume::AfterKey(p.key.clone()),
-        TableState::Incremental { position: Some(p), .. } => match &p.cursor {
+        TableState::Incremental { position: None, .. }
+        | TableState::Full { position: None, .. } => Resume::FromStart,
+        TableState::Full {
+            position: Some(p), ..
+        } => Resume::AfterKey(p.key.clone()),
+        TableState::Incremental {
+            position: Some(p), ..
+        } => match &p.cursor {
             // Without a key there is no way to resume among the NULL-cursor rows: re-read them.
             None if p.key.is_empty() => Resume::FromStart,
             None => Resume::AfterNullCursor(p.key.clone()),
-            Some(cursor) => Resume::AfterCursor { cursor: cursor.clone(), key: p.key.clone() },
+            Some(cursor) => Resume::AfterCursor {
+                cursor: cursor.clone(),
+                key: p.key.clone(),
+            },
         },
     }
 }
@@ -134,13 +140,20 @@ pub(super) async fn sync_table(
         let result = scan_once(config, plan, &mut table_state, state, output, &mut progress).await;
         match result {
             Ok(()) => break,
-            Err(SyncError::Table { source, .. }) if source.is_transient() && attempt < MAX_RETRIES => {
+            Err(SyncError::Table { source, .. })
+                if source.is_transient() && attempt < MAX_RETRIES =>
+            {
                 attempt += 1;
                 let delay = backoff(attempt);
                 tracing::warn!(table = %name, error = %source, attempt, retry_in_s = delay.as_secs(), "table scan failed, resuming from the last row sent");
                 tokio::time::sleep(delay).await;
                 // A keyless full pass cannot resume in the middle: start a new pass.
-                if let TableState::Full { key_columns, position: None, .. } = &table_state {
+                if let TableState::Full {
+                    key_columns,
+                    position: None,
+                    ..
+                } = &table_state
+                {
                     if key_columns.is_empty() && progress.rows > 0 {
                         output.record(truncate_record(plan)).await?;
                     }
@@ -150,7 +163,12 @@ pub(super) async fn sync_table(
         }
     }
 
-    if let TableState::Full { in_progress, position, .. } = &mut table_state {
+    if let TableState::Full {
+        in_progress,
+        position,
+        ..
+    } = &mut table_state
+    {
         *in_progress = false;
         *position = None;
     }
@@ -170,13 +188,23 @@ async fn scan_once(
     progress: &mut Progress,
 ) -> Result<(), SyncError> {
     let name = &plan.table.name;
-    let in_table = |source: SourceError| SyncError::Table { table: name.clone(), source };
-    let session = connect_with_retry(&config.connection).await.map_err(in_table)?;
+    let in_table = |source: SourceError| SyncError::Table {
+        table: name.clone(),
+        source,
+    };
+    let session = connect_with_retry(&config.connection)
+        .await
+        .map_err(in_table)?;
     let cursor = match plan.mode {
         Mode::Incremental { cursor } => Some(cursor),
         Mode::Full { .. } => None,
     };
-    let spec = ScanSpec { table: &plan.table, select: &plan.select, cursor, key: &plan.key };
+    let spec = ScanSpec {
+        table: &plan.table,
+        select: &plan.select,
+        cursor,
+        key: &plan.key,
+    };
     let query = spec.query(&resume_from(table_state));
     tracing::debug!(table = %name, sql = %query.sql, "scan query");
 
@@ -193,7 +221,9 @@ async fn scan_once(
             Some(rows) => rows.map_err(in_table)?,
         };
         for row in &rows {
-            output.record(to_record(plan, row).map_err(in_table)?).await?;
+            output
+                .record(to_record(plan, row).map_err(in_table)?)
+                .await?;
         }
         let last = rows.last().expect("batches are never empty");
         set_position(table_state, position_of(plan, last).map_err(in_table)?);
@@ -228,11 +258,15 @@ fn to_record(plan: &TablePlan, row: &Row) -> Result<Record, SourceError> {
     let mut data = HashMap::with_capacity(plan.emitted.len());
     for (position, &index) in plan.emitted.iter().enumerate() {
         let column = &columns[index];
-        let value = column.sql_type.decode(row, position).map_err(|reason| SourceError::Decode {
-            table: plan.table.name.to_string(),
-            column: column.name.clone(),
-            reason,
-        })?;
+        let value =
+            column
+                .sql_type
+                .decode(row, position)
+                .map_err(|reason| SourceError::Decode {
+                    table: plan.table.name.to_string(),
+                    column: column.name.clone(),
+                    reason,
+                })?;
         data.insert(column.name.clone(), value);
     }
     Ok(Record {
@@ -287,7 +321,12 @@ impl Progress {
         let table = plan.table.name.to_string();
         tracing::info!(table = %table, mode = if plan.cursor_column().is_some() { "incremental" } else { "full" }, "table sync started");
         let now = Instant::now();
-        Self { table, started: now, last_report: now, rows: 0 }
+        Self {
+            table,
+            started: now,
+            last_report: now,
+            rows: 0,
+        }
     }
 
     fn add(&mut self, rows: usize) {
