@@ -25,6 +25,7 @@ pub mod keys {
     pub const BATCH_SIZE: &str = "batch_size";
     pub const CONNECT_TIMEOUT_S: &str = "connect_timeout_s";
     pub const QUERY_TIMEOUT_S: &str = "query_timeout_s";
+    pub const CURSOR_LAG_S: &str = "cursor_lag_s";
 
     /// All keys the connector understands; anything else is rejected as a probable typo.
     pub const ALL: &[&str] = &[
@@ -38,6 +39,7 @@ pub mod keys {
         SCHEMAS,
         TABLES,
         CURSOR_COLUMN,
+        CURSOR_LAG_S,
         BATCH_SIZE,
         CONNECT_TIMEOUT_S,
         QUERY_TIMEOUT_S,
@@ -217,6 +219,10 @@ pub struct SyncConfig {
     pub default_cursor_column: String,
     pub cursor_column_overrides: BTreeMap<TableName, String>,
     pub batch_size: u32,
+    /// Rows whose TIMESTAMP/TIMESTAMPTZ cursor is newer than now minus this are left for a
+    /// later sync, so a checkpoint never passes rows that may still commit with an older
+    /// cursor value (redshift.md, "Time and the cursor"). Zero: no bound.
+    pub cursor_lag: Duration,
 }
 
 impl SyncConfig {
@@ -331,6 +337,9 @@ impl Config {
             ),
         };
         let (default_cursor_column, cursor_column_overrides) = parse_cursor_columns(&reader)?;
+        let cursor_lag = reader
+            .seconds(keys::CURSOR_LAG_S, 0, 30 * 24 * 3600)?
+            .unwrap_or(Duration::ZERO);
         let batch_size = match reader.optional(keys::BATCH_SIZE) {
             None => DEFAULT_BATCH_SIZE,
             Some(text) => match text.parse::<u32>() {
@@ -362,6 +371,7 @@ impl Config {
                 default_cursor_column,
                 cursor_column_overrides,
                 batch_size,
+                cursor_lag,
             },
         })
     }
@@ -515,6 +525,7 @@ mod tests {
             ("batch_size", "-5"),
             ("connect_timeout_s", "0"),
             ("query_timeout_s", "x"),
+            ("cursor_lag_s", "-1"),
             ("tables", "no_dot"),
             ("cursor_column", "public.orders:"),
             ("cursor_column", "a, b"),

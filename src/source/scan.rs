@@ -42,6 +42,9 @@ pub struct ScanSpec<'a> {
     pub cursor: Option<usize>,
     /// The primary-key columns that break ties.
     pub key: &'a [usize],
+    /// Cursor values above this (text in the cursor type's canonical form) are left for a later
+    /// sync: the guard against rows that commit late with an older cursor value.
+    pub upper_bound: Option<&'a str>,
 }
 
 /// SQL text and its text parameters.
@@ -67,7 +70,7 @@ impl ScanSpec<'_> {
             params.push(value.to_string());
             columns[index].sql_type.param_expr(params.len())
         };
-        let predicate = match (resume, self.cursor) {
+        let after = match (resume, self.cursor) {
             (Resume::FromStart, _) => None,
             (Resume::AfterKey(key), _) => key_after(self.key, key, &quoted, &mut bind),
             (Resume::AfterNullCursor(key), Some(c)) => key_after(self.key, key, &quoted, &mut bind)
@@ -88,6 +91,17 @@ impl ScanSpec<'_> {
             // A cursor position without a cursor column cannot happen: the plan only builds
             // cursor resumes for incremental tables.
             (Resume::AfterNullCursor(_) | Resume::AfterCursor { .. }, None) => None,
+        };
+        let below_bound = match (self.upper_bound, self.cursor) {
+            (Some(bound), Some(c)) => {
+                let value = bind(c, bound);
+                Some(format!("{c} IS NULL OR {c} <= {value}", c = quoted(c)))
+            }
+            _ => None,
+        };
+        let predicate = match (after, below_bound) {
+            (Some(after), Some(bound)) => Some(format!("({after}) AND ({bound})")),
+            (after, bound) => after.or(bound),
         };
 
         let mut order: Vec<String> = Vec::new();
@@ -262,6 +276,7 @@ mod tests {
             select: &[0, 1, 2, 3],
             cursor: Some(2),
             key: &[0, 1],
+            upper_bound: None,
         };
         let query = spec.query(&Resume::FromStart);
         assert_eq!(
@@ -280,6 +295,7 @@ mod tests {
             select: &[0, 1, 2],
             cursor: Some(2),
             key: &[0, 1],
+            upper_bound: None,
         };
         let query = spec.query(&Resume::AfterCursor {
             cursor: "2024-01-01 00:00:00.000001".into(),
@@ -294,6 +310,35 @@ mod tests {
     }
 
     #[test]
+    fn the_upper_bound_holds_back_recent_cursor_values_but_not_nulls() {
+        let table = table();
+        let spec = ScanSpec {
+            table: &table,
+            select: &[1, 2],
+            cursor: Some(2),
+            key: &[1],
+            upper_bound: Some("2024-06-01 00:00:00.000000"),
+        };
+        let query = spec.query(&Resume::FromStart);
+        assert!(query.sql.contains(
+            "WHERE \"updated_at\" IS NULL OR \"updated_at\" <= CAST($1::VARCHAR(65535) AS TIMESTAMP) ORDER BY"
+        ), "{}", query.sql);
+        let query = spec.query(&Resume::AfterCursor {
+            cursor: "2024-01-01 00:00:00.000000".into(),
+            key: vec!["3".into()],
+        });
+        assert!(query.sql.contains(") AND (\"updated_at\" IS NULL OR \"updated_at\" <= CAST($3::VARCHAR(65535) AS TIMESTAMP))"), "{}", query.sql);
+        assert_eq!(
+            query.params,
+            [
+                "2024-01-01 00:00:00.000000",
+                "3",
+                "2024-06-01 00:00:00.000000"
+            ]
+        );
+    }
+
+    #[test]
     fn keyless_tables_resume_inclusively_and_null_cursors_come_first() {
         let table = table();
         let spec = ScanSpec {
@@ -301,6 +346,7 @@ mod tests {
             select: &[2],
             cursor: Some(2),
             key: &[],
+            upper_bound: None,
         };
         let query = spec.query(&Resume::AfterCursor {
             cursor: "2024-01-01 00:00:00.000000".into(),
@@ -315,6 +361,7 @@ mod tests {
             select: &[1, 2],
             cursor: Some(2),
             key: &[1],
+            upper_bound: None,
         };
         let query = spec.query(&Resume::AfterNullCursor(vec!["5".into()]));
         assert!(query.sql.contains(

@@ -354,11 +354,11 @@ impl SqlType {
             Decoding::Timestamp => row
                 .try_get::<_, Option<NaiveDateTime>>(index)
                 .map_err(err)?
-                .map(|v| v.format("%Y-%m-%d %H:%M:%S%.6f").to_string()),
+                .map(timestamp_text),
             Decoding::TimestampTz => row
                 .try_get::<_, Option<DateTime<Utc>>>(index)
                 .map_err(err)?
-                .map(|v| v.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string()),
+                .map(timestamptz_text),
             Decoding::Bytes => row
                 .try_get::<_, Option<Vec<u8>>>(index)
                 .map_err(err)?
@@ -367,6 +367,25 @@ impl SqlType {
             Decoding::Text => row.try_get::<_, Option<String>>(index).map_err(err)?,
         })
     }
+
+    /// The cursor value of the instant `at`, for the time types a load stamps rows with
+    /// (TIMESTAMP values are taken as UTC wall clock, as Redshift's SYSDATE/GETDATE give them);
+    /// `None` for other types.
+    pub fn time_bound_text(&self, at: DateTime<Utc>) -> Option<String> {
+        match self {
+            Self::Timestamp => Some(timestamp_text(at.naive_utc())),
+            Self::TimestampTz => Some(timestamptz_text(at)),
+            _ => None,
+        }
+    }
+}
+
+fn timestamp_text(value: NaiveDateTime) -> String {
+    value.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
+}
+
+fn timestamptz_text(value: DateTime<Utc>) -> String {
+    value.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string()
 }
 
 /// Rust prints the shortest text that reads back to the same float, which the server parses

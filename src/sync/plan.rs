@@ -230,6 +230,7 @@ mod tests {
             default_cursor_column: "updated_at".into(),
             cursor_column_overrides: Default::default(),
             batch_size: 10,
+            cursor_lag: std::time::Duration::ZERO,
         }
     }
 

@@ -199,11 +199,13 @@ async fn scan_once(
         Mode::Incremental { cursor } => Some(cursor),
         Mode::Full { .. } => None,
     };
+    let upper_bound = upper_bound(config, plan);
     let spec = ScanSpec {
         table: &plan.table,
         select: &plan.select,
         cursor,
         key: &plan.key,
+        upper_bound: upper_bound.as_deref(),
     };
     let query = spec.query(&resume_from(table_state));
     tracing::debug!(table = %name, sql = %query.sql, "scan query");
@@ -231,6 +233,21 @@ async fn scan_once(
         output.checkpoint(state).await?;
         progress.add(rows.len());
     }
+}
+
+/// The newest cursor value this scan may read: now minus `cursor_lag_s`, for time cursors.
+/// Taken when the scan starts, so a retry may read a little further, never less.
+fn upper_bound(config: &Config, plan: &TablePlan) -> Option<String> {
+    let Mode::Incremental { cursor } = plan.mode else {
+        return None;
+    };
+    if config.sync.cursor_lag.is_zero() {
+        return None;
+    }
+    let lag = chrono::Duration::from_std(config.sync.cursor_lag).ok()?;
+    plan.table.columns[cursor]
+        .sql_type
+        .time_bound_text(chrono::Utc::now() - lag)
 }
 
 fn set_position(table_state: &mut TableState, new: Position) {
