@@ -14,6 +14,8 @@ use fivetran_source::server::MAX_MESSAGE_BYTES;
 use tokio::sync::oneshot;
 use tonic::transport::{Channel, Endpoint};
 
+pub mod stream;
+
 /// The PostgreSQL server shared by the tests of this binary, started on first use.
 ///
 /// Started with the watchdog: a `static` is never dropped, so without it every test run would
