@@ -102,10 +102,16 @@ pub(crate) fn fail(err: &(dyn std::error::Error + 'static)) -> ExitCode {
 /// An error and its causes, one per line.
 pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
+    let mut previous = text.clone();
     let mut source = err.source();
     while let Some(cause) = source {
-        text.push_str("\n  caused by: ");
-        text.push_str(&cause.to_string());
+        // Some libraries wrap an error in one that repeats its message: say it once.
+        let message = cause.to_string();
+        if message != previous {
+            text.push_str("\n  caused by: ");
+            text.push_str(&message);
+        }
+        previous = message;
         source = cause.source();
     }
     text
