@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
 use std::time::{Duration, Instant};
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 use super::warehouse::layout::TableKey;
 
@@ -27,7 +27,7 @@ pub enum ProgressMode {
 
 pub struct Progress {
     display: Display,
-    tables: BTreeMap<String, TableProgress>,
+    tables: BTreeMap<TableKey, TableProgress>,
     checkpoints: u64,
 }
 
@@ -79,28 +79,32 @@ impl Progress {
     }
 
     pub fn rows(&mut self, table: &TableKey, added: u64) {
-        let name = table.to_string();
-        let entry = match self.tables.get_mut(&name) {
-            Some(entry) => entry,
-            None => {
-                let bar = match &self.display {
-                    Display::Bars { multi, status } => {
-                        let bar = multi.insert_before(status, ProgressBar::new_spinner());
-                        bar.set_style(style(
-                            "{spinner:.green} {prefix:<32} {human_pos:>12} rows  {per_sec:>14}  {elapsed}",
-                        ));
-                        bar.set_prefix(name.clone());
-                        bar.enable_steady_tick(Duration::from_millis(120));
-                        Some(bar)
-                    }
-                    _ => None,
-                };
-                self.tables.entry(name).or_insert(TableProgress {
+        if !self.tables.contains_key(table) {
+            let bar = match &self.display {
+                Display::Bars { multi, status } => {
+                    let bar = multi.insert_before(status, ProgressBar::new_spinner());
+                    bar.set_style(
+                        style("{spinner:.green} {prefix:<32} {human_pos:>12} rows  {rate:>12}  {elapsed}")
+                            .with_key("rate", average_rate),
+                    );
+                    bar.set_prefix(table.to_string());
+                    bar.enable_steady_tick(Duration::from_millis(120));
+                    Some(bar)
+                }
+                _ => None,
+            };
+            let started = Instant::now();
+            self.tables.insert(
+                table.clone(),
+                TableProgress {
                     rows: 0,
-                    started: Instant::now(),
+                    started,
                     bar,
-                })
-            }
+                },
+            );
+        }
+        let Some(entry) = self.tables.get_mut(table) else {
+            return;
         };
         entry.rows += added;
         if let Some(bar) = &entry.bar {
@@ -167,6 +171,13 @@ impl Progress {
             self.checkpoints
         );
     }
+}
+
+/// Rows per second since the table's first row (the figure plain lines and the summary show;
+/// indicatif's own `per_sec` is a short-term estimate printed with many decimals).
+fn average_rate(state: &ProgressState, out: &mut dyn std::fmt::Write) {
+    let seconds = state.elapsed().as_secs_f64().max(0.001);
+    let _ = write!(out, "{:.0} rows/s", state.pos() as f64 / seconds);
 }
 
 fn style(template: &str) -> ProgressStyle {
