@@ -75,10 +75,15 @@ impl Catalog {
         }
     }
 
-    /// Each table's layout, read for the warehouse. A malformed column is a protocol violation.
-    pub fn definitions(&self) -> Result<Vec<(TableKey, TableDef)>, DebugError> {
+    /// The layouts of the tables `wanted` admits, read for the warehouse. A malformed column
+    /// is a protocol violation; tables not wanted are not looked at.
+    pub fn definitions(
+        &self,
+        wanted: impl Fn(&TableKey) -> bool,
+    ) -> Result<Vec<(TableKey, TableDef)>, DebugError> {
         self.tables
             .iter()
+            .filter(|(key, _)| wanted(key))
             .map(|(key, table)| {
                 TableDef::from_proto(table)
                     .map(|def| (key.clone(), def))

@@ -70,7 +70,17 @@ pub async fn run(args: DebugArgs) -> ExitCode {
         server: args
             .server
             .map_or(ServerTarget::InProcess, ServerTarget::Remote),
-        tables: args.tables,
+        // `--tables a.b,` leaves an empty name; an empty list means no filter.
+        tables: args
+            .tables
+            .map(|names| {
+                names
+                    .into_iter()
+                    .map(|name| name.trim().to_string())
+                    .filter(|name| !name.is_empty())
+                    .collect::<Vec<_>>()
+            })
+            .filter(|names| !names.is_empty()),
         reset: args.reset,
         progress: ProgressMode::Auto,
         ..RunOptions::new(configuration, args.state, args.warehouse)

@@ -156,11 +156,9 @@ impl Run<'_> {
         self.progress.phase("reading the schema");
         let catalog = Catalog::from_schema_response(connection.schema(configuration).await?)?;
         let (selection, chosen) = catalog.select(self.options.tables.as_deref())?;
-        for (key, def) in catalog.definitions()? {
-            if chosen.contains(&key) {
-                self.warehouse.declare(&key, def)?;
-                self.summary.add_table(&key);
-            }
+        for (key, def) in catalog.definitions(|key| chosen.contains(key))? {
+            self.warehouse.declare(&key, def)?;
+            self.summary.add_table(&key);
         }
         self.warehouse.commit()?;
 
@@ -236,7 +234,7 @@ impl Run<'_> {
 
     fn schema_change(&mut self, change: proto::SchemaChange) -> Result<(), DebugError> {
         let catalog = Catalog::from_schema_change(change)?;
-        for (key, def) in catalog.definitions()? {
+        for (key, def) in catalog.definitions(|_| true)? {
             let outcome = self.warehouse.declare(&key, def)?;
             self.summary.add_table(&key);
             let note = match outcome {
