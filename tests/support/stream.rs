@@ -472,3 +472,73 @@ pub fn assert_invalid_argument(status: &Status, needle: &str) {
         status.message()
     );
 }
+
+/// The UPSERTs of `table` that `first` delivered before checkpoint `at`.
+pub fn upserts_before(first: &UpdateLog, at: &CheckpointAt, table: &str) -> Vec<Row> {
+    first
+        .records()
+        .into_iter()
+        .take(at.records_before)
+        .filter(|r| r.table == table && r.kind == RecordType::Upsert)
+        .map(|r| r.data.clone())
+        .collect()
+}
+
+/// Whether `first` sent `table`'s TRUNCATE before checkpoint `at`.
+pub fn truncated_before(first: &UpdateLog, at: &CheckpointAt, table: &str) -> bool {
+    first
+        .records()
+        .into_iter()
+        .take(at.records_before)
+        .any(|r| r.table == table && r.kind == RecordType::Truncate)
+}
+
+/// Runs a new Update from the state of every checkpoint of `first`, one after another, as a
+/// host does after a failure at that point.
+pub async fn resume_from_each_checkpoint(
+    client: &mut SourceConnectorClient<Channel>,
+    config: &HashMap<String, String>,
+    selection: Option<Selection>,
+    first: &UpdateLog,
+) -> Vec<(CheckpointAt, UpdateLog)> {
+    let mut out = Vec::new();
+    for at in first.checkpoints() {
+        let resumed = update_ok(
+            client,
+            config,
+            selection.clone(),
+            Some(at.state_json.clone()),
+        )
+        .await;
+        out.push((at, resumed));
+    }
+    out
+}
+
+/// A table's `position` in a state (`None` if the table has no entry or no position):
+/// (cursor, key).
+pub fn position(
+    state_json: &str,
+    schema: &str,
+    table: &str,
+) -> Option<(Option<String>, Vec<String>)> {
+    let state: serde_json::Value = serde_json::from_str(state_json).expect("state is JSON");
+    let position = state
+        .get("tables")?
+        .get(schema)?
+        .get(table)?
+        .get("position")?;
+    if position.is_null() {
+        return None;
+    }
+    let cursor = position["cursor"].as_str().map(str::to_string);
+    let key = position["key"]
+        .as_array()
+        .map(|k| {
+            k.iter()
+                .map(|v| v.as_str().expect("key values are strings").to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    Some((cursor, key))
+}
