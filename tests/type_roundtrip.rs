@@ -644,3 +644,36 @@ async fn values_do_not_depend_on_the_databases_session_defaults() {
     let synced = synced_rows(&mut client, &db.config).await;
     assert_rows(&synced);
 }
+
+/// Redshift stores dates beyond year 9999 (and BC); a Timestamp cannot carry them. The sync
+/// stops with a status naming the table, the column and the fix instead of dropping or
+/// altering the value.
+#[tokio::test(flavor = "multi_thread")]
+async fn dates_a_timestamp_cannot_carry_fail_with_the_fix() {
+    for value in ["DATE '10000-01-01'", "DATE '0044-03-15 BC'"] {
+        let db = support::fresh_database().await;
+        db.client
+            .batch_execute(&format!(
+                "CREATE TABLE public.far (id INTEGER PRIMARY KEY, d DATE, updated_at TIMESTAMP);
+                 INSERT INTO public.far VALUES (1, {value}, TIMESTAMP '2024-01-01');"
+            ))
+            .await
+            .unwrap();
+        let server = support::TestServer::start().await;
+        let mut client = server.client().await;
+        let outcome = stream::try_update(&mut client, &db.config, None, None).await;
+        let status = outcome.error.expect("the update must fail");
+        assert_eq!(status.code(), tonic::Code::Internal, "{value}: {status:?}");
+        for needle in ["public.far", "`d`", "0001-9999", "deselect the column"] {
+            assert!(
+                status.message().contains(needle),
+                "{value}: `{needle}` not in {}",
+                status.message()
+            );
+        }
+        assert!(
+            outcome.log.upserts().is_empty(),
+            "no row was sent as something else"
+        );
+    }
+}

@@ -280,11 +280,13 @@ impl SqlType {
             Decoding::Timestamp => row
                 .try_get::<_, Option<NaiveDateTime>>(index)
                 .map_err(err)?
-                .map(|v| Inner::NaiveDatetime(naive_timestamp(v))),
+                .map(|v| naive_timestamp(v).map(Inner::NaiveDatetime))
+                .transpose()?,
             Decoding::TimestampTz => row
                 .try_get::<_, Option<DateTime<Utc>>>(index)
                 .map_err(err)?
-                .map(|v| Inner::UtcDatetime(naive_timestamp(v.naive_utc()))),
+                .map(|v| naive_timestamp(v.naive_utc()).map(Inner::UtcDatetime))
+                .transpose()?,
             Decoding::Bytes => row
                 .try_get::<_, Option<Vec<u8>>>(index)
                 .map_err(err)?
@@ -313,7 +315,7 @@ impl SqlType {
                 parse_iso_date(&text)?
                     .and_hms_opt(0, 0, 0)
                     .expect("midnight exists"),
-            )),
+            )?),
             Self::Super => Inner::Json(text),
             Self::VarByte => Inner::Binary(
                 hex::decode(&text).map_err(|e| format!("TO_HEX gave invalid hex: {e}"))?,
@@ -401,28 +403,35 @@ fn float_text(value: f64, shortest: String) -> String {
 }
 
 /// A NAIVE_* value: the wall-clock time carried in a Timestamp as if it were UTC.
-fn naive_timestamp(value: NaiveDateTime) -> Timestamp {
+///
+/// Redshift stores years up to 294276 and before year 1, but a google.protobuf.Timestamp (and
+/// hosts) carry only 0001-9999. Such a value fails the sync with a message naming the fix rather
+/// than being dropped, altered or sent as a Timestamp hosts reject.
+fn naive_timestamp(value: NaiveDateTime) -> Result<Timestamp, String> {
+    if !(1..=9999).contains(&value.year()) {
+        return Err(out_of_range(&value.to_string()));
+    }
     let utc = value.and_utc();
-    Timestamp {
+    Ok(Timestamp {
         seconds: utc.timestamp(),
         nanos: i32::try_from(utc.timestamp_subsec_nanos()).expect("nanoseconds < 1e9"),
-    }
+    })
 }
 
-/// `YYYY-MM-DD`, or `YYYY-MM-DD BC` for years before 1.
+fn out_of_range(value: &str) -> String {
+    format!(
+        "`{value}` is outside the years 0001-9999 that a connector timestamp can carry; correct the value in the source or deselect the column"
+    )
+}
+
+/// `YYYY-MM-DD` as the server prints dates with `DateStyle` ISO (`... BC` before year 1).
 fn parse_iso_date(text: &str) -> Result<NaiveDate, String> {
-    let (date, bc) = match text.strip_suffix(" BC") {
-        Some(date) => (date, true),
-        None => (text, false),
-    };
-    let parsed = NaiveDate::parse_from_str(date, "%Y-%m-%d")
-        .map_err(|e| format!("`{text}` is not an ISO date: {e}"))?;
-    if !bc {
-        return Ok(parsed);
+    let year_digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    if text.ends_with(" BC") || year_digits > 4 {
+        return Err(out_of_range(text));
     }
-    // 1 BC is year 0 in ISO 8601.
-    NaiveDate::from_ymd_opt(1 - parsed.year_ce().1 as i32, parsed.month(), parsed.day())
-        .ok_or_else(|| format!("`{text}` is out of range"))
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|e| format!("`{text}` is not an ISO date: {e}"))
 }
 
 use chrono::Datelike as _;
@@ -500,7 +509,7 @@ mod tests {
     }
 
     #[test]
-    fn dates_parse_including_bc() {
+    fn dates_parse_and_years_outside_1_to_9999_are_refused() {
         assert_eq!(
             parse_iso_date("0001-01-01").unwrap(),
             NaiveDate::from_ymd_opt(1, 1, 1).unwrap()
@@ -509,10 +518,19 @@ mod tests {
             parse_iso_date("9999-12-31").unwrap(),
             NaiveDate::from_ymd_opt(9999, 12, 31).unwrap()
         );
-        assert_eq!(
-            parse_iso_date("0001-03-04 BC").unwrap(),
-            NaiveDate::from_ymd_opt(0, 3, 4).unwrap()
-        );
+        assert!(parse_iso_date("0001-03-04 BC")
+            .unwrap_err()
+            .contains("0001-9999"));
+        assert!(parse_iso_date("10000-01-01")
+            .unwrap_err()
+            .contains("0001-9999"));
+        let year_10000 = NaiveDate::from_ymd_opt(10000, 1, 1)
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap();
+        assert!(naive_timestamp(year_10000)
+            .unwrap_err()
+            .contains("deselect the column"));
         assert!(parse_iso_date("01/02/2024").is_err());
     }
 
