@@ -47,6 +47,10 @@ pub struct ScanSpec<'a> {
     pub upper_bound: Option<&'a str>,
 }
 
+/// The scanned table's alias in the query, for column references that must not resolve to the
+/// SELECT list.
+const TABLE_ALIAS: &str = "\"src\"";
+
 /// SQL text and its text parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScanQuery {
@@ -104,13 +108,21 @@ impl ScanSpec<'_> {
             (after, bound) => after.or(bound),
         };
 
+        // ORDER BY names the table's columns through the alias: a bare name would bind to the
+        // SELECT list's output column of that name, which for types read as text
+        // (`"n"::VARCHAR(65535)`: NUMERIC, DATE, TIME...) orders as text ('10' < '9'), while the
+        // resume predicate compares in the column's type. Rows would then be lost on resume.
+        let in_table = |i: usize| format!("{TABLE_ALIAS}.{}", quoted(i));
         let mut order: Vec<String> = Vec::new();
         if let Some(c) = self.cursor {
-            order.push(format!("{} ASC NULLS FIRST", quoted(c)));
+            order.push(format!("{} ASC NULLS FIRST", in_table(c)));
         }
-        order.extend(self.key.iter().map(|&k| format!("{} ASC", quoted(k))));
+        order.extend(self.key.iter().map(|&k| format!("{} ASC", in_table(k))));
 
-        let mut sql = format!("SELECT {select} FROM {}", self.table.quoted_name());
+        let mut sql = format!(
+            "SELECT {select} FROM {} AS {TABLE_ALIAS}",
+            self.table.quoted_name()
+        );
         if let Some(predicate) = predicate {
             sql.push_str(&format!(" WHERE {predicate}"));
         }
@@ -281,10 +293,41 @@ mod tests {
         let query = spec.query(&Resume::FromStart);
         assert_eq!(
             query.sql,
-            "SELECT \"region\", \"id\", \"updated_at\", \"amount\"::VARCHAR(65535) FROM \"Sales\".\"order items\" \
-             ORDER BY \"updated_at\" ASC NULLS FIRST, \"region\" ASC, \"id\" ASC"
+            "SELECT \"region\", \"id\", \"updated_at\", \"amount\"::VARCHAR(65535) FROM \"Sales\".\"order items\" AS \"src\" \
+             ORDER BY \"src\".\"updated_at\" ASC NULLS FIRST, \"src\".\"region\" ASC, \"src\".\"id\" ASC"
         );
         assert!(query.params.is_empty());
+    }
+
+    #[test]
+    fn columns_read_as_text_are_ordered_in_their_own_type() {
+        let table = table();
+        let spec = ScanSpec {
+            table: &table,
+            select: &[1, 3],
+            cursor: Some(3),
+            key: &[1],
+            upper_bound: None,
+        };
+        let query = spec.query(&Resume::AfterCursor {
+            cursor: "10.00".into(),
+            key: vec!["7".into()],
+        });
+        // The NUMERIC cursor is selected as text; ordering by the bare name would sort that text.
+        assert!(
+            query
+                .sql
+                .starts_with("SELECT \"id\", \"amount\"::VARCHAR(65535) FROM"),
+            "{}",
+            query.sql
+        );
+        assert!(
+            query
+                .sql
+                .ends_with(" ORDER BY \"src\".\"amount\" ASC NULLS FIRST, \"src\".\"id\" ASC"),
+            "{}",
+            query.sql
+        );
     }
 
     #[test]
