@@ -405,3 +405,47 @@ async fn a_full_pass_resumes_after_its_last_key_and_starts_over_once_finished() 
         }
     }
 }
+
+/// Schema, table and column names that need quoting (spaces, quotes, dots, upper case) in the
+/// scan and in the resume predicate built from a checkpoint.
+#[tokio::test(flavor = "multi_thread")]
+async fn names_that_need_quoting_resume_exactly() {
+    let db = support::fresh_database().await;
+    db.client
+        .batch_execute(
+            r#"CREATE SCHEMA "Sales ""Data""";
+               CREATE TABLE "Sales ""Data"""."Order Items.v2" (
+                 "Key Col" INTEGER PRIMARY KEY, "Updated At" TIMESTAMP, "sel""ect" TEXT);
+               INSERT INTO "Sales ""Data"""."Order Items.v2"
+                 SELECT g, TIMESTAMP '2024-01-01' + (g % 2) * INTERVAL '1 microsecond', 'x' || g
+                 FROM generate_series(1, 10) g;"#,
+        )
+        .await
+        .unwrap();
+    let expected = query_rows(
+        &db.client,
+        r#"SELECT "Key Col"::text AS "Key Col",
+                  to_char("Updated At", 'YYYY-MM-DD HH24:MI:SS.US') AS "Updated At", "sel""ect"
+           FROM "Sales ""Data"""."Order Items.v2""#,
+    )
+    .await;
+    let server = support::TestServer::start().await;
+    let mut client = server.client().await;
+    let mut config = with_batch_size(&db.config, 3);
+    config.insert("cursor_column".into(), "Updated At".into());
+    let first = stream::update_ok(&mut client, &config, None, None).await;
+    assert!(first.warnings().is_empty(), "{:?}", first.warnings());
+    assert_eq!(
+        first.records()[0].table_name(),
+        "Sales \"Data\".Order Items.v2"
+    );
+    let checked = assert_exact_resume_from_every_checkpoint(
+        &mut client,
+        &config,
+        None,
+        &first,
+        &[("Order Items.v2", &["Key Col"], &expected)],
+    )
+    .await;
+    assert_eq!(checked, 4 + 1);
+}
