@@ -11,8 +11,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use fivetran_source::proto::{update_response::Operation, RecordType, UpdateRequest};
-use fivetran_source::proto::value_type::Inner;
+use support::stream;
 
 /// Runs one Update; returns the ids upserted and the last checkpoint's state.
 async fn sync(
@@ -21,34 +20,13 @@ async fn sync(
     state: &str,
 ) -> (BTreeSet<i32>, String) {
     let mut client = server.client().await;
-    let mut stream = client
-        .update(UpdateRequest {
-            configuration: config.clone(),
-            selection: None,
-            state_json: Some(state.to_string()),
-        })
-        .await
-        .expect("update starts")
-        .into_inner();
-    let mut ids = BTreeSet::new();
-    let mut last_state = state.to_string();
-    while let Some(message) = stream.message().await.expect("update streams") {
-        match message.operation {
-            Some(Operation::Records(records)) => {
-                for record in records.records {
-                    if record.r#type == RecordType::Upsert as i32 {
-                        match record.data["id"].inner {
-                            Some(Inner::Int(id)) => ids.insert(id),
-                            ref other => panic!("id is not an INT: {other:?}"),
-                        };
-                    }
-                }
-            }
-            Some(Operation::Checkpoint(checkpoint)) => last_state = checkpoint.state_json,
-            _ => {}
-        }
-    }
-    (ids, last_state)
+    let log = stream::update_ok(&mut client, config, None, Some(state.to_string())).await;
+    let ids = log
+        .upserts()
+        .iter()
+        .map(|row| row["id"].parse().expect("an INT id"))
+        .collect();
+    (ids, log.last_state().unwrap_or_else(|| state.to_string()))
 }
 
 /// Seeds an old row, then leaves row 2 uncommitted in `loader` (stamped with the transaction's
@@ -108,5 +86,9 @@ async fn a_cursor_lag_holds_back_recent_rows_until_late_commits_are_visible() {
     loader.batch_execute("COMMIT").await.unwrap();
     tokio::time::sleep(lag + Duration::from_millis(500)).await;
     let (second, _) = sync(&server, &config, &state).await;
-    assert_eq!(second, BTreeSet::from([2, 3]), "the late row must not be lost");
+    assert_eq!(
+        second,
+        BTreeSet::from([2, 3]),
+        "the late row must not be lost"
+    );
 }

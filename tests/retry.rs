@@ -6,8 +6,7 @@ mod support;
 
 use std::collections::BTreeSet;
 
-use fivetran_source::proto::value_type::Inner;
-use fivetran_source::proto::{update_response::Operation, RecordType, UpdateRequest};
+use support::stream;
 
 const ROWS: i32 = 3000;
 
@@ -27,58 +26,40 @@ async fn a_terminated_scan_connection_resumes_after_the_last_row_sent() {
     let mut client = server.client().await;
     let mut config = db.config.clone();
     config.insert("batch_size".into(), "100".into());
-    let mut stream = client
-        .update(UpdateRequest {
-            configuration: config,
-            selection: None,
-            state_json: None,
-        })
+    let mut updates = stream::start_update(&mut client, &config, None, None)
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
 
-    let mut ids = Vec::new();
-    let mut checkpoints = 0;
+    let mut log = stream::UpdateLog::default();
     let mut terminated = 0;
-    while let Some(message) = stream
+    while let Some(message) = updates
         .message()
         .await
         .expect("the stream survives the failure")
     {
-        match message.operation {
-            Some(Operation::Records(records)) => {
-                for record in records.records {
-                    if record.r#type == RecordType::Upsert as i32 {
-                        let Some(Inner::Int(id)) = record.data["id"].inner else {
-                            panic!("id is not an INT")
-                        };
-                        ids.push(id);
-                    }
-                }
-            }
-            Some(Operation::Checkpoint(_)) => {
-                checkpoints += 1;
-                // The host pauses after the 5th checkpoint; rows of 1 KB fill the transport's
-                // buffers, so the scan waits idle in its transaction. Kill it there, as a
-                // failover would.
-                if checkpoints == 5 {
-                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-                    let row = db
-                        .client
-                        .query_one(
-                            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-                             WHERE datname = current_database() AND application_name = 'redshift-sync'
-                               AND pid <> pg_backend_pid()",
-                            &[],
-                        )
-                        .await
-                        .unwrap();
-                    terminated = row.get::<_, i64>(0);
-                }
-            }
-            _ => {}
+        stream::push(&mut log, message.operation);
+        // The host pauses after the 5th checkpoint; rows of 1 KB fill the transport's buffers,
+        // so the scan waits idle in its transaction. Kill it there, as a failover would.
+        if log.checkpoints().len() == 5 && terminated == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let row = db
+                .client
+                .query_one(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                     WHERE datname = current_database() AND application_name = 'redshift-sync'
+                       AND pid <> pg_backend_pid()",
+                    &[],
+                )
+                .await
+                .unwrap();
+            terminated = row.get::<_, i64>(0);
         }
     }
+    let ids: Vec<i32> = log
+        .upserts()
+        .iter()
+        .map(|row| row["id"].parse().expect("an INT id"))
+        .collect();
     assert_eq!(terminated, 1, "exactly the scan's connection was open");
     let distinct: BTreeSet<i32> = ids.iter().copied().collect();
     assert_eq!(distinct.len(), ROWS as usize, "every row arrived");
