@@ -517,6 +517,34 @@ async fn bad_state_or_configuration_is_refused_before_any_message() {
         stream::assert_invalid_argument(&outcome.error.expect("an error"), needle);
     }
 
+    // Well-formed states whose positions do not fit the table's columns: refused before any
+    // message, rather than failing mid-stream on every retry of the host.
+    let position = |cursor: &str, key: &str| {
+        format!(
+            "{{\"version\": 1, \"tables\": {{\"public\": {{\"t\": {{\"mode\": \"incremental\", \
+             \"cursor_column\": \"updated_at\", \"key_columns\": [\"id\"], \
+             \"position\": {{\"cursor\": {cursor}, \"key\": {key}}}}}}}}}}}"
+        )
+    };
+    for (state, needle) in [
+        (position("\"not a time\"", "[\"1\"]"), "`updated_at`"),
+        (position("\"2024-01-01 00:00:00\"", "[\"one\"]"), "`id`"),
+        (
+            position("\"2024-01-01 00:00:00\"", "[\"1\", \"2\"]"),
+            "key values",
+        ),
+    ] {
+        let outcome = stream::try_update(&mut client, &db.config, None, Some(state.clone())).await;
+        assert!(outcome.log.ops.is_empty(), "{state}: {:?}", outcome.log.ops);
+        let status = outcome.error.expect("an error");
+        stream::assert_invalid_argument(&status, needle);
+        assert!(
+            status.message().contains("public.t"),
+            "{}",
+            status.message()
+        );
+    }
+
     for (key, value) in [
         ("batch_size", "0"),
         ("batch_size", "many"),

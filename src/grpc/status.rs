@@ -51,6 +51,7 @@ impl From<RpcError> for Status {
             }
             RpcError::Source(source) => source_code(source),
             RpcError::Sync(SyncError::HostGone) => Code::Cancelled,
+            RpcError::Sync(SyncError::StateMismatch { .. }) => Code::InvalidArgument,
             RpcError::Sync(sync) => sync.source_error().map_or(Code::Internal, source_code),
         };
         Status::new(code, err.to_string())

@@ -370,6 +370,36 @@ impl SqlType {
         })
     }
 
+    /// Checks that `text` is a position value of this type, as [`Self::position_text`] writes
+    /// them, so a state that does not fit its table is refused before the sync starts instead
+    /// of failing mid-stream on every retry.
+    pub fn check_position_text(&self, text: &str) -> Result<(), String> {
+        let timestamp = |t: &str| NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f").is_ok();
+        let valid = match self {
+            Self::SmallInt => text.parse::<i16>().is_ok(),
+            Self::Integer => text.parse::<i32>().is_ok(),
+            Self::BigInt => text.parse::<i64>().is_ok(),
+            Self::Numeric { .. } => is_decimal(text),
+            Self::Real | Self::Double => {
+                text.parse::<f64>().is_ok() || matches!(text, "Infinity" | "-Infinity")
+            }
+            Self::Boolean => matches!(text, "true" | "false"),
+            Self::Date => parse_iso_date(text).is_ok(),
+            Self::Timestamp => timestamp(text),
+            Self::TimestampTz => text.strip_suffix("+00").is_some_and(timestamp),
+            // Text as the server wrote it; the server will judge it.
+            _ => true,
+        };
+        if valid {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{text}` is not a {} value",
+                self.data_type().0.as_str_name()
+            ))
+        }
+    }
+
     /// The cursor value of the instant `at`, for the time types a load stamps rows with
     /// (TIMESTAMP values are taken as UTC wall clock, as Redshift's SYSDATE/GETDATE give them);
     /// `None` for other types.
@@ -532,6 +562,31 @@ mod tests {
             .unwrap_err()
             .contains("deselect the column"));
         assert!(parse_iso_date("01/02/2024").is_err());
+    }
+
+    #[test]
+    fn position_texts_are_checked_against_the_type() {
+        assert!(SqlType::Timestamp
+            .check_position_text("2024-01-01 00:00:00.000001")
+            .is_ok());
+        assert!(SqlType::Timestamp
+            .check_position_text("not a time")
+            .is_err());
+        assert!(SqlType::TimestampTz
+            .check_position_text("2024-01-01 00:00:00.000000+00")
+            .is_ok());
+        assert!(SqlType::TimestampTz
+            .check_position_text("2024-01-01 00:00:00")
+            .is_err());
+        assert!(SqlType::Integer.check_position_text("99999999999").is_err());
+        assert!(SqlType::Numeric {
+            precision: None,
+            scale: None
+        }
+        .check_position_text("-1.5")
+        .is_ok());
+        assert!(SqlType::Boolean.check_position_text("yes").is_err());
+        assert!(SqlType::Text.check_position_text("anything").is_ok());
     }
 
     #[test]

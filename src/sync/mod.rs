@@ -54,6 +54,8 @@ pub enum SyncError {
         #[source]
         source: SourceError,
     },
+    #[error("state_json does not fit table {table}: {reason}; send the state_json of a checkpoint this connector emitted, or {{}} to re-sync from scratch")]
+    StateMismatch { table: TableName, reason: String },
     /// The host closed the stream; there is nobody left to tell.
     #[error("the host went away")]
     HostGone,
@@ -64,7 +66,7 @@ impl SyncError {
     pub fn source_error(&self) -> Option<&SourceError> {
         match self {
             Self::Source(source) | Self::Table { source, .. } => Some(source),
-            Self::HostGone => None,
+            Self::StateMismatch { .. } | Self::HostGone => None,
         }
     }
 }
@@ -83,6 +85,16 @@ pub async fn run(
         let session = table::connect_with_retry(&config.connection).await?;
         catalog::discover(&session.client, &config.sync).await?
     };
+    let plans = plan::plan(&catalog, selection.as_ref(), &config.sync);
+    // Before the first message: a state that cannot be resumed is the caller's input error.
+    for plan in &plans {
+        table::check_state(plan, state.table(&plan.table.name)).map_err(|reason| {
+            SyncError::StateMismatch {
+                table: plan.table.name.clone(),
+                reason,
+            }
+        })?;
+    }
     for missing in plan::missing_tables(&catalog, selection.as_ref()) {
         output
             .warning(format!(
@@ -90,7 +102,6 @@ pub async fn run(
             ))
             .await?;
     }
-    let plans = plan::plan(&catalog, selection.as_ref(), &config.sync);
     tracing::info!(tables = plans.len(), "update started");
     for plan in &plans {
         table::sync_table(&config, plan, &mut state, &mut output).await?;

@@ -87,6 +87,46 @@ fn decide_start(plan: &TablePlan, previous: Option<&TableState>) -> Start {
     }
 }
 
+/// Checks that the state's position for this table fits its columns (the cursor's type, the
+/// number and types of key values) wherever the state would be resumed from; a state for other
+/// columns is not resumed (the table restarts) and needs no check.
+pub(super) fn check_state(plan: &TablePlan, previous: Option<&TableState>) -> Result<(), String> {
+    let Some(previous) = previous else {
+        return Ok(());
+    };
+    let start = decide_start(plan, Some(previous));
+    if start.truncate {
+        return Ok(());
+    }
+    let position = match &start.state {
+        TableState::Incremental { position, .. } | TableState::Full { position, .. } => position,
+    };
+    let Some(position) = position else {
+        return Ok(());
+    };
+    let columns = &plan.table.columns;
+    if !position.key.is_empty() && position.key.len() != plan.key.len() {
+        return Err(format!(
+            "position has {} key values for {} key columns",
+            position.key.len(),
+            plan.key.len()
+        ));
+    }
+    if let (Mode::Incremental { cursor }, Some(text)) = (&plan.mode, &position.cursor) {
+        columns[*cursor]
+            .sql_type
+            .check_position_text(text)
+            .map_err(|reason| format!("cursor `{}`: {reason}", columns[*cursor].name))?;
+    }
+    for (&index, text) in plan.key.iter().zip(&position.key) {
+        columns[index]
+            .sql_type
+            .check_position_text(text)
+            .map_err(|reason| format!("key `{}`: {reason}", columns[index].name))?;
+    }
+    Ok(())
+}
+
 /// Where the scan resumes, from the table's state.
 fn resume_from(state: &TableState) -> Resume {
     match state {
