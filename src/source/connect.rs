@@ -6,6 +6,8 @@
 //! `statement_timeout` (milliseconds; on Redshift it also counts WLM queue time).
 
 use std::error::Error as _;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use postgres_native_tls::MakeTlsConnector;
 use tokio::task::JoinHandle;
@@ -13,6 +15,12 @@ use tokio_postgres::{CancelToken, Client};
 
 use super::{error_chain, SourceError};
 use crate::config::{ConnectionConfig, RootCertificates, SslMode};
+
+/// How long a TLS connector is reused for sessions with the same TLS settings. Building one
+/// costs ~100 ms of CPU with OpenSSL 3 (see [`tls_connector`]) and every session needs one: the
+/// catalog's, each table's, each retry's. Bounded so that a CA bundle changed on disk is still
+/// picked up within minutes, as it was by the next session before.
+const TLS_CONNECTOR_REUSE: Duration = Duration::from_secs(300);
 
 /// Shown in Redshift's STL_CONNECTION_LOG / pg_stat_activity so DBAs can tell whose queries these are.
 const APPLICATION_NAME: &str = "redshift-sync";
@@ -122,7 +130,46 @@ pub async fn connect(config: &ConnectionConfig) -> Result<Session, SourceError> 
 }
 
 /// The TLS connector for the configured mode, with libpq's meaning of each mode.
+/// The TLS connector for the configuration's `sslmode` and root certificates: a recent one
+/// built for the same settings, else a new one.
+///
+/// native-tls reads and parses the whole system CA bundle for every connector it builds, even
+/// when `sslrootcert` then replaces it: ~100 ms of CPU with OpenSSL 3, which made opening a
+/// session cost ~100x the round trips it needs. A connector holds no per-connection state (the
+/// host name is checked per connection, client sessions are not cached), so sharing one is the
+/// same as building it again from the same settings.
 fn tls_connector(config: &ConnectionConfig) -> Result<MakeTlsConnector, SourceError> {
+    struct Built {
+        sslmode: SslMode,
+        root_certificates: RootCertificates,
+        at: Instant,
+        connector: MakeTlsConnector,
+    }
+    static RECENT: Mutex<Vec<Built>> = Mutex::new(Vec::new());
+    let same = |built: &Built| {
+        built.sslmode == config.sslmode && built.root_certificates == config.root_certificates
+    };
+    {
+        let mut recent = RECENT.lock().unwrap_or_else(PoisonError::into_inner);
+        recent.retain(|built| built.at.elapsed() < TLS_CONNECTOR_REUSE);
+        if let Some(built) = recent.iter().find(|built| same(built)) {
+            return Ok(built.connector.clone());
+        }
+    }
+    // Built outside the lock: concurrent first sessions may each build one, which is harmless.
+    let connector = build_tls_connector(config)?;
+    let mut recent = RECENT.lock().unwrap_or_else(PoisonError::into_inner);
+    recent.retain(|built| !same(built));
+    recent.push(Built {
+        sslmode: config.sslmode,
+        root_certificates: config.root_certificates.clone(),
+        at: Instant::now(),
+        connector: connector.clone(),
+    });
+    Ok(connector)
+}
+
+fn build_tls_connector(config: &ConnectionConfig) -> Result<MakeTlsConnector, SourceError> {
     let tls_error = |reason: String| SourceError::Tls {
         host: config.host.clone(),
         reason,
