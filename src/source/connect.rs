@@ -129,7 +129,6 @@ pub async fn connect(config: &ConnectionConfig) -> Result<Session, SourceError> 
     Ok(session)
 }
 
-/// The TLS connector for the configured mode, with libpq's meaning of each mode.
 /// The TLS connector for the configuration's `sslmode` and root certificates: a recent one
 /// built for the same settings, else a new one.
 ///
@@ -169,6 +168,7 @@ fn tls_connector(config: &ConnectionConfig) -> Result<MakeTlsConnector, SourceEr
     Ok(connector)
 }
 
+/// A new TLS connector for the configured mode, with libpq's meaning of each mode.
 fn build_tls_connector(config: &ConnectionConfig) -> Result<MakeTlsConnector, SourceError> {
     let tls_error = |reason: String| SourceError::Tls {
         host: config.host.clone(),

@@ -57,20 +57,20 @@ pub enum SqlType {
     },
 }
 
-/// How a column's value is read from a result row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Decoding {
-    I16,
-    I32,
-    I64,
-    F32,
-    F64,
-    Bool,
-    Timestamp,
-    TimestampTz,
-    Bytes,
-    /// Text parsed according to the column type.
-    Text,
+/// A cell as the driver hands it over, before it becomes a wire value or a position.
+#[derive(Debug)]
+enum Raw {
+    I16(i16),
+    I32(i32),
+    I64(i64),
+    F32(f32),
+    F64(f64),
+    Bool(bool),
+    Timestamp(NaiveDateTime),
+    TimestampTz(DateTime<Utc>),
+    Bytes(Vec<u8>),
+    /// Text, parsed according to the column type.
+    Text(String),
 }
 
 impl SqlType {
@@ -160,18 +160,29 @@ impl SqlType {
         }
     }
 
-    fn decoding(&self) -> Decoding {
+    /// Reads column `index` of `row` (selected with [`Self::select_expr`]): binary-safe types
+    /// natively, everything else as the text the SELECT expression made of it. `None` is NULL.
+    fn read(&self, row: &Row, index: usize) -> Result<Option<Raw>, String> {
+        fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
+            row: &'a Row,
+            index: usize,
+            raw: fn(T) -> Raw,
+        ) -> Result<Option<Raw>, String> {
+            row.try_get::<_, Option<T>>(index)
+                .map(|value| value.map(raw))
+                .map_err(|e| super::error_chain(&e))
+        }
         match self {
-            Self::SmallInt => Decoding::I16,
-            Self::Integer => Decoding::I32,
-            Self::BigInt => Decoding::I64,
-            Self::Real => Decoding::F32,
-            Self::Double => Decoding::F64,
-            Self::Boolean => Decoding::Bool,
-            Self::Timestamp => Decoding::Timestamp,
-            Self::TimestampTz => Decoding::TimestampTz,
-            Self::Bytea => Decoding::Bytes,
-            _ => Decoding::Text,
+            Self::SmallInt => get(row, index, Raw::I16),
+            Self::Integer => get(row, index, Raw::I32),
+            Self::BigInt => get(row, index, Raw::I64),
+            Self::Real => get(row, index, Raw::F32),
+            Self::Double => get(row, index, Raw::F64),
+            Self::Boolean => get(row, index, Raw::Bool),
+            Self::Timestamp => get(row, index, Raw::Timestamp),
+            Self::TimestampTz => get(row, index, Raw::TimestampTz),
+            Self::Bytea => get(row, index, Raw::Bytes),
+            _ => get(row, index, Raw::Text),
         }
     }
 
@@ -251,54 +262,20 @@ impl SqlType {
     /// Reads column `index` of `row` (selected with [`Self::select_expr`]) as a wire value.
     pub fn decode(&self, row: &Row, index: usize) -> Result<ValueType, String> {
         use value_type::Inner;
-        let err = |e: tokio_postgres::Error| super::error_chain(&e);
-        let inner = match self.decoding() {
-            Decoding::I16 => row
-                .try_get::<_, Option<i16>>(index)
-                .map_err(err)?
-                .map(|v| Inner::Short(v.into())),
-            Decoding::I32 => row
-                .try_get::<_, Option<i32>>(index)
-                .map_err(err)?
-                .map(Inner::Int),
-            Decoding::I64 => row
-                .try_get::<_, Option<i64>>(index)
-                .map_err(err)?
-                .map(Inner::Long),
-            Decoding::F32 => row
-                .try_get::<_, Option<f32>>(index)
-                .map_err(err)?
-                .map(Inner::Float),
-            Decoding::F64 => row
-                .try_get::<_, Option<f64>>(index)
-                .map_err(err)?
-                .map(Inner::Double),
-            Decoding::Bool => row
-                .try_get::<_, Option<bool>>(index)
-                .map_err(err)?
-                .map(Inner::Bool),
-            Decoding::Timestamp => row
-                .try_get::<_, Option<NaiveDateTime>>(index)
-                .map_err(err)?
-                .map(|v| naive_timestamp(v).map(Inner::NaiveDatetime))
-                .transpose()?,
-            Decoding::TimestampTz => row
-                .try_get::<_, Option<DateTime<Utc>>>(index)
-                .map_err(err)?
-                .map(|v| naive_timestamp(v.naive_utc()).map(Inner::UtcDatetime))
-                .transpose()?,
-            Decoding::Bytes => row
-                .try_get::<_, Option<Vec<u8>>>(index)
-                .map_err(err)?
-                .map(Inner::Binary),
-            Decoding::Text => match row.try_get::<_, Option<String>>(index).map_err(err)? {
-                None => None,
-                Some(text) => Some(self.parse_text(text)?),
-            },
+        let inner = match self.read(row, index)? {
+            None => Inner::Null(true),
+            Some(Raw::I16(v)) => Inner::Short(v.into()),
+            Some(Raw::I32(v)) => Inner::Int(v),
+            Some(Raw::I64(v)) => Inner::Long(v),
+            Some(Raw::F32(v)) => Inner::Float(v),
+            Some(Raw::F64(v)) => Inner::Double(v),
+            Some(Raw::Bool(v)) => Inner::Bool(v),
+            Some(Raw::Timestamp(v)) => Inner::NaiveDatetime(naive_timestamp(v)?),
+            Some(Raw::TimestampTz(v)) => Inner::UtcDatetime(naive_timestamp(v.naive_utc())?),
+            Some(Raw::Bytes(v)) => Inner::Binary(v),
+            Some(Raw::Text(text)) => self.parse_text(text)?,
         };
-        Ok(ValueType {
-            inner: Some(inner.unwrap_or(Inner::Null(true))),
-        })
+        Ok(ValueType { inner: Some(inner) })
     }
 
     /// A value that arrived as text, in the wire type of this column.
@@ -327,47 +304,19 @@ impl SqlType {
     /// Column `index` of `row` in the canonical text that [`Self::param_expr`] casts back;
     /// `None` for NULL.
     pub fn position_text(&self, row: &Row, index: usize) -> Result<Option<String>, String> {
-        let err = |e: tokio_postgres::Error| super::error_chain(&e);
-        Ok(match self.decoding() {
-            Decoding::I16 => row
-                .try_get::<_, Option<i16>>(index)
-                .map_err(err)?
-                .map(|v| v.to_string()),
-            Decoding::I32 => row
-                .try_get::<_, Option<i32>>(index)
-                .map_err(err)?
-                .map(|v| v.to_string()),
-            Decoding::I64 => row
-                .try_get::<_, Option<i64>>(index)
-                .map_err(err)?
-                .map(|v| v.to_string()),
-            Decoding::F32 => row
-                .try_get::<_, Option<f32>>(index)
-                .map_err(err)?
-                .map(|v| float_text(v.into(), v.to_string())),
-            Decoding::F64 => row
-                .try_get::<_, Option<f64>>(index)
-                .map_err(err)?
-                .map(|v| float_text(v, v.to_string())),
-            Decoding::Bool => row
-                .try_get::<_, Option<bool>>(index)
-                .map_err(err)?
-                .map(|v| v.to_string()),
-            Decoding::Timestamp => row
-                .try_get::<_, Option<NaiveDateTime>>(index)
-                .map_err(err)?
-                .map(timestamp_text),
-            Decoding::TimestampTz => row
-                .try_get::<_, Option<DateTime<Utc>>>(index)
-                .map_err(err)?
-                .map(timestamptz_text),
-            Decoding::Bytes => row
-                .try_get::<_, Option<Vec<u8>>>(index)
-                .map_err(err)?
-                .map(|v| format!("\\x{}", hex::encode(v))),
+        Ok(self.read(row, index)?.map(|raw| match raw {
+            Raw::I16(v) => v.to_string(),
+            Raw::I32(v) => v.to_string(),
+            Raw::I64(v) => v.to_string(),
+            Raw::F32(v) => float_text(v.into(), v.to_string()),
+            Raw::F64(v) => float_text(v, v.to_string()),
+            Raw::Bool(v) => v.to_string(),
+            Raw::Timestamp(v) => timestamp_text(v),
+            Raw::TimestampTz(v) => timestamptz_text(v),
+            Raw::Bytes(v) => format!("\\x{}", hex::encode(v)),
             // Text as the server produced it is already what the server parses back.
-            Decoding::Text => row.try_get::<_, Option<String>>(index).map_err(err)?,
-        })
+            Raw::Text(text) => text,
+        }))
     }
 
     /// Checks that `text` is a position value of this type, as [`Self::position_text`] writes
