@@ -64,7 +64,9 @@ pub async fn run(args: DemoArgs) -> ExitCode {
     println!(
         "Starting a throwaway PostgreSQL server (it stands in for Redshift: same protocol)..."
     );
-    let postgres = match tokio::task::spawn_blocking(LocalPostgres::start).await {
+    // With the watchdog, the server also goes away if this process dies without running Drop
+    // (SIGTERM, SIGHUP of a closed terminal, SIGKILL), not only on Ctrl-C.
+    let postgres = match tokio::task::spawn_blocking(LocalPostgres::start_with_watchdog).await {
         Ok(Ok(postgres)) => postgres,
         Ok(Err(err)) => return demo_failed(&DemoError::Postgres(err)),
         Err(err) => return demo_failed(&DemoError::StartAborted(err)),
