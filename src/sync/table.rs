@@ -28,7 +28,12 @@ pub(super) async fn connect_with_retry(config: &ConnectionConfig) -> Result<Sess
             Err(err) if err.is_transient() && attempt < MAX_RETRIES => {
                 attempt += 1;
                 let delay = backoff(attempt);
-                tracing::warn!(error = %err, attempt, retry_in_s = delay.as_secs(), "connect failed, retrying");
+                tracing::warn!(
+                    error = %err,
+                    attempt,
+                    retry_in_s = delay.as_secs(),
+                    "connect failed, retrying"
+                );
                 tokio::time::sleep(delay).await;
             }
             Err(err) => return Err(err),
@@ -67,22 +72,38 @@ fn decide_start(plan: &TablePlan, previous: Option<&TableState>) -> Start {
             },
         },
     };
+    let Some(previous) = previous else {
+        return fresh(None);
+    };
+    let resume = || Start {
+        truncate: false,
+        restart_reason: None,
+        state: previous.clone(),
+    };
     match (previous, plan.cursor_column()) {
-        (None, _) => fresh(None),
-        (Some(TableState::Incremental { cursor_column, key_columns: keys, .. }), Some(cursor))
-            if cursor_column == cursor && *keys == key_columns =>
-        {
-            Start { truncate: false, restart_reason: None, state: previous.cloned().expect("matched Some") }
-        }
-        (Some(TableState::Full { key_columns: keys, in_progress: true, position: Some(p) }), None)
-            if *keys == key_columns && !p.key.is_empty() =>
-        {
-            Start { truncate: false, restart_reason: None, state: previous.cloned().expect("matched Some") }
-        }
+        (
+            TableState::Incremental {
+                cursor_column,
+                key_columns: keys,
+                ..
+            },
+            Some(cursor),
+        ) if cursor_column == cursor && *keys == key_columns => resume(),
+        // A full pass under way resumes after its last key; without a key it cannot.
+        (
+            TableState::Full {
+                key_columns: keys,
+                in_progress: true,
+                position: Some(p),
+            },
+            None,
+        ) if *keys == key_columns && !p.key.is_empty() => resume(),
         // A finished full pass: the next one starts over, as full mode promises.
-        (Some(TableState::Full { .. }), None) => fresh(None),
-        (Some(_), _) => fresh(Some(
-            "its cursor column or primary key changed since the last sync, so it is re-synced from the start".to_string(),
+        (TableState::Full { .. }, None) => fresh(None),
+        _ => fresh(Some(
+            "its cursor column or primary key changed since the last sync, so it is re-synced \
+             from the start"
+                .to_string(),
         )),
     }
 }
@@ -185,7 +206,13 @@ pub(super) async fn sync_table(
             {
                 attempt += 1;
                 let delay = backoff(attempt);
-                tracing::warn!(table = %name, error = %source, attempt, retry_in_s = delay.as_secs(), "table scan failed, resuming from the last row sent");
+                tracing::warn!(
+                    table = %name,
+                    error = %source,
+                    attempt,
+                    retry_in_s = delay.as_secs(),
+                    "table scan failed, resuming from the last row sent"
+                );
                 tokio::time::sleep(delay).await;
                 // A keyless full pass cannot resume in the middle: start a new pass.
                 if let TableState::Full {
@@ -376,7 +403,11 @@ struct Progress {
 impl Progress {
     fn new(plan: &TablePlan) -> Self {
         let table = plan.table.name.to_string();
-        tracing::info!(table = %table, mode = if plan.cursor_column().is_some() { "incremental" } else { "full" }, "table sync started");
+        let mode = match plan.mode {
+            Mode::Incremental { .. } => "incremental",
+            Mode::Full { .. } => "full",
+        };
+        tracing::info!(table = %table, mode, "table sync started");
         let now = Instant::now();
         Self {
             table,
@@ -390,7 +421,12 @@ impl Progress {
         self.rows += rows as u64;
         if self.last_report.elapsed() >= PROGRESS_INTERVAL {
             self.last_report = Instant::now();
-            tracing::info!(table = %self.table, rows = self.rows, rows_per_s = self.rate(), "table sync progress");
+            tracing::info!(
+                table = %self.table,
+                rows = self.rows,
+                rows_per_s = self.rate(),
+                "table sync progress"
+            );
         }
     }
 
@@ -399,6 +435,12 @@ impl Progress {
     }
 
     fn finish(&self) {
-        tracing::info!(table = %self.table, rows = self.rows, rows_per_s = self.rate(), seconds = format!("{:.1}", self.started.elapsed().as_secs_f64()), "table sync finished");
+        tracing::info!(
+            table = %self.table,
+            rows = self.rows,
+            rows_per_s = self.rate(),
+            seconds = format!("{:.1}", self.started.elapsed().as_secs_f64()),
+            "table sync finished"
+        );
     }
 }
