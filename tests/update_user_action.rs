@@ -89,3 +89,29 @@ async fn a_table_no_longer_readable_is_skipped_with_a_warning() {
     );
     assert!(log.tasks().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_update_that_matches_no_table_says_why() {
+    let db = support::fresh_database().await;
+    db.client
+        .batch_execute("CREATE TABLE public.t (id INTEGER PRIMARY KEY, updated_at TIMESTAMP);")
+        .await
+        .unwrap();
+    let mut config = db.config.clone();
+    config.insert("schemas".into(), "pubilc".into()); // a typo
+    let server = support::TestServer::start().await;
+    let mut client = server.client().await;
+    let log = stream::update_ok(&mut client, &config, None, None).await;
+    assert!(log.records().is_empty());
+    let warnings = log.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("no readable table") && warnings[0].contains("pubilc"),
+        "{}",
+        warnings[0]
+    );
+    assert!(
+        log.last_state().is_some(),
+        "a state to persist all the same"
+    );
+}

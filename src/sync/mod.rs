@@ -107,6 +107,12 @@ pub async fn run(
         table::sync_table(&config, plan, &mut state, &mut output).await?;
     }
     if plans.is_empty() {
+        output
+            .warning(format!(
+                "no readable table matches the configuration ({}) and the selection; check `schemas` and `tables`, and the user's grants",
+                scope(&config)
+            ))
+            .await?;
         // Still hand back a state, so the host has something to persist.
         output.checkpoint(&state).await?;
     }
@@ -118,6 +124,25 @@ pub async fn run(
         "update finished"
     );
     Ok(())
+}
+
+/// The configured schema and table filters, for messages.
+fn scope(config: &Config) -> String {
+    let schemas = match &config.sync.schemas {
+        Some(schemas) => format!("schemas: {}", schemas.join(", ")),
+        None => "all non-system schemas".to_string(),
+    };
+    match &config.sync.tables {
+        Some(tables) => format!(
+            "{schemas}; tables: {}",
+            tables
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => schemas,
+    }
 }
 
 /// Opens a session for RPCs that answer quickly (Test, Schema): no retries.
