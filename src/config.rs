@@ -26,6 +26,7 @@ pub mod keys {
     pub const CONNECT_TIMEOUT_S: &str = "connect_timeout_s";
     pub const QUERY_TIMEOUT_S: &str = "query_timeout_s";
     pub const CURSOR_LAG_S: &str = "cursor_lag_s";
+    pub const MAX_PARALLEL_TABLES: &str = "max_parallel_tables";
 
     /// All keys the connector understands; anything else is rejected as a probable typo.
     pub const ALL: &[&str] = &[
@@ -41,6 +42,7 @@ pub mod keys {
         CURSOR_COLUMN,
         CURSOR_LAG_S,
         BATCH_SIZE,
+        MAX_PARALLEL_TABLES,
         CONNECT_TIMEOUT_S,
         QUERY_TIMEOUT_S,
     ];
@@ -52,6 +54,10 @@ pub const DEFAULT_CURSOR_COLUMN: &str = "updated_at";
 /// batch of wide rows stays a few MiB in memory and a checkpoint follows every few seconds.
 pub const DEFAULT_BATCH_SIZE: u32 = 5_000;
 pub const MAX_BATCH_SIZE: u32 = 1_000_000;
+/// One table at a time unless asked: each concurrent scan holds one of the cluster's WLM query
+/// slots for as long as it runs, which other users of a shared cluster need too.
+pub const DEFAULT_MAX_PARALLEL_TABLES: usize = 1;
+pub const MAX_PARALLEL_TABLES: usize = 32;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Zero means "no statement timeout" (the server's own setting applies).
 pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(0);
@@ -223,6 +229,8 @@ pub struct SyncConfig {
     /// later sync, so a checkpoint never passes rows that may still commit with an older
     /// cursor value (redshift.md, "Time and the cursor"). Zero: no bound.
     pub cursor_lag: Duration,
+    /// Tables synced at once within one Update, each on a session of its own.
+    pub max_parallel_tables: usize,
 }
 
 impl SyncConfig {
@@ -353,6 +361,21 @@ impl Config {
             },
         };
 
+        let max_parallel_tables = match reader.optional(keys::MAX_PARALLEL_TABLES) {
+            None => DEFAULT_MAX_PARALLEL_TABLES,
+            Some(text) => match text.parse::<usize>() {
+                Ok(n) if (1..=MAX_PARALLEL_TABLES).contains(&n) => n,
+                _ => {
+                    return Err(ConfigError::new(
+                        keys::MAX_PARALLEL_TABLES,
+                        format!(
+                            "must be a whole number of tables between 1 and {MAX_PARALLEL_TABLES}"
+                        ),
+                    ))
+                }
+            },
+        };
+
         Ok(Self {
             connection: ConnectionConfig {
                 host,
@@ -372,6 +395,7 @@ impl Config {
                 cursor_column_overrides,
                 batch_size,
                 cursor_lag,
+                max_parallel_tables,
             },
         })
     }
@@ -526,6 +550,8 @@ mod tests {
             ("connect_timeout_s", "0"),
             ("query_timeout_s", "x"),
             ("cursor_lag_s", "-1"),
+            ("max_parallel_tables", "0"),
+            ("max_parallel_tables", "33"),
             ("tables", "no_dot"),
             ("cursor_column", "public.orders:"),
             ("cursor_column", "a, b"),

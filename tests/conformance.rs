@@ -95,6 +95,8 @@ async fn the_hosts_checker_accepts_initial_and_incremental_syncs() {
     let config_path = dir.path().join("configuration.json");
     let mut config = db.config.clone();
     config.insert("batch_size".into(), "500".into());
+    // Tables synced at once, so the checker also sees records of several tables interleave.
+    config.insert("max_parallel_tables".into(), "3".into());
     std::fs::write(&config_path, serde_json::to_string(&config).unwrap()).unwrap();
 
     let (addr_a, path_a) = (addr.clone(), config_path.clone());

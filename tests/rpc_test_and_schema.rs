@@ -42,6 +42,7 @@ const KEYS: &[&str] = &[
     "cursor_column",
     "cursor_lag_s",
     "batch_size",
+    "max_parallel_tables",
     "connect_timeout_s",
     "query_timeout_s",
 ];

@@ -75,6 +75,7 @@ pub fn configuration_form() -> ConfigurationFormResponse {
             text(keys::CURSOR_COLUMN, "Cursor column", false, "The column that tells when a row changed, and per-table overrides: updated_at, public.orders:modified_at. Tables without it are re-synced in full each time.", Some("updated_at")),
             text(keys::CURSOR_LAG_S, "Cursor lag (s)", false, "Leave rows whose TIMESTAMP/TIMESTAMPTZ cursor is newer than this many seconds for the next sync, so rows that commit late with an older updated_at (e.g. stamped with SYSDATE in a long load) are not skipped. Set it to your longest load transaction; 0 = off.", Some("0")),
             text(keys::BATCH_SIZE, "Batch size", false, "Rows fetched per round trip; a checkpoint follows each batch.", Some(&batch)),
+            text(keys::MAX_PARALLEL_TABLES, "Parallel tables", false, "Tables synced at once, each on its own connection and WLM query slot (1 to 32).", Some("1")),
             text(keys::CONNECT_TIMEOUT_S, "Connect timeout (s)", false, "Seconds to wait for a connection.", Some("30")),
             text(keys::QUERY_TIMEOUT_S, "Query timeout (s)", false, "statement_timeout in seconds (includes WLM queue time on Redshift); 0 = none.", Some("0")),
         ],

@@ -21,6 +21,9 @@
 //! - Tables without a primary key resume at the cursor value itself (`>=`): a bounded re-read
 //!   that hosts absorb, since they key such rows by a hash of their values.
 //! - Position values are compared in SQL in the column's own type, at full precision.
+//! - With `max_parallel_tables` above 1 the tables' records interleave; a table's records, its
+//!   position and the checkpoint still leave as one step (see `checkpoints`), so the first
+//!   invariant holds for every table at every checkpoint.
 //! - After a transient failure the table is re-read on a new session from the last row sent,
 //!   so a retry repeats nothing that was delivered.
 //!
@@ -28,12 +31,14 @@
 //! value (e.g. `updated_at = SYSDATE` in a long transaction) is behind a position already
 //! checkpointed and is not seen by later syncs; see the README's known limits.
 
+mod checkpoints;
 mod output;
 pub mod plan;
 mod table;
 
 use std::time::Instant;
 
+use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::config::{Config, TableName};
@@ -71,16 +76,16 @@ impl SyncError {
     }
 }
 
-/// Runs one Update: discovers the catalog, plans the selected tables and syncs them one after
-/// another, sending everything through `tx`.
+/// Runs one Update: discovers the catalog, plans the selected tables and syncs them,
+/// `max_parallel_tables` at a time (in catalog order), sending everything through `tx`.
 pub async fn run(
     config: Config,
     selection: Option<Selection>,
-    mut state: SyncState,
+    state: SyncState,
     tx: mpsc::Sender<UpdateResponse>,
 ) -> Result<(), SyncError> {
     let started = Instant::now();
-    let mut output = output::Output::new(tx);
+    let mut output = output::Output::new(tx.clone());
     let catalog = {
         let session = table::connect_with_retry(&config.connection).await?;
         catalog::discover(&session.client, &config.sync).await?
@@ -102,10 +107,30 @@ pub async fn run(
             ))
             .await?;
     }
-    tracing::info!(tables = plans.len(), "update started");
-    for plan in &plans {
-        table::sync_table(&config, plan, &mut state, &mut output).await?;
+    let checkpoints = checkpoints::Checkpoints::new(state);
+    tracing::info!(
+        tables = plans.len(),
+        parallel = config.sync.max_parallel_tables,
+        "update started"
+    );
+    // Each table sends through its own Output (its own Records batches); the first failure
+    // drops the others, which cancels their scans.
+    // (By index: a closure over `&TablePlan` trips the compiler's Send check for the task.)
+    let mut tables = futures_util::stream::iter(0..plans.len())
+        .map(|i| {
+            let plan = &plans[i];
+            let mut table_output = output::Output::new(tx.clone());
+            let (config, checkpoints) = (&config, &checkpoints);
+            async move {
+                table::sync_table(config, plan, checkpoints, &mut table_output).await?;
+                Ok::<_, SyncError>(table_output.counters)
+            }
+        })
+        .buffer_unordered(config.sync.max_parallel_tables);
+    while let Some(counters) = tables.next().await {
+        output.counters.add(counters?);
     }
+    drop(tables);
     if plans.is_empty() {
         output
             .warning(format!(
@@ -114,7 +139,7 @@ pub async fn run(
             ))
             .await?;
         // Still hand back a state, so the host has something to persist.
-        output.checkpoint(&state).await?;
+        checkpoints.checkpoint_current(&mut output).await?;
     }
     tracing::info!(
         tables = plans.len(),

@@ -24,6 +24,14 @@ pub struct Counters {
     pub checkpoints: u64,
 }
 
+impl Counters {
+    pub fn add(&mut self, other: Counters) {
+        self.records += other.records;
+        self.messages += other.messages;
+        self.checkpoints += other.checkpoints;
+    }
+}
+
 pub struct Output {
     tx: mpsc::Sender<UpdateResponse>,
     pending: Vec<Record>,

@@ -231,6 +231,7 @@ mod tests {
             cursor_column_overrides: Default::default(),
             batch_size: 10,
             cursor_lag: std::time::Duration::ZERO,
+            max_parallel_tables: 1,
         }
     }
 

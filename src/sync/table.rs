@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::Row;
 
+use super::checkpoints::Checkpoints;
 use super::output::Output;
 use super::plan::{Mode, TablePlan};
 use super::SyncError;
@@ -12,7 +13,7 @@ use crate::config::{Config, ConnectionConfig};
 use crate::proto::{Record, RecordType};
 use crate::source::scan::{BatchStream, Resume, ScanSpec};
 use crate::source::{self, Session, SourceError};
-use crate::state::{Position, SyncState, TableState};
+use crate::state::{Position, TableState};
 
 /// Attempts after a transient failure (connection lost, cluster restart, serialization
 /// conflict) before the Update gives up with an error status.
@@ -174,11 +175,11 @@ fn resume_from(state: &TableState) -> Resume {
 pub(super) async fn sync_table(
     config: &Config,
     plan: &TablePlan,
-    state: &mut SyncState,
+    checkpoints: &Checkpoints,
     output: &mut Output,
 ) -> Result<(), SyncError> {
     let name = &plan.table.name;
-    let start = decide_start(plan, state.table(name));
+    let start = decide_start(plan, checkpoints.table(name).await.as_ref());
     if let Mode::Full { reason } = &plan.mode {
         output
             .warning(format!(
@@ -190,15 +191,23 @@ pub(super) async fn sync_table(
         output.warning(format!("table {name}: {reason}")).await?;
     }
     let mut table_state = start.state;
-    if start.truncate {
-        output.record(truncate_record(plan)).await?;
-    }
-    state.set_table(name, table_state.clone());
+    // Sent with the table's first records (or alone at its end), in the same step that first
+    // records the table in the state.
+    let mut truncate_pending = start.truncate;
 
     let mut progress = Progress::new(plan);
     let mut attempt = 0;
     loop {
-        let result = scan_once(config, plan, &mut table_state, state, output, &mut progress).await;
+        let result = scan_once(
+            config,
+            plan,
+            &mut table_state,
+            &mut truncate_pending,
+            checkpoints,
+            output,
+            &mut progress,
+        )
+        .await;
         match result {
             Ok(()) => break,
             Err(SyncError::Table { source, .. })
@@ -222,7 +231,7 @@ pub(super) async fn sync_table(
                 } = &table_state
                 {
                     if key_columns.is_empty() && progress.rows > 0 {
-                        output.record(truncate_record(plan)).await?;
+                        truncate_pending = true;
                     }
                 }
             }
@@ -239,8 +248,11 @@ pub(super) async fn sync_table(
         *in_progress = false;
         *position = None;
     }
-    state.set_table(name, table_state);
-    output.checkpoint(state).await?;
+    let records = truncate_pending
+        .then(|| truncate_record(plan))
+        .into_iter()
+        .collect();
+    checkpoints.send(output, records, name, table_state).await?;
     progress.finish();
     Ok(())
 }
@@ -250,7 +262,8 @@ async fn scan_once(
     config: &Config,
     plan: &TablePlan,
     table_state: &mut TableState,
-    state: &mut SyncState,
+    truncate_pending: &mut bool,
+    checkpoints: &Checkpoints,
     output: &mut Output,
     progress: &mut Progress,
 ) -> Result<(), SyncError> {
@@ -289,15 +302,18 @@ async fn scan_once(
             None => return Ok(()),
             Some(rows) => rows.map_err(in_table)?,
         };
+        let mut records = Vec::with_capacity(rows.len() + 1);
+        if std::mem::take(truncate_pending) {
+            records.push(truncate_record(plan));
+        }
         for row in &rows {
-            output
-                .record(to_record(plan, row).map_err(in_table)?)
-                .await?;
+            records.push(to_record(plan, row).map_err(in_table)?);
         }
         let last = rows.last().expect("batches are never empty");
         set_position(table_state, position_of(plan, last).map_err(in_table)?);
-        state.set_table(name, table_state.clone());
-        output.checkpoint(state).await?;
+        checkpoints
+            .send(output, records, name, table_state.clone())
+            .await?;
         progress.add(rows.len());
     }
 }
