@@ -83,7 +83,9 @@ impl SourceConnector for ConnectorService {
     ) -> Result<Response<SchemaResponse>, Status> {
         let config =
             Config::from_map(&request.into_inner().configuration).map_err(RpcError::from)?;
-        let session = sync::connect(&config).await.map_err(RpcError::from)?;
+        let session = crate::source::connect(&config.connection)
+            .await
+            .map_err(RpcError::from)?;
         let catalog = catalog::discover(&session.client, &config.sync)
             .await
             .map_err(RpcError::from)?;

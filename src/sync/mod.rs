@@ -43,7 +43,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{Config, TableName};
 use crate::proto::{Selection, UpdateResponse};
-use crate::source::{self, catalog, SourceError};
+use crate::source::{catalog, SourceError};
 use crate::state::SyncState;
 
 pub use output::MAX_RECORDS_PER_MESSAGE;
@@ -168,9 +168,4 @@ fn scope(config: &Config) -> String {
         ),
         None => schemas,
     }
-}
-
-/// Opens a session for RPCs that answer quickly (Test, Schema): no retries.
-pub async fn connect(config: &Config) -> Result<source::Session, SourceError> {
-    source::connect(&config.connection).await
 }
