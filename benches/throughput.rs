@@ -34,8 +34,8 @@ use fivetran_source::local_postgres::LocalPostgres;
 use fivetran_source::proto::source_connector_client::SourceConnectorClient;
 use fivetran_source::proto::{update_response::Operation, RecordType, UpdateRequest};
 use fivetran_source::server::MAX_MESSAGE_BYTES;
-use fivetran_source::source::catalog;
 use fivetran_source::source::scan::{Resume, ScanSpec};
+use fivetran_source::source::{catalog, error_chain};
 use fivetran_source::state::SyncState;
 use fivetran_source::sync::plan::{self, Mode};
 use futures_util::{pin_mut, StreamExt};
@@ -153,7 +153,7 @@ fn main() {
     let params = Params::from_env();
     // With the watchdog: an interrupted benchmark (Ctrl-C) leaves no server behind.
     let postgres = LocalPostgres::start_with_watchdog()
-        .unwrap_or_else(|err| panic!("cannot start PostgreSQL: {}", chain(&err)));
+        .unwrap_or_else(|err| panic!("cannot start PostgreSQL: {}", error_chain(&err)));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -162,7 +162,7 @@ fn main() {
     drop(runtime);
     drop(postgres);
     if let Err(err) = result {
-        eprintln!("benchmark failed: {}", chain(err.as_ref()));
+        eprintln!("benchmark failed: {}", error_chain(err.as_ref()));
         std::process::exit(1);
     }
 }
@@ -534,7 +534,7 @@ impl GrpcServer {
                 let _ = stopped.await;
             };
             if let Err(err) = fivetran_source::server::serve(listener, shutdown).await {
-                eprintln!("gRPC server failed: {}", chain(&err));
+                eprintln!("gRPC server failed: {}", error_chain(&err));
             }
         });
         Ok(Self {
@@ -724,16 +724,4 @@ fn clock_ticks() -> u64 {
             .filter(|&n| n > 0)
             .unwrap_or(100)
     })
-}
-
-/// An error with all its causes on one line.
-fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -138,8 +138,8 @@ fn is_transient_sqlstate(code: &str) -> bool {
         || matches!(code, "40001" | "40P01" | "57P01" | "57P02" | "57P03")
 }
 
-/// The error and its causes, joined: driver errors keep the useful part in their sources.
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+/// The error and its causes on one line: driver errors keep the useful part in their sources.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

@@ -126,14 +126,5 @@ impl Drop for TestServer {
 }
 
 /// An error with all its causes on one line, for panic messages.
-#[allow(dead_code)]
-pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+#[allow(unused_imports)]
+pub use fivetran_source::source::error_chain as chain;
