@@ -32,7 +32,9 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use fivetran_source::config::{keys, Config, DEFAULT_BATCH_SIZE};
 use fivetran_source::local_postgres::LocalPostgres;
 use fivetran_source::proto::source_connector_client::SourceConnectorClient;
-use fivetran_source::proto::{update_response::Operation, RecordType, UpdateRequest};
+use fivetran_source::proto::{
+    update_response::Operation, RecordType, UpdateRequest, UpdateResponse,
+};
 use fivetran_source::server::MAX_MESSAGE_BYTES;
 use fivetran_source::source::scan::{Resume, ScanSpec};
 use fivetran_source::source::{catalog, error_chain};
@@ -40,16 +42,13 @@ use fivetran_source::state::SyncState;
 use fivetran_source::sync::plan::{self, Mode};
 use futures_util::{pin_mut, StreamExt};
 use prost::Message as _;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Row};
 use tonic::transport::{Channel, Endpoint};
 
 const DATABASE: &str = "bench";
 const TABLE: &str = "orders";
-/// The gRPC layer's buffer between engine and host (private `grpc::UPDATE_BUFFER`); the
-/// engine-only run uses the same depth so that it differs from the gRPC run only by gRPC.
-const ENGINE_CHANNEL: usize = 4;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -180,7 +179,7 @@ async fn run(postgres: &LocalPostgres, params: &Params) -> Result<(), BoxError> 
     fill(&admin, params.rows).await?;
     eprintln!("filled in {:.1} s", started.elapsed().as_secs_f64());
 
-    let scan_sql = connector_scan_sql(&admin, &config).await?;
+    let scan_sql = connector_scan_sql(&config).await?;
     let server = GrpcServer::start().await?;
     let channel = server.channel().await?;
 
@@ -271,12 +270,10 @@ async fn fill(client: &Client, rows: u64) -> Result<(), BoxError> {
 
 /// The query the connector runs for an initial sync of the table, from its own catalog, plan and
 /// query builder: every baseline reads exactly these rows in exactly this order.
-async fn connector_scan_sql(
-    client: &Client,
-    config: &HashMap<String, String>,
-) -> Result<String, BoxError> {
-    let config = Config::from_map(config)?;
-    let catalog = catalog::discover(client, &config.sync).await?;
+async fn connector_scan_sql(config: &HashMap<String, String>) -> Result<String, BoxError> {
+    let config = Config::from_request(config).await?;
+    let mut session = fivetran_source::source::connect(&config.connection).await?;
+    let catalog = catalog::discover(&mut session, &config.sync).await?;
     let plans = plan::plan(&catalog, None, &config.sync);
     let [plan] = plans.as_slice() else {
         return Err(format!("expected one table to sync, planned {}", plans.len()).into());
@@ -287,6 +284,8 @@ async fn connector_scan_sql(
     };
     let spec = ScanSpec {
         table: &plan.table,
+        flavour: session.flavour(),
+        limit: None,
         select: &plan.select,
         cursor,
         key: &plan.key,
@@ -441,20 +440,29 @@ fn touch(row: &Row) -> usize {
 /// The connector's sync engine on its own, into a channel as deep as the gRPC layer's: what the
 /// Update costs before protobuf encoding and HTTP/2.
 async fn engine(config: &HashMap<String, String>) -> Result<Sample, BoxError> {
-    let config = Config::from_map(config)?;
+    let config = Config::from_request(config).await?;
     let cpu = CpuClock::start();
     let started = Instant::now();
-    let (tx, mut rx) = mpsc::channel(ENGINE_CHANNEL);
+    let (output, mut rx) =
+        fivetran_source::sync::Output::channel(fivetran_source::sync::output_budget(&config));
     let engine = tokio::spawn(fivetran_source::sync::run(
         config,
         None,
         SyncState::new(),
-        tx,
+        output,
     ));
     let mut sample = Sample::default();
     while let Some(message) = rx.recv().await {
         sample.messages += 1;
-        count(&mut sample, message.operation, started);
+        let operation = match message.message {
+            fivetran_source::sync::OutgoingMessage::Encoded(bytes) => {
+                UpdateResponse::decode(bytes)
+                    .expect("records decode")
+                    .operation
+            }
+            fivetran_source::sync::OutgoingMessage::Message(message) => message.operation,
+        };
+        count(&mut sample, operation, started);
     }
     engine.await??;
     sample.wall = started.elapsed();

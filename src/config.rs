@@ -3,11 +3,18 @@
 //! Hosts send configuration as a flat `map<string, string>`. It is parsed exactly once, at the top
 //! of each RPC, into [`Config`]; every later layer works with typed values. Any bad value is a
 //! [`ConfigError`] naming the key and the rule it broke, which the gRPC layer maps to
-//! `INVALID_ARGUMENT`. The password lives in a [`Secret`] so that no `Debug`, `Display` or log line
-//! can print it.
+//! `INVALID_ARGUMENT` before anything reaches the database. The password lives in a [`Secret`]
+//! so that no `Debug`, `Display` or log line can print it, and error messages quote at most a
+//! short prefix of any value.
+//!
+//! Names (`schemas`, `tables`, the cursor column and its overrides) are [`Identifier`]s and
+//! match the catalog the way Redshift resolves identifiers in SQL: an unquoted name folds to
+//! lower case, a `"quoted"` one keeps its case and may contain dots, commas and (doubled) quotes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Every configuration key, in the order the configuration form shows them.
@@ -22,11 +29,13 @@ pub mod keys {
     pub const SCHEMAS: &str = "schemas";
     pub const TABLES: &str = "tables";
     pub const CURSOR_COLUMN: &str = "cursor_column";
+    pub const CURSOR_LAG_S: &str = "cursor_lag_s";
     pub const BATCH_SIZE: &str = "batch_size";
+    pub const MAX_BATCH_BYTES: &str = "max_batch_bytes";
+    pub const MAX_ROWS_PER_QUERY: &str = "max_rows_per_query";
+    pub const MAX_PARALLEL_TABLES: &str = "max_parallel_tables";
     pub const CONNECT_TIMEOUT_S: &str = "connect_timeout_s";
     pub const QUERY_TIMEOUT_S: &str = "query_timeout_s";
-    pub const CURSOR_LAG_S: &str = "cursor_lag_s";
-    pub const MAX_PARALLEL_TABLES: &str = "max_parallel_tables";
 
     /// All keys the connector understands; anything else is rejected as a probable typo.
     pub const ALL: &[&str] = &[
@@ -42,6 +51,8 @@ pub mod keys {
         CURSOR_COLUMN,
         CURSOR_LAG_S,
         BATCH_SIZE,
+        MAX_BATCH_BYTES,
+        MAX_ROWS_PER_QUERY,
         MAX_PARALLEL_TABLES,
         CONNECT_TIMEOUT_S,
         QUERY_TIMEOUT_S,
@@ -50,10 +61,22 @@ pub mod keys {
 
 pub const DEFAULT_PORT: u16 = 5439;
 pub const DEFAULT_CURSOR_COLUMN: &str = "updated_at";
-/// Rows per fetch round trip. Large enough to amortise the round trip, small enough that a
-/// batch of wide rows stays a few MiB in memory and a checkpoint follows every few seconds.
+/// Rows per fetch round trip, and at most between checkpoints. Rows stream through as they
+/// arrive, so memory does not grow with it; it sets how often a checkpoint is taken.
 pub const DEFAULT_BATCH_SIZE: u32 = 5_000;
 pub const MAX_BATCH_SIZE: u32 = 1_000_000;
+/// Bytes of records at most between checkpoints and in one `Records` message: wide rows
+/// checkpoint by size before they reach `batch_size` rows.
+pub const DEFAULT_MAX_BATCH_BYTES: u64 = 8 * 1024 * 1024;
+pub const MIN_MAX_BATCH_BYTES: u64 = 64 * 1024;
+/// Hosts accept messages up to 128 MiB; a batch must leave room for its framing.
+pub const MAX_MAX_BATCH_BYTES: u64 = 64 * 1024 * 1024;
+/// Rows one query may read before the next query resumes after it: Redshift materialises a
+/// query's result on the leader node, holds a WLM slot while it runs, and query monitoring
+/// rules often abort queries by returned rows. Chosen by `cargo bench` (benches/README.md):
+/// at a million rows per query the resume costs a few percent.
+pub const DEFAULT_MAX_ROWS_PER_QUERY: u64 = 1_000_000;
+pub const MAX_MAX_ROWS_PER_QUERY: u64 = 10_000_000_000;
 /// One table at a time unless asked: each concurrent scan holds one of the cluster's WLM query
 /// slots for as long as it runs, which other users of a shared cluster need too.
 pub const DEFAULT_MAX_PARALLEL_TABLES: usize = 1;
@@ -61,6 +84,8 @@ pub const MAX_PARALLEL_TABLES: usize = 32;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Zero means "no statement timeout" (the server's own setting applies).
 pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(0);
+/// The largest `sslrootcert` file read: a CA bundle is tens of kilobytes.
+pub const MAX_ROOT_CERTIFICATE_FILE: u64 = 1024 * 1024;
 
 /// Schemas that hold catalogs, never user data (redshift.md, Catalog).
 pub const SYSTEM_SCHEMAS: &[&str] = &[
@@ -86,9 +111,19 @@ pub struct ConfigError {
 impl ConfigError {
     fn new(key: &str, rule: impl Into<String>) -> Self {
         Self {
-            key: key.to_string(),
+            key: shorten(key).into_owned(),
             rule: rule.into(),
         }
+    }
+}
+
+/// At most the first 40 characters of a value, for error messages: enough to recognise it,
+/// never a whole megabyte of it.
+pub fn shorten(value: &str) -> Cow<'_, str> {
+    const SHOWN: usize = 40;
+    match value.char_indices().nth(SHOWN) {
+        None => Cow::Borrowed(value),
+        Some((end, _)) => Cow::Owned(format!("{}…", &value[..end])),
     }
 }
 
@@ -163,11 +198,13 @@ impl SslMode {
 pub enum RootCertificates {
     /// The operating system's store (Redshift's ACM certificates chain to it).
     System,
-    /// A PEM bundle, read from the configured file or given inline.
+    /// A PEM bundle, given inline or read from the configured file.
     Pem(Vec<u8>),
+    /// A PEM file not read yet: [`Config::load_files`] reads it, off the async workers.
+    File(PathBuf),
 }
 
-/// A table named as `schema.table`.
+/// A table of the catalog, by its exact names.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TableName {
     pub schema: String,
@@ -181,20 +218,75 @@ impl TableName {
             table: table.into(),
         }
     }
-
-    /// Parses `schema.table`; the last dot separates them, so a schema may not contain a dot
-    /// but a table may not either (Redshift identifiers rarely do; quoting is not supported here).
-    fn parse(text: &str) -> Option<Self> {
-        let (schema, table) = text.trim().split_once('.')?;
-        let (schema, table) = (schema.trim(), table.trim());
-        if schema.is_empty() || table.is_empty() || table.contains('.') {
-            return None;
-        }
-        Some(Self::new(schema, table))
-    }
 }
 
 impl fmt::Display for TableName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.schema, self.table)
+    }
+}
+
+/// A name as written in the configuration, matched the way Redshift resolves an identifier:
+/// unquoted, it folds to lower case; `"quoted"`, it is taken as it is.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Identifier {
+    text: String,
+    quoted: bool,
+}
+
+impl Identifier {
+    pub fn unquoted(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            quoted: false,
+        }
+    }
+
+    pub fn quoted(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            quoted: true,
+        }
+    }
+
+    /// The catalog name this identifier stands for.
+    pub fn resolved(&self) -> Cow<'_, str> {
+        if self.quoted {
+            Cow::Borrowed(&self.text)
+        } else {
+            Cow::Owned(self.text.to_ascii_lowercase())
+        }
+    }
+
+    pub fn matches(&self, name: &str) -> bool {
+        self.resolved() == name
+    }
+}
+
+impl fmt::Display for Identifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.quoted {
+            write!(f, "\"{}\"", self.text.replace('"', "\"\""))
+        } else {
+            f.write_str(&self.text)
+        }
+    }
+}
+
+/// `schema.table` as written in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TablePattern {
+    pub schema: Identifier,
+    pub table: Identifier,
+}
+
+impl TablePattern {
+    pub fn matches(&self, name: &TableName) -> bool {
+        self.schema.matches(&name.schema) && self.table.matches(&name.table)
+    }
+}
+
+impl fmt::Display for TablePattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}", self.schema, self.table)
     }
@@ -219,27 +311,30 @@ pub struct ConnectionConfig {
 #[derive(Debug, Clone)]
 pub struct SyncConfig {
     /// Schemas to discover; `None` = every non-system schema.
-    pub schemas: Option<Vec<String>>,
+    pub schemas: Option<Vec<Identifier>>,
     /// Optional include list; `None` = every readable table of the schemas.
-    pub tables: Option<Vec<TableName>>,
-    pub default_cursor_column: String,
-    pub cursor_column_overrides: BTreeMap<TableName, String>,
+    pub tables: Option<Vec<TablePattern>>,
+    pub default_cursor_column: Identifier,
+    pub cursor_column_overrides: Vec<(TablePattern, Identifier)>,
     pub batch_size: u32,
-    /// Rows whose TIMESTAMP/TIMESTAMPTZ cursor is newer than now minus this are left for a
-    /// later sync, so a checkpoint never passes rows that may still commit with an older
-    /// cursor value (redshift.md, "Time and the cursor"). Zero: no bound.
+    pub max_batch_bytes: u64,
+    pub max_rows_per_query: u64,
+    /// Rows whose TIMESTAMP/TIMESTAMPTZ cursor is newer than the database's clock minus this
+    /// are left for a later sync, so a checkpoint never passes rows that may still commit with
+    /// an older cursor value (redshift.md, "Time and the cursor"). Zero: no bound.
     pub cursor_lag: Duration,
     /// Tables synced at once within one Update, each on a session of its own.
     pub max_parallel_tables: usize,
 }
 
 impl SyncConfig {
-    /// The cursor column configured for a table (override, else the default name).
-    pub fn cursor_column_for(&self, table: &TableName) -> &str {
+    /// The cursor column configured for a table (the last matching override, else the default).
+    pub fn cursor_column_for(&self, table: &TableName) -> &Identifier {
         self.cursor_column_overrides
-            .get(table)
-            .map(String::as_str)
-            .unwrap_or(&self.default_cursor_column)
+            .iter()
+            .rev()
+            .find(|(pattern, _)| pattern.matches(table))
+            .map_or(&self.default_cursor_column, |(_, column)| column)
     }
 
     /// Whether the schema/table filters admit this table.
@@ -247,11 +342,11 @@ impl SyncConfig {
         let schema_ok = self
             .schemas
             .as_ref()
-            .is_none_or(|schemas| schemas.iter().any(|s| s == &table.schema));
+            .is_none_or(|schemas| schemas.iter().any(|s| s.matches(&table.schema)));
         let table_ok = self
             .tables
             .as_ref()
-            .is_none_or(|tables| tables.contains(table));
+            .is_none_or(|tables| tables.iter().any(|t| t.matches(table)));
         schema_ok && table_ok
     }
 }
@@ -264,23 +359,31 @@ pub struct Config {
 }
 
 impl Config {
-    /// Parses and validates the request's configuration map.
+    /// Parses, validates and completes a request's configuration: the one entry point of the
+    /// RPCs. Files named by the configuration are read here, off the async workers.
+    pub async fn from_request(map: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let mut config = Self::from_map(map)?;
+        config.load_files().await?;
+        Ok(config)
+    }
+
+    /// Parses and validates the request's configuration map, without reading any file.
     pub fn from_map(map: &HashMap<String, String>) -> Result<Self, ConfigError> {
-        let reader = MapReader(map);
         if let Some(unknown) = map.keys().find(|k| !keys::ALL.contains(&k.as_str())) {
             return Err(ConfigError::new(
                 unknown,
                 format!("unknown key; the keys are: {}", keys::ALL.join(", ")),
             ));
         }
+        // A NUL cannot travel in the protocol's strings: refuse it here, naming the key,
+        // rather than let the database refuse it later.
+        if let Some((key, _)) = map.iter().find(|(_, value)| value.contains('\0')) {
+            return Err(ConfigError::new(key, "contains a NUL character"));
+        }
+        let reader = MapReader(map);
 
         let host = reader.required(keys::HOST)?;
-        if host.contains(char::is_whitespace) || host.contains('/') {
-            return Err(ConfigError::new(
-                keys::HOST,
-                "must be a host name or IP address, e.g. examplecluster.abc123.us-west-2.redshift.amazonaws.com (no scheme, port or path)",
-            ));
-        }
+        validate_host(&host)?;
         let port = match reader.optional(keys::PORT) {
             None => DEFAULT_PORT,
             Some(text) => match text.parse::<u16>() {
@@ -314,7 +417,12 @@ impl Config {
         };
         let root_certificates = match reader.optional(keys::SSLROOTCERT) {
             None => RootCertificates::System,
-            Some(text) => RootCertificates::Pem(read_pem(&text)?),
+            Some(text) if text.contains("-----BEGIN") => {
+                let pem = text.into_bytes();
+                check_pem(&pem)?;
+                RootCertificates::Pem(pem)
+            }
+            Some(path) => RootCertificates::File(PathBuf::from(path)),
         };
         let connect_timeout = reader
             .seconds(keys::CONNECT_TIMEOUT_S, 1, 3600)?
@@ -323,24 +431,21 @@ impl Config {
             .seconds(keys::QUERY_TIMEOUT_S, 0, 7 * 24 * 3600)?
             .unwrap_or(DEFAULT_QUERY_TIMEOUT);
 
-        let schemas = reader.list(keys::SCHEMAS).map(|list| {
-            let mut list = list;
-            list.dedup();
-            list
-        });
-        let tables = match reader.list(keys::TABLES) {
+        let schemas = match reader.list(keys::SCHEMAS)? {
             None => None,
             Some(items) => Some(
                 items
-                    .iter()
-                    .map(|item| {
-                        TableName::parse(item).ok_or_else(|| {
-                            ConfigError::new(
-                                keys::TABLES,
-                                format!("`{item}` is not of the form schema.table"),
-                            )
-                        })
-                    })
+                    .into_iter()
+                    .map(|item| single_name(keys::SCHEMAS, item))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
+        let tables = match reader.list(keys::TABLES)? {
+            None => None,
+            Some(items) => Some(
+                items
+                    .into_iter()
+                    .map(|item| table_pattern(keys::TABLES, item))
                     .collect::<Result<Vec<_>, _>>()?,
             ),
         };
@@ -348,33 +453,28 @@ impl Config {
         let cursor_lag = reader
             .seconds(keys::CURSOR_LAG_S, 0, 30 * 24 * 3600)?
             .unwrap_or(Duration::ZERO);
-        let batch_size = match reader.optional(keys::BATCH_SIZE) {
-            None => DEFAULT_BATCH_SIZE,
-            Some(text) => match text.parse::<u32>() {
-                Ok(n) if (1..=MAX_BATCH_SIZE).contains(&n) => n,
-                _ => {
-                    return Err(ConfigError::new(
-                        keys::BATCH_SIZE,
-                        format!("must be a whole number of rows between 1 and {MAX_BATCH_SIZE}"),
-                    ))
-                }
-            },
-        };
-
-        let max_parallel_tables = match reader.optional(keys::MAX_PARALLEL_TABLES) {
-            None => DEFAULT_MAX_PARALLEL_TABLES,
-            Some(text) => match text.parse::<usize>() {
-                Ok(n) if (1..=MAX_PARALLEL_TABLES).contains(&n) => n,
-                _ => {
-                    return Err(ConfigError::new(
-                        keys::MAX_PARALLEL_TABLES,
-                        format!(
-                            "must be a whole number of tables between 1 and {MAX_PARALLEL_TABLES}"
-                        ),
-                    ))
-                }
-            },
-        };
+        let batch_size = reader
+            .number(keys::BATCH_SIZE, 1, u64::from(MAX_BATCH_SIZE), "rows")?
+            .map_or(DEFAULT_BATCH_SIZE, |n| n as u32);
+        let max_batch_bytes = reader
+            .number(
+                keys::MAX_BATCH_BYTES,
+                MIN_MAX_BATCH_BYTES,
+                MAX_MAX_BATCH_BYTES,
+                "bytes",
+            )?
+            .unwrap_or(DEFAULT_MAX_BATCH_BYTES);
+        let max_rows_per_query = reader
+            .number(keys::MAX_ROWS_PER_QUERY, 1, MAX_MAX_ROWS_PER_QUERY, "rows")?
+            .unwrap_or(DEFAULT_MAX_ROWS_PER_QUERY);
+        let max_parallel_tables = reader
+            .number(
+                keys::MAX_PARALLEL_TABLES,
+                1,
+                MAX_PARALLEL_TABLES as u64,
+                "tables",
+            )?
+            .map_or(DEFAULT_MAX_PARALLEL_TABLES, |n| n as usize);
 
         Ok(Self {
             connection: ConnectionConfig {
@@ -394,72 +494,236 @@ impl Config {
                 default_cursor_column,
                 cursor_column_overrides,
                 batch_size,
+                max_batch_bytes,
+                max_rows_per_query,
                 cursor_lag,
                 max_parallel_tables,
             },
         })
     }
+
+    /// Reads the files the configuration names (`sslrootcert` as a path) on a blocking thread,
+    /// bounded in size, refusing anything but a regular file.
+    pub async fn load_files(&mut self) -> Result<(), ConfigError> {
+        if let RootCertificates::File(path) = &self.connection.root_certificates {
+            let path = path.clone();
+            // One message for every failure, PEM content included: which files exist or can be
+            // read is nothing a caller should learn from it.
+            let pem = tokio::task::spawn_blocking(move || read_root_certificate_file(&path))
+                .await
+                .unwrap_or(Err(()))
+                .and_then(|pem| check_pem(&pem).map(|()| pem).map_err(|_| ()))
+                .map_err(|()| {
+                    ConfigError::new(
+                        keys::SSLROOTCERT,
+                        format!(
+                            "must be PEM text, or the path of a readable PEM file of at most {} KiB",
+                            MAX_ROOT_CERTIFICATE_FILE / 1024
+                        ),
+                    )
+                })?;
+            self.connection.root_certificates = RootCertificates::Pem(pem);
+        }
+        Ok(())
+    }
+}
+
+/// Reads a root certificate file: a regular file of at most [`MAX_ROOT_CERTIFICATE_FILE`]
+/// bytes. Every failure is the same `Err(())`: the error must not tell which other files exist
+/// or can be read. Opened non-blocking, so a FIFO cannot hold the thread waiting for a writer.
+fn read_root_certificate_file(path: &std::path::Path) -> Result<Vec<u8>, ()> {
+    use std::io::Read as _;
+    let metadata = std::fs::metadata(path).map_err(|_| ())?;
+    if !metadata.is_file() || metadata.len() > MAX_ROOT_CERTIFICATE_FILE {
+        return Err(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
+    }
+    let file = options.open(path).map_err(|_| ())?;
+    // Checked again on the open file: the path may have changed in between.
+    let metadata = file.metadata().map_err(|_| ())?;
+    if !metadata.is_file() {
+        return Err(());
+    }
+    let mut pem = Vec::new();
+    file.take(MAX_ROOT_CERTIFICATE_FILE + 1)
+        .read_to_end(&mut pem)
+        .map_err(|_| ())?;
+    if pem.len() as u64 > MAX_ROOT_CERTIFICATE_FILE {
+        return Err(());
+    }
+    Ok(pem)
+}
+
+fn check_pem(pem: &[u8]) -> Result<(), ConfigError> {
+    crate::source::wire::tls::pem_roots(pem)
+        .map(|_| ())
+        .map_err(|_| {
+            ConfigError::new(
+                keys::SSLROOTCERT,
+                "holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)",
+            )
+        })
+}
+
+/// A host name or IP address; a port or scheme in it is a common mistake worth naming.
+fn validate_host(host: &str) -> Result<(), ConfigError> {
+    let rule = |rule: &str| Err(ConfigError::new(keys::HOST, rule));
+    if host.contains(char::is_whitespace) || host.contains('/') {
+        return rule("must be a host name or IP address, e.g. examplecluster.abc123.us-west-2.redshift.amazonaws.com (no scheme, port or path)");
+    }
+    if host.contains(':') && host.parse::<std::net::Ipv6Addr>().is_err() {
+        return rule(&format!(
+            "`{}` includes a port; give the host name alone and the port in `port`",
+            shorten(host)
+        ));
+    }
+    Ok(())
 }
 
 /// `cursor_column`: a comma list of one default column name and/or `schema.table:column`
 /// overrides, e.g. `updated_at, public.orders:modified_at`.
 fn parse_cursor_columns(
     reader: &MapReader<'_>,
-) -> Result<(String, BTreeMap<TableName, String>), ConfigError> {
+) -> Result<(Identifier, Vec<(TablePattern, Identifier)>), ConfigError> {
+    let key = keys::CURSOR_COLUMN;
     let mut default = None;
-    let mut overrides = BTreeMap::new();
-    for item in reader.list(keys::CURSOR_COLUMN).unwrap_or_default() {
-        match item.rsplit_once(':') {
-            Some((table, column)) => {
-                let table = TableName::parse(table).ok_or_else(|| {
-                    ConfigError::new(
-                        keys::CURSOR_COLUMN,
-                        format!("`{item}`: an override is schema.table:column"),
-                    )
-                })?;
-                let column = column.trim();
-                if column.is_empty() {
+    let mut overrides = Vec::new();
+    for item in reader.list(key)?.unwrap_or_default() {
+        let parts = split_unquoted(key, item, ':')?;
+        match parts.as_slice() {
+            [table, column] => {
+                if column.trim().is_empty() {
                     return Err(ConfigError::new(
-                        keys::CURSOR_COLUMN,
-                        format!("`{item}`: the column name after `:` is empty"),
+                        key,
+                        format!("`{}`: the column name after `:` is empty", shorten(item)),
                     ));
                 }
-                overrides.insert(table, column.to_string());
+                overrides.push((table_pattern(key, table)?, single_name(key, column)?));
             }
-            None if default.is_none() => default = Some(item),
-            None => {
+            [column] if default.is_none() => default = Some(single_name(key, column)?),
+            [_] => {
                 return Err(ConfigError::new(
-                    keys::CURSOR_COLUMN,
+                    key,
                     "names more than one default column; give one name and schema.table:column overrides",
+                ))
+            }
+            _ => {
+                return Err(ConfigError::new(
+                    key,
+                    format!("`{}`: an override is schema.table:column", shorten(item)),
                 ))
             }
         }
     }
     Ok((
-        default.unwrap_or_else(|| DEFAULT_CURSOR_COLUMN.to_string()),
+        default.unwrap_or_else(|| Identifier::unquoted(DEFAULT_CURSOR_COLUMN)),
         overrides,
     ))
 }
 
-/// `sslrootcert` holds either PEM text or the path of a PEM file.
-fn read_pem(value: &str) -> Result<Vec<u8>, ConfigError> {
-    let pem = if value.contains("-----BEGIN") {
-        value.as_bytes().to_vec()
-    } else {
-        std::fs::read(value).map_err(|err| {
-            ConfigError::new(
-                keys::SSLROOTCERT,
-                format!("cannot read the PEM file `{value}`: {err}"),
-            )
-        })?
-    };
-    native_tls::Certificate::from_pem(&pem).map_err(|_| {
-        ConfigError::new(
-            keys::SSLROOTCERT,
-            "is not a PEM certificate (expected -----BEGIN CERTIFICATE-----)",
-        )
-    })?;
-    Ok(pem)
+/// `schema.table` (each part quoted or not).
+fn table_pattern(key: &str, text: &str) -> Result<TablePattern, ConfigError> {
+    match names(key, text)?.as_slice() {
+        [schema, table] => Ok(TablePattern {
+            schema: schema.clone(),
+            table: table.clone(),
+        }),
+        _ => Err(ConfigError::new(
+            key,
+            format!(
+                "`{}` is not of the form schema.table (quote names that contain dots: \"my.schema\".\"my.table\")",
+                shorten(text.trim())
+            ),
+        )),
+    }
+}
+
+/// One name, not qualified.
+fn single_name(key: &str, text: &str) -> Result<Identifier, ConfigError> {
+    match names(key, text)?.as_slice() {
+        [name] => Ok(name.clone()),
+        _ => Err(ConfigError::new(
+            key,
+            format!(
+                "`{}` is not a single name (quote a name that contains a dot: \"my.name\")",
+                shorten(text.trim())
+            ),
+        )),
+    }
+}
+
+/// The dot-separated names of a (possibly qualified) name.
+fn names(key: &str, text: &str) -> Result<Vec<Identifier>, ConfigError> {
+    split_unquoted(key, text, '.')?
+        .into_iter()
+        .map(|part| {
+            let part = part.trim();
+            if let Some(inner) = part.strip_prefix('"') {
+                let inner = inner.strip_suffix('"').filter(|_| part.len() >= 2);
+                match inner {
+                    Some(inner) if !inner.is_empty() => {
+                        Ok(Identifier::quoted(inner.replace("\"\"", "\"")))
+                    }
+                    _ => Err(ConfigError::new(
+                        key,
+                        format!(
+                            "`{}` has an unterminated or empty quoted name",
+                            shorten(text.trim())
+                        ),
+                    )),
+                }
+            } else if part.is_empty() {
+                Err(ConfigError::new(
+                    key,
+                    format!("`{}` has an empty name", shorten(text.trim())),
+                ))
+            } else if part.contains('"') {
+                Err(ConfigError::new(
+                    key,
+                    format!(
+                        "`{}`: quote whole names, e.g. \"My Table\"",
+                        shorten(text.trim())
+                    ),
+                ))
+            } else {
+                Ok(Identifier::unquoted(part))
+            }
+        })
+        .collect()
+}
+
+/// Splits `text` at `separator` where it is not inside double quotes (a doubled quote inside
+/// quotes is a literal quote).
+fn split_unquoted<'a>(
+    key: &str,
+    text: &'a str,
+    separator: char,
+) -> Result<Vec<&'a str>, ConfigError> {
+    let mut parts = Vec::new();
+    let mut in_quotes = false;
+    let mut start = 0;
+    for (at, c) in text.char_indices() {
+        if c == '"' {
+            in_quotes = !in_quotes;
+        } else if c == separator && !in_quotes {
+            parts.push(&text[start..at]);
+            start = at + c.len_utf8();
+        }
+    }
+    if in_quotes {
+        return Err(ConfigError::new(
+            key,
+            format!("`{}` has an unterminated quote", shorten(text.trim())),
+        ));
+    }
+    parts.push(&text[start..]);
+    Ok(parts)
 }
 
 /// Reads trimmed values; empty strings count as absent, as form fields left blank arrive empty.
@@ -479,28 +743,42 @@ impl MapReader<'_> {
             .ok_or_else(|| ConfigError::new(key, "is required"))
     }
 
-    fn list(&self, key: &str) -> Option<Vec<String>> {
-        let items: Vec<String> = self
-            .optional(key)?
-            .split(',')
+    /// A comma list (commas inside quoted names do not separate), empty items dropped.
+    fn list(&self, key: &str) -> Result<Option<Vec<&str>>, ConfigError> {
+        let Some(text) = self.0.get(key).map(|v| v.trim()).filter(|v| !v.is_empty()) else {
+            return Ok(None);
+        };
+        let items: Vec<&str> = split_unquoted(key, text, ',')?
+            .into_iter()
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .map(str::to_string)
             .collect();
-        (!items.is_empty()).then_some(items)
+        Ok((!items.is_empty()).then_some(items))
     }
 
-    fn seconds(&self, key: &str, min: u64, max: u64) -> Result<Option<Duration>, ConfigError> {
+    fn number(
+        &self,
+        key: &str,
+        min: u64,
+        max: u64,
+        unit: &str,
+    ) -> Result<Option<u64>, ConfigError> {
         match self.optional(key) {
             None => Ok(None),
             Some(text) => match text.parse::<u64>() {
-                Ok(n) if (min..=max).contains(&n) => Ok(Some(Duration::from_secs(n))),
+                Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
                 _ => Err(ConfigError::new(
                     key,
-                    format!("must be a whole number of seconds between {min} and {max}"),
+                    format!("must be a whole number of {unit} between {min} and {max}"),
                 )),
             },
         }
+    }
+
+    fn seconds(&self, key: &str, min: u64, max: u64) -> Result<Option<Duration>, ConfigError> {
+        Ok(self
+            .number(key, min, max, "seconds")?
+            .map(Duration::from_secs))
     }
 }
 
@@ -533,8 +811,13 @@ mod tests {
             config.connection.root_certificates,
             RootCertificates::System
         );
-        assert_eq!(config.sync.default_cursor_column, "updated_at");
+        assert_eq!(
+            config.sync.default_cursor_column,
+            Identifier::unquoted("updated_at")
+        );
         assert_eq!(config.sync.batch_size, DEFAULT_BATCH_SIZE);
+        assert_eq!(config.sync.max_batch_bytes, DEFAULT_MAX_BATCH_BYTES);
+        assert_eq!(config.sync.max_rows_per_query, DEFAULT_MAX_ROWS_PER_QUERY);
         assert!(config.sync.schemas.is_none());
         assert!(config.sync.tables.is_none());
     }
@@ -547,23 +830,30 @@ mod tests {
             ("sslmode", "sometimes"),
             ("batch_size", "0"),
             ("batch_size", "-5"),
+            ("max_batch_bytes", "10"),
+            ("max_rows_per_query", "0"),
             ("connect_timeout_s", "0"),
             ("query_timeout_s", "x"),
             ("cursor_lag_s", "-1"),
             ("max_parallel_tables", "0"),
             ("max_parallel_tables", "33"),
             ("tables", "no_dot"),
+            ("tables", "a.b.c"),
+            ("tables", "\"unterminated.b"),
+            ("schemas", "a.b"),
             ("cursor_column", "public.orders:"),
             ("cursor_column", "a, b"),
-            ("sslrootcert", "/nonexistent/ca.pem"),
+            ("sslrootcert", "-----BEGIN nothing"),
             ("host", "http://x/y"),
+            ("host", "cluster.example.com:5439"),
             ("colour", "blue"),
+            ("schemas", "sales\0"),
         ];
         for (key, value) in cases {
             let mut pairs = minimal();
             pairs.push((key, value));
             let err = Config::from_map(&map(&pairs)).unwrap_err();
-            assert_eq!(err.key, key, "{key}={value} gave {err}");
+            assert_eq!(err.key, key, "{key}={value:?} gave {err}");
         }
     }
 
@@ -576,18 +866,66 @@ mod tests {
     }
 
     #[test]
-    fn cursor_overrides_and_filters_parse() {
+    fn ipv6_addresses_are_hosts_not_host_and_port() {
         let mut pairs = minimal();
-        pairs.push(("cursor_column", "modified, public.orders:changed_at"));
-        pairs.push(("schemas", "public, sales"));
-        pairs.push(("tables", "public.orders, sales.items"));
+        pairs[0] = ("host", "::1");
+        assert_eq!(
+            Config::from_map(&map(&pairs)).unwrap().connection.host,
+            "::1"
+        );
+    }
+
+    #[test]
+    fn names_resolve_as_redshift_resolves_identifiers() {
+        let mut pairs = minimal();
+        pairs.push((
+            "cursor_column",
+            "Modified, Public.Orders:Changed_At, \"Sales\".\"Order.Items\":\"UpdatedAt\"",
+        ));
+        pairs.push(("schemas", "PUBLIC, \"Sales\", \"a,b\""));
+        pairs.push(("tables", "public.orders, \"Sales\".\"Order.Items\""));
         let config = Config::from_map(&map(&pairs)).unwrap();
         let orders = TableName::new("public", "orders");
-        let items = TableName::new("sales", "items");
-        assert_eq!(config.sync.cursor_column_for(&orders), "changed_at");
-        assert_eq!(config.sync.cursor_column_for(&items), "modified");
+        let items = TableName::new("Sales", "Order.Items");
+        assert_eq!(
+            config.sync.cursor_column_for(&orders).resolved(),
+            "changed_at"
+        );
+        assert_eq!(
+            config.sync.cursor_column_for(&items).resolved(),
+            "UpdatedAt"
+        );
+        assert_eq!(
+            config
+                .sync
+                .cursor_column_for(&TableName::new("public", "x"))
+                .resolved(),
+            "modified"
+        );
         assert!(config.sync.includes(&orders));
-        assert!(!config.sync.includes(&TableName::new("public", "other")));
+        assert!(config.sync.includes(&items));
+        // Unquoted names fold: `public.orders` is not the mixed-case table "Orders".
+        assert!(!config.sync.includes(&TableName::new("public", "Orders")));
+        // A quoted name keeps its case: "Sales" is not sales.
+        assert!(!config
+            .sync
+            .includes(&TableName::new("sales", "Order.Items")));
+        let schemas = config.sync.schemas.as_ref().unwrap();
+        assert_eq!(schemas[2].resolved(), "a,b");
+    }
+
+    #[test]
+    fn error_messages_quote_a_short_prefix_of_long_values() {
+        let mut pairs = minimal();
+        let long = "x".repeat(1 << 20);
+        let value = format!("{long}.{long}.{long}");
+        pairs.push(("tables", &value));
+        let err = Config::from_map(&map(&pairs)).unwrap_err();
+        assert!(
+            err.to_string().len() < 400,
+            "{} bytes",
+            err.to_string().len()
+        );
     }
 
     #[test]
@@ -595,5 +933,32 @@ mod tests {
         let config = Config::from_map(&map(&minimal())).unwrap();
         let debug = format!("{config:?}");
         assert!(!debug.contains("s3cret!"), "{debug}");
+    }
+
+    #[tokio::test]
+    async fn root_certificate_files_are_bounded_and_errors_reveal_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let huge = dir.path().join("huge.pem");
+        std::fs::write(&huge, vec![b'a'; MAX_ROOT_CERTIFICATE_FILE as usize + 1]).unwrap();
+        let not_pem = dir.path().join("notes.txt");
+        std::fs::write(&not_pem, "hello").unwrap();
+        let missing = dir.path().join("missing.pem");
+        let mut messages = Vec::new();
+        for path in [
+            huge.as_path(),
+            dir.path(),
+            missing.as_path(),
+            not_pem.as_path(),
+            std::path::Path::new("/dev/zero"),
+        ] {
+            let mut pairs = minimal();
+            let path = path.to_string_lossy().into_owned();
+            pairs.push(("sslrootcert", &path));
+            let err = Config::from_request(&map(&pairs)).await.unwrap_err();
+            assert_eq!(err.key, "sslrootcert");
+            messages.push(err.rule);
+        }
+        // One message, whatever the reason: no way to tell which files exist.
+        assert!(messages.windows(2).all(|w| w[0] == w[1]), "{messages:?}");
     }
 }

@@ -20,9 +20,19 @@ pub mod state;
 pub mod sync;
 
 pub mod proto {
-    //! Code generated from `proto/` (the wire contract).
+    //! Code generated from `proto/` (the wire contract): the messages and the client.
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("fivetran_sdk.v2");
+
+    /// The server side of `SourceConnector`, declared in build.rs (its `Update` streams
+    /// pre-encoded records through `grpc::codec::UpdateCodec`).
+    pub mod server {
+        #![allow(clippy::all, missing_docs)]
+        include!(concat!(
+            env!("OUT_DIR"),
+            "/fivetran_sdk.v2.SourceConnector.rs"
+        ));
+    }
     /// Encoded descriptor set of the wire contract, served through gRPC reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         tonic::include_file_descriptor_set!("fivetran_sdk_descriptor");

@@ -39,21 +39,17 @@ use std::net::{Ipv4Addr, Ipv6Addr, TcpListener};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use openssl::asn1::Asn1Time;
-use openssl::bn::{BigNum, MsbOption};
-use openssl::ec::{EcGroup, EcKey};
-use openssl::error::ErrorStack;
-use openssl::hash::MessageDigest;
-use openssl::nid::Nid;
-use openssl::pkey::{PKey, Private};
-use openssl::x509::extension::{
-    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
-    SubjectKeyIdentifier,
+use std::sync::Arc;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
 };
-use openssl::x509::{X509Builder, X509Name, X509NameBuilder, X509};
-use postgres_native_tls::MakeTlsConnector;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::{keys, Secret};
 
@@ -106,7 +102,9 @@ pub enum LocalPostgresError {
         source: io::Error,
     },
     #[error("cannot generate the server's TLS certificates")]
-    Certificates(#[source] ErrorStack),
+    Certificates(#[source] rcgen::Error),
+    #[error("cannot draw random bytes for the admin password")]
+    Random(#[source] getrandom::Error),
     #[error("`{command}` failed ({status}); its output:\n{output}")]
     CommandFailed {
         command: String,
@@ -119,7 +117,7 @@ pub enum LocalPostgresError {
     )]
     Startup { log: PathBuf, tail: String },
     #[error("cannot set up TLS for a client of the local server")]
-    ClientTls(#[source] native_tls::Error),
+    ClientTls(#[source] rustls::Error),
     #[error("cannot connect to database `{database}` of the local server as `{ADMIN_USER}`")]
     Connect {
         database: String,
@@ -199,7 +197,7 @@ impl LocalPostgres {
                 "create a temporary directory in",
                 std::env::temp_dir(),
             ))?;
-        let password = Secret::new(random_hex(16).map_err(LocalPostgresError::Certificates)?);
+        let password = Secret::new(random_hex(16)?);
         // From here on, an early return drops `server`, which stops whatever was started and
         // deletes the directory.
         let mut server = Self {
@@ -267,16 +265,35 @@ impl LocalPostgres {
         self.dir.path().join("postgres.log")
     }
 
+    /// The server certificate (for `localhost`) and its private key, PEM: what a stand-in
+    /// server in front of this one (the tests' Redshift-shaped proxy) presents to clients.
+    pub fn server_certificate_pem(&self) -> Result<(Vec<u8>, Vec<u8>), LocalPostgresError> {
+        let read = |name: &str| {
+            let path = self.tls_dir().join(name);
+            fs::read(&path).map_err(LocalPostgresError::io("read", path))
+        };
+        Ok((read("server.crt")?, read("server.key")?))
+    }
+
     /// A TLS connector that trusts only this server's CA and checks host names (`verify-full`).
-    pub fn tls_connector(&self) -> Result<MakeTlsConnector, LocalPostgresError> {
-        let ca = native_tls::Certificate::from_pem(&self.ca_pem)
-            .map_err(LocalPostgresError::ClientTls)?;
-        let connector = native_tls::TlsConnector::builder()
-            .add_root_certificate(ca)
-            .disable_built_in_roots(true)
-            .build()
-            .map_err(LocalPostgresError::ClientTls)?;
-        Ok(MakeTlsConnector::new(connector))
+    pub fn tls_connector(&self) -> Result<MakeRustlsConnect, LocalPostgresError> {
+        let mut roots = rustls::RootCertStore::empty();
+        for certificate in CertificateDer::pem_slice_iter(&self.ca_pem) {
+            let certificate = certificate.map_err(|err| {
+                LocalPostgresError::ClientTls(rustls::Error::General(err.to_string()))
+            })?;
+            roots
+                .add(certificate)
+                .map_err(LocalPostgresError::ClientTls)?;
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(LocalPostgresError::ClientTls)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Ok(MakeRustlsConnect::new(config))
     }
 
     /// Client settings for the admin role over TCP with TLS required; pair them with
@@ -389,8 +406,7 @@ impl LocalPostgres {
         write_file(&self.tls_dir().join("server.key"), &tls.key_pem, 0o600)?;
         self.ca_pem = tls.ca_pem;
 
-        let hash = md5_password_hash(ADMIN_USER, self.password.expose())
-            .map_err(LocalPostgresError::Certificates)?;
+        let hash = md5_password_hash(ADMIN_USER, self.password.expose());
         write_file(&self.password_file(), hash.as_bytes(), 0o600)?;
 
         self.run_as.hand_over(&root)?;
@@ -828,17 +844,16 @@ fn quote_literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
-fn random_hex(bytes: usize) -> Result<String, ErrorStack> {
+fn random_hex(bytes: usize) -> Result<String, LocalPostgresError> {
     let mut buffer = vec![0u8; bytes];
-    openssl::rand::rand_bytes(&mut buffer)?;
+    getrandom::fill(&mut buffer).map_err(LocalPostgresError::Random)?;
     Ok(hex::encode(buffer))
 }
 
 /// PostgreSQL's stored MD5 form, `md5` + md5(password + user): given to initdb, it is stored
 /// as-is, whatever `password_encryption` says during bootstrap.
-fn md5_password_hash(user: &str, password: &str) -> Result<String, ErrorStack> {
-    let digest = openssl::hash::hash(MessageDigest::md5(), format!("{password}{user}").as_bytes())?;
-    Ok(format!("md5{}", hex::encode(digest)))
+fn md5_password_hash(user: &str, password: &str) -> String {
+    postgres_protocol::password::md5(password.as_bytes(), user)
 }
 
 struct GeneratedTls {
@@ -849,85 +864,44 @@ struct GeneratedTls {
 
 /// A fresh CA and a server certificate it signs, valid for `DNS:localhost` only.
 ///
-/// P-256 keys: generated in microseconds, and accepted by OpenSSL and by macOS's TLS stack.
-/// The server's common name is deliberately not a host name, so only the subjectAltName decides
-/// which names verify.
-fn generate_certificates() -> Result<GeneratedTls, ErrorStack> {
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
-    let ca_key = PKey::from_ec_key(EcKey::generate(&group)?)?;
-    let server_key = PKey::from_ec_key(EcKey::generate(&group)?)?;
+/// P-256 keys: generated in microseconds. The server's common name is deliberately not a host
+/// name, so only the subjectAltName decides which names verify. Valid from an hour ago (clock
+/// skew) for [`CERTIFICATE_DAYS`].
+fn generate_certificates() -> Result<GeneratedTls, rcgen::Error> {
+    let now = time::OffsetDateTime::now_utc();
+    let validity = |params: &mut CertificateParams| {
+        params.not_before = now - time::Duration::hours(1);
+        params.not_after = now + time::Duration::days(i64::from(CERTIFICATE_DAYS));
+    };
 
-    let ca_name = name("redshift-sync local test CA")?;
-    let mut ca = certificate_builder(&ca_name, &ca_name, &ca_key)?;
-    ca.append_extension(BasicConstraints::new().critical().ca().build()?)?;
-    ca.append_extension(
-        KeyUsage::new()
-            .critical()
-            .key_cert_sign()
-            .crl_sign()
-            .build()?,
-    )?;
-    let ski = SubjectKeyIdentifier::new().build(&ca.x509v3_context(None, None))?;
-    ca.append_extension(ski)?;
-    ca.sign(&ca_key, MessageDigest::sha256())?;
-    let ca = ca.build();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.distinguished_name = name("redshift-sync local test CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    validity(&mut ca_params);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
 
-    let server_name = name("redshift-sync local test server")?;
-    let mut cert = certificate_builder(&server_name, ca.subject_name(), &server_key)?;
-    cert.append_extension(BasicConstraints::new().critical().build()?)?;
-    cert.append_extension(KeyUsage::new().critical().digital_signature().build()?)?;
-    cert.append_extension(ExtendedKeyUsage::new().server_auth().build()?)?;
-    let san = SubjectAlternativeName::new()
-        .dns(HOST)
-        .build(&cert.x509v3_context(Some(&ca), None))?;
-    cert.append_extension(san)?;
-    let aki = AuthorityKeyIdentifier::new()
-        .keyid(true)
-        .build(&cert.x509v3_context(Some(&ca), None))?;
-    cert.append_extension(aki)?;
-    cert.sign(&ca_key, MessageDigest::sha256())?;
-    let cert = cert.build();
+    let server_key = KeyPair::generate()?;
+    let mut server_params = CertificateParams::new(vec![HOST.to_string()])?;
+    server_params.distinguished_name = name("redshift-sync local test server");
+    server_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    server_params.use_authority_key_identifier_extension = true;
+    validity(&mut server_params);
+    let server = server_params.signed_by(&server_key, &ca)?;
 
     Ok(GeneratedTls {
-        ca_pem: ca.to_pem()?,
-        cert_pem: cert.to_pem()?,
-        key_pem: server_key.private_key_to_pem_pkcs8()?,
+        ca_pem: ca.as_ref().pem().into_bytes(),
+        cert_pem: server.pem().into_bytes(),
+        key_pem: server_key.serialize_pem().into_bytes(),
     })
 }
 
-fn name(common_name: &str) -> Result<X509Name, ErrorStack> {
-    let mut name = X509NameBuilder::new()?;
-    name.append_entry_by_nid(Nid::ORGANIZATIONNAME, "redshift-sync")?;
-    name.append_entry_by_nid(Nid::COMMONNAME, common_name)?;
-    Ok(name.build())
-}
-
-/// A v3 certificate with a random serial, valid from an hour ago (clock skew) for
-/// [`CERTIFICATE_DAYS`].
-fn certificate_builder(
-    subject: &X509Name,
-    issuer: &openssl::x509::X509NameRef,
-    key: &PKey<Private>,
-) -> Result<X509Builder, ErrorStack> {
-    let mut builder = X509::builder()?;
-    builder.set_version(2)?;
-    let mut serial = BigNum::new()?;
-    serial.rand(127, MsbOption::MAYBE_ZERO, false)?;
-    let serial = serial.to_asn1_integer()?;
-    builder.set_serial_number(&serial)?;
-    builder.set_subject_name(subject)?;
-    builder.set_issuer_name(issuer)?;
-    builder.set_pubkey(key)?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let an_hour_ago = i64::try_from(now.saturating_sub(3600)).unwrap_or(0);
-    let not_before = Asn1Time::from_unix(an_hour_ago as _)?;
-    let not_after = Asn1Time::days_from_now(CERTIFICATE_DAYS)?;
-    builder.set_not_before(&not_before)?;
-    builder.set_not_after(&not_after)?;
-    Ok(builder)
+fn name(common_name: &str) -> DistinguishedName {
+    let mut name = DistinguishedName::new();
+    name.push(DnType::OrganizationName, "redshift-sync");
+    name.push(DnType::CommonName, common_name);
+    name
 }
 
 #[cfg(test)]
@@ -938,7 +912,7 @@ mod tests {
     fn md5_hash_matches_postgresql() {
         // SELECT 'md5' || md5('secret' || 'alice')
         assert_eq!(
-            md5_password_hash("alice", "secret").unwrap(),
+            md5_password_hash("alice", "secret"),
             "md54a0a68b43b6cd5cf266fa02f196e2371"
         );
     }
@@ -952,18 +926,30 @@ mod tests {
     }
 
     #[test]
-    fn server_certificate_names_only_localhost() {
+    fn server_certificate_is_signed_by_the_ca_for_localhost_only() {
         let tls = generate_certificates().unwrap();
-        let cert = X509::from_pem(&tls.cert_pem).unwrap();
-        let names: Vec<_> = cert
-            .subject_alt_names()
-            .unwrap()
-            .iter()
-            .map(|n| n.dnsname().map(str::to_string))
-            .collect();
-        assert_eq!(names, vec![Some("localhost".to_string())]);
-        let ca = X509::from_pem(&tls.ca_pem).unwrap();
-        assert!(cert.verify(&ca.public_key().unwrap()).unwrap());
+        let ca = CertificateDer::from_pem_slice(&tls.ca_pem).unwrap();
+        let cert = CertificateDer::from_pem_slice(&tls.cert_pem).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca).unwrap();
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .unwrap();
+        let now = rustls_pki_types::UnixTime::now();
+        let verify = |host: &str| {
+            let name = rustls_pki_types::ServerName::try_from(host.to_string()).unwrap();
+            verifier.verify_server_cert(&cert, &[], &name, &[], now)
+        };
+        use rustls::client::danger::ServerCertVerifier as _;
+        assert!(verify("localhost").is_ok());
+        assert!(
+            verify("127.0.0.1").is_err(),
+            "the certificate must not name 127.0.0.1"
+        );
+        assert!(verify("example.com").is_err());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use tonic::codec::CompressionEncoding;
 use tonic::transport::Server;
 
 use crate::grpc::ConnectorService;
-use crate::proto::source_connector_server::SourceConnectorServer;
+use crate::proto::server::source_connector_server::SourceConnectorServer;
 
 /// Hosts send and receive messages up to 128 MiB (tonic's default decode limit is 4 MiB).
 pub const MAX_MESSAGE_BYTES: usize = 128 * 1024 * 1024;

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use fivetran_source::config::{Config, RootCertificates, SslMode};
 use fivetran_source::local_postgres::LocalPostgres;
-use postgres_native_tls::MakeTlsConnector;
 use support::{chain, cluster, fresh_database, TestServer};
 use tokio_postgres::error::SqlState;
+use tokio_postgres_rustls::MakeRustlsConnect;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
@@ -21,23 +21,11 @@ use tonic_health::pb::HealthCheckRequest;
 /// Connects with `config` and `tls`, driving the connection on this runtime.
 async fn connect(
     config: &tokio_postgres::Config,
-    tls: MakeTlsConnector,
+    tls: MakeRustlsConnect,
 ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
     let (client, connection) = config.connect(tls).await?;
     tokio::spawn(connection);
     Ok(client)
-}
-
-/// Trusts the test CA but, unlike `verify-full`, accepts any host name.
-fn tls_without_host_check(pg: &LocalPostgres) -> MakeTlsConnector {
-    let ca = native_tls::Certificate::from_pem(pg.ca_cert_pem()).unwrap();
-    let connector = native_tls::TlsConnector::builder()
-        .add_root_certificate(ca)
-        .disable_built_in_roots(true)
-        .danger_accept_invalid_hostnames(true)
-        .build()
-        .unwrap();
-    MakeTlsConnector::new(connector)
 }
 
 #[tokio::test]
@@ -66,11 +54,16 @@ async fn verify_full_fails_for_a_host_name_the_certificate_lacks() {
     let text = chain(&err);
     assert!(text.contains("TLS handshake"), "not a TLS failure: {text}");
 
-    // Same address, same CA, host name check off: it works, so the name alone was the problem.
-    let client = connect(&config, tls_without_host_check(pg))
+    // Same address, same CA, host name check off (the connector's verify-ca): it works, so
+    // the name alone was the problem.
+    let mut verify_ca = Config::from_map(&pg.connector_configuration("postgres")).unwrap();
+    verify_ca.connection.host = "127.0.0.1".to_string();
+    verify_ca.connection.sslmode = SslMode::VerifyCa;
+    verify_ca.load_files().await.unwrap();
+    let mut session = fivetran_source::source::connect(&verify_ca.connection)
         .await
         .unwrap_or_else(|err| panic!("{}", chain(&err)));
-    client.simple_query("SELECT 1").await.unwrap();
+    session.query("SELECT 1", &[]).await.unwrap();
 }
 
 #[tokio::test]
@@ -170,7 +163,9 @@ async fn each_test_gets_a_distinct_empty_database() {
 #[tokio::test]
 async fn the_connector_configuration_is_valid_and_verify_full() {
     let db = fresh_database().await;
-    let config = Config::from_map(&db.config).unwrap_or_else(|err| panic!("{err}"));
+    let config = Config::from_request(&db.config)
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
     let connection = config.connection;
     assert_eq!(connection.host, "localhost");
     assert_eq!(connection.port, cluster().port());

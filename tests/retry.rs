@@ -26,6 +26,9 @@ async fn a_terminated_scan_connection_resumes_after_the_last_row_sent() {
     let mut client = server.client().await;
     let mut config = db.config.clone();
     config.insert("batch_size".into(), "100".into());
+    // A small byte budget, so the engine waits for the host after a few batches instead of
+    // buffering the whole table.
+    config.insert("max_batch_bytes".into(), "65536".into());
     let mut updates = stream::start_update(&mut client, &config, None, None)
         .await
         .unwrap();

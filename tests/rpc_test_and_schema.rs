@@ -42,6 +42,8 @@ const KEYS: &[&str] = &[
     "cursor_column",
     "cursor_lag_s",
     "batch_size",
+    "max_batch_bytes",
+    "max_rows_per_query",
     "max_parallel_tables",
     "connect_timeout_s",
     "query_timeout_s",
@@ -380,35 +382,13 @@ async fn verify_ca_checks_the_chain_but_not_the_host_name() {
 
 /// A self-signed CA certificate that has nothing to do with the test server.
 fn unrelated_ca_pem() -> Vec<u8> {
-    use openssl::asn1::Asn1Time;
-    use openssl::ec::{EcGroup, EcKey};
-    use openssl::hash::MessageDigest;
-    use openssl::nid::Nid;
-    use openssl::pkey::PKey;
-    use openssl::x509::{extension::BasicConstraints, X509NameBuilder, X509};
-
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
-    let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
-    let mut name = X509NameBuilder::new().unwrap();
-    name.append_entry_by_nid(Nid::COMMONNAME, "unrelated test CA")
-        .unwrap();
-    let name = name.build();
-    let mut builder = X509::builder().unwrap();
-    builder.set_version(2).unwrap();
-    builder.set_subject_name(&name).unwrap();
-    builder.set_issuer_name(&name).unwrap();
-    builder.set_pubkey(&key).unwrap();
-    builder
-        .set_not_before(&Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    builder
-        .set_not_after(&Asn1Time::days_from_now(1).unwrap())
-        .unwrap();
-    builder
-        .append_extension(BasicConstraints::new().critical().ca().build().unwrap())
-        .unwrap();
-    builder.sign(&key, MessageDigest::sha256()).unwrap();
-    builder.build().to_pem().unwrap()
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "unrelated test CA");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().unwrap();
+    params.self_signed(&key).unwrap().pem().into_bytes()
 }
 
 #[tokio::test]
@@ -1038,12 +1018,12 @@ async fn quotes_spaces_capitals_and_non_ascii_names_survive() {
     .collect();
     assert_eq!(layout, expected);
 
-    // The same names work in the filters and in the select test's query.
+    // The same names work in the filters, quoted as in SQL, and in the select test's query.
     let filtered = with(
         &db.config,
         &[
-            ("schemas", "Sales Data"),
-            ("tables", "Sales Data.Order \"Items\""),
+            ("schemas", "\"Sales Data\""),
+            ("tables", "\"Sales Data\".\"Order \"\"Items\"\"\""),
         ],
     );
     assert_eq!(

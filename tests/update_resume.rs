@@ -432,7 +432,8 @@ async fn names_that_need_quoting_resume_exactly() {
     let server = support::TestServer::start().await;
     let mut client = server.client().await;
     let mut config = with_batch_size(&db.config, 3);
-    config.insert("cursor_column".into(), "Updated At".into());
+    // Quoted, as in SQL: unquoted names fold to lower case.
+    config.insert("cursor_column".into(), "\"Updated At\"".into());
     let first = stream::update_ok(&mut client, &config, None, None).await;
     assert!(first.warnings().is_empty(), "{:?}", first.warnings());
     assert_eq!(

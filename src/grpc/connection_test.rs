@@ -9,24 +9,31 @@ const SELECT_ATTEMPTS: usize = 10;
 
 /// Reach the cluster, negotiate TLS and authenticate; the server must answer a query.
 pub async fn connect(config: &Config) -> Result<String, RpcError> {
-    let session = crate::source::connect(&config.connection).await?;
-    let row = session
-        .client
-        .query_one("SELECT version()::VARCHAR(65535)", &[])
-        .await
-        .map_err(SourceError::from_query)?;
-    let version: String = row.get(0);
-    tracing::info!(server_version = %version, "connect test passed");
+    let mut session = crate::source::connect(&config.connection).await?;
+    let rows = session.query("SELECT version()", &[]).await?;
+    let version = rows
+        .into_iter()
+        .next()
+        .and_then(|row| row.into_iter().next().flatten())
+        .unwrap_or_default();
+    tracing::info!(server_version = %version, flavour = ?session.flavour(), "connect test passed");
     Ok(version)
 }
 
 /// Read the catalog and at least one table of those the configuration selects.
 pub async fn select(config: &Config) -> Result<Result<usize, String>, RpcError> {
-    let session = crate::source::connect(&config.connection).await?;
-    let catalog = catalog::discover(&session.client, &config.sync).await?;
+    let mut session = crate::source::connect(&config.connection).await?;
+    let catalog = catalog::discover(&mut session, &config.sync).await?;
     if catalog.tables.is_empty() {
         let scope = match &config.sync.schemas {
-            Some(schemas) => format!("schemas {}", schemas.join(", ")),
+            Some(schemas) => format!(
+                "schemas {}",
+                schemas
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             None => "any non-system schema".to_string(),
         };
         return Ok(Err(format!(
@@ -37,11 +44,11 @@ pub async fn select(config: &Config) -> Result<Result<usize, String>, RpcError> 
     let mut last_error = None;
     for table in catalog.tables.iter().take(SELECT_ATTEMPTS) {
         let sql = format!("SELECT 1 FROM {} LIMIT 1", table.quoted_name());
-        match session.client.query(&sql, &[]).await {
+        match session.query(&sql, &[]).await {
             Ok(_) => return Ok(Ok(catalog.tables.len())),
-            Err(err) => last_error = Some(SourceError::from_query(err)),
+            Err(err) => last_error = Some(err),
         }
     }
-    let err = last_error.expect("at least one table was tried");
+    let err: SourceError = last_error.expect("at least one table was tried");
     Ok(Err(format!("no table could be read: {err}")))
 }

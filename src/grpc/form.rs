@@ -1,6 +1,9 @@
 //! The configuration form hosts show to users: every configuration key, and the tests.
 
-use crate::config::{keys, SslMode, DEFAULT_BATCH_SIZE, DEFAULT_PORT};
+use crate::config::{
+    keys, SslMode, DEFAULT_BATCH_SIZE, DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_ROWS_PER_QUERY,
+    DEFAULT_PORT,
+};
 use crate::proto::{
     form_field, ConfigurationFormResponse, ConfigurationTest, DropdownField, FormField, TextField,
 };
@@ -50,6 +53,8 @@ pub fn configuration_form() -> ConfigurationFormResponse {
     };
     let port = DEFAULT_PORT.to_string();
     let batch = DEFAULT_BATCH_SIZE.to_string();
+    let batch_bytes = DEFAULT_MAX_BATCH_BYTES.to_string();
+    let rows_per_query = DEFAULT_MAX_ROWS_PER_QUERY.to_string();
     let mut host = text(
         keys::HOST,
         "Host",
@@ -69,12 +74,14 @@ pub fn configuration_form() -> ConfigurationFormResponse {
             text(keys::USER, "User", true, "A user with USAGE on the schemas and SELECT on the tables (IAM:name for temporary IAM credentials).", None),
             password,
             sslmode,
-            text(keys::SSLROOTCERT, "Root certificate", false, "A PEM file path or PEM text of the CA to trust for verify-ca/verify-full; empty = the system roots (which trust Redshift's certificates).", None),
-            text(keys::SCHEMAS, "Schemas", false, "Comma-separated schemas to sync; empty = every schema but the system ones.", None),
-            text(keys::TABLES, "Tables", false, "Comma-separated schema.table names to sync; empty = every readable table of the schemas.", None),
+            text(keys::SSLROOTCERT, "Root certificate", false, "PEM text of the CA to trust for verify-ca/verify-full, or the path of a PEM file (at most 1 MiB); empty = the system roots (which trust Redshift's certificates).", None),
+            text(keys::SCHEMAS, "Schemas", false, "Comma-separated schemas to sync; empty = every schema but the system ones. Names resolve as in SQL: unquoted names are lower case, \"Quoted\" names keep their case.", None),
+            text(keys::TABLES, "Tables", false, "Comma-separated schema.table names to sync; empty = every readable table of the schemas. Quote names with capitals, dots or commas: \"Sales\".\"Order.Items\".", None),
             text(keys::CURSOR_COLUMN, "Cursor column", false, "The column that tells when a row changed, and per-table overrides: updated_at, public.orders:modified_at. Tables without it are re-synced in full each time.", Some("updated_at")),
             text(keys::CURSOR_LAG_S, "Cursor lag (s)", false, "Leave rows whose TIMESTAMP/TIMESTAMPTZ cursor is newer than this many seconds for the next sync, so rows that commit late with an older updated_at (e.g. stamped with SYSDATE in a long load) are not skipped. Set it to your longest load transaction; 0 = off.", Some("0")),
             text(keys::BATCH_SIZE, "Batch size", false, "Rows fetched per round trip; a checkpoint follows each batch.", Some(&batch)),
+            text(keys::MAX_BATCH_BYTES, "Batch size in bytes", false, "A batch also ends (and a checkpoint follows) after this many bytes of records: wide rows are checkpointed by size. Memory stays bounded whatever the row width.", Some(&batch_bytes)),
+            text(keys::MAX_ROWS_PER_QUERY, "Rows per query", false, "No query reads more rows than this; a larger table is read by consecutive queries, each resuming after the last. Lower it if query monitoring rules abort queries by returned rows.", Some(&rows_per_query)),
             text(keys::MAX_PARALLEL_TABLES, "Parallel tables", false, "Tables synced at once, each on its own connection and WLM query slot (1 to 32).", Some("1")),
             text(keys::CONNECT_TIMEOUT_S, "Connect timeout (s)", false, "Seconds to wait for a connection.", Some("30")),
             text(keys::QUERY_TIMEOUT_S, "Query timeout (s)", false, "statement_timeout in seconds (includes WLM queue time on Redshift); 0 = none.", Some("0")),

@@ -1,9 +1,11 @@
 //! The protocol layer: the `fivetran_sdk.v2.SourceConnector` service.
 //!
 //! Each handler validates its request once at the top (configuration, then state), so bad input
-//! is answered with `INVALID_ARGUMENT` before any work or any streamed message; then it hands
-//! over to the source layer or the sync engine and maps their errors through [`status`].
+//! is answered with `INVALID_ARGUMENT` before any work, any database round trip or any
+//! streamed message; then it hands over to the source layer or the sync engine and maps their
+//! errors through [`status`]. Every failure is logged the same way, whichever RPC it ends.
 
+pub mod codec;
 mod connection_test;
 pub mod form;
 mod schema;
@@ -12,12 +14,11 @@ pub mod status;
 use std::pin::Pin;
 
 use futures_util::{Stream, StreamExt};
-use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::config::Config;
-use crate::proto::source_connector_server::SourceConnector;
+use crate::proto::server::source_connector_server::SourceConnector;
 use crate::proto::{
     schema_response, test_response, update_response, ConfigurationFormRequest,
     ConfigurationFormResponse, SchemaRequest, SchemaResponse, Task, TestRequest, TestResponse,
@@ -25,17 +26,13 @@ use crate::proto::{
 };
 use crate::source::catalog;
 use crate::state::SyncState;
-use crate::sync::{self, SyncError};
+use crate::sync::{self, Outgoing, OutgoingMessage, Output, SyncError};
 use status::RpcError;
-
-/// Messages buffered between the engine and the host. Small: when the host reads slowly the
-/// engine waits here instead of fetching further rows.
-const UPDATE_BUFFER: usize = 4;
 
 #[derive(Debug, Default)]
 pub struct ConnectorService;
 
-type UpdateStream = Pin<Box<dyn Stream<Item = Result<UpdateResponse, Status>> + Send>>;
+type UpdateStream = Pin<Box<dyn Stream<Item = Result<Outgoing, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl SourceConnector for ConnectorService {
@@ -50,7 +47,7 @@ impl SourceConnector for ConnectorService {
     /// only an unknown test name is a status error.
     async fn test(&self, request: Request<TestRequest>) -> Result<Response<TestResponse>, Status> {
         let request = request.into_inner();
-        let outcome = match Config::from_map(&request.configuration) {
+        let outcome = match Config::from_request(&request.configuration).await {
             Err(err) => Err(err.to_string()),
             Ok(config) => match request.name.as_str() {
                 form::TEST_CONNECT => connection_test::connect(&config)
@@ -62,13 +59,13 @@ impl SourceConnector for ConnectorService {
                     Ok(Err(reason)) => Err(reason),
                     Err(err) => Err(err.to_string()),
                 },
-                other => return Err(RpcError::UnknownTest(other.to_string()).into()),
+                other => return Err(failed("Test", RpcError::UnknownTest(other.to_string()))),
             },
         };
         let response = match outcome {
             Ok(()) => test_response::Response::Success(true),
             Err(reason) => {
-                tracing::warn!(test = %request.name, reason = %reason, "configuration test failed");
+                tracing::warn!(rpc = "Test", test = %request.name, reason = %reason, "configuration test failed");
                 test_response::Response::Failure(reason)
             }
         };
@@ -81,14 +78,14 @@ impl SourceConnector for ConnectorService {
         &self,
         request: Request<SchemaRequest>,
     ) -> Result<Response<SchemaResponse>, Status> {
-        let config =
-            Config::from_map(&request.into_inner().configuration).map_err(RpcError::from)?;
-        let session = crate::source::connect(&config.connection)
-            .await
-            .map_err(RpcError::from)?;
-        let catalog = catalog::discover(&session.client, &config.sync)
-            .await
-            .map_err(RpcError::from)?;
+        let configuration = request.into_inner().configuration;
+        let catalog = async {
+            let config = Config::from_request(&configuration).await?;
+            let mut session = crate::source::connect(&config.connection).await?;
+            Ok::<_, RpcError>(catalog::discover(&mut session, &config.sync).await?)
+        }
+        .await
+        .map_err(|err| failed("Schema", err))?;
         tracing::info!(tables = catalog.tables.len(), "schema discovered");
         Ok(Response::new(SchemaResponse {
             response: Some(schema_response::Response::WithSchema(schema::schema_list(
@@ -105,17 +102,22 @@ impl SourceConnector for ConnectorService {
         request: Request<UpdateRequest>,
     ) -> Result<Response<Self::UpdateStream>, Status> {
         let request = request.into_inner();
-        let config = Config::from_map(&request.configuration).map_err(RpcError::from)?;
-        let state = SyncState::parse(request.state_json.as_deref()).map_err(RpcError::from)?;
+        let (config, state) = async {
+            let config = Config::from_request(&request.configuration).await?;
+            let state = SyncState::parse(request.state_json.as_deref())?;
+            Ok::<_, RpcError>((config, state))
+        }
+        .await
+        .map_err(|err| failed("Update", err))?;
 
-        let (tx, rx) = mpsc::channel(UPDATE_BUFFER);
-        let engine = tokio::spawn(sync::run(config, request.selection, state, tx));
+        let (output, rx) = Output::channel(sync::output_budget(&config));
+        let engine = tokio::spawn(sync::run(config, request.selection, state, output));
         let ending = futures_util::stream::once(async move {
             match engine.await {
                 Ok(Ok(())) => None,
                 Ok(Err(err)) => Some(end_of_failed_update(err)),
                 Err(join_error) => {
-                    tracing::error!(error = %join_error, "update task failed");
+                    tracing::error!(rpc = "Update", error = %join_error, "update task failed");
                     Some(Err(Status::internal(
                         "the update stopped unexpectedly; see the connector's log",
                     )))
@@ -128,23 +130,32 @@ impl SourceConnector for ConnectorService {
     }
 }
 
+/// Logs a failed RPC the way every RPC logs its failures, and turns it into its status.
+fn failed(rpc: &'static str, err: RpcError) -> Status {
+    let status = Status::from(err);
+    tracing::warn!(rpc, code = ?status.code(), reason = %status.message(), "request failed");
+    status
+}
+
 /// What the host sees last when an Update fails: a `Task` for problems only the user can fix
-/// (credentials, grants, certificates), which ends the sync without retries; otherwise an error
-/// status, which the host may retry from the last checkpoint.
-fn end_of_failed_update(err: SyncError) -> Result<UpdateResponse, Status> {
+/// (credentials, grants, certificates, the host name), which ends the sync without retries;
+/// otherwise an error status, which the host may retry from the last checkpoint.
+fn end_of_failed_update(err: SyncError) -> Result<Outgoing, Status> {
     match err.source_error() {
         Some(source) if source.needs_user_action() => {
-            tracing::error!(error = %err, "update needs the user's action");
-            Ok(UpdateResponse {
-                operation: Some(update_response::Operation::Task(Task {
-                    message: err.to_string(),
-                })),
-            })
+            tracing::error!(rpc = "Update", error = %err, "update needs the user's action");
+            Ok(Outgoing::unbudgeted(OutgoingMessage::Message(
+                UpdateResponse {
+                    operation: Some(update_response::Operation::Task(Task {
+                        message: err.to_string(),
+                    })),
+                },
+            )))
         }
         _ => {
             match err {
                 SyncError::HostGone => tracing::warn!("the host went away; update stopped"),
-                ref other => tracing::error!(error = %other, "update failed"),
+                ref other => tracing::error!(rpc = "Update", error = %other, "update failed"),
             }
             Err(RpcError::from(err).into())
         }

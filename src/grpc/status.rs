@@ -29,17 +29,23 @@ fn source_code(err: &SourceError) -> Code {
         SourceError::Unreachable { .. }
         | SourceError::ConnectTimeout { .. }
         | SourceError::ConnectionLost { .. } => Code::Unavailable,
+        SourceError::UnknownHost { .. } => Code::InvalidArgument,
         SourceError::Tls { .. }
         | SourceError::TlsNotOffered { .. }
         | SourceError::UnsupportedAuthentication { .. } => Code::FailedPrecondition,
         SourceError::AuthenticationFailed { .. } => Code::Unauthenticated,
         SourceError::UnknownDatabase { .. } => Code::InvalidArgument,
         SourceError::PermissionDenied { .. } => Code::PermissionDenied,
-        SourceError::QueryTimeout => Code::DeadlineExceeded,
+        SourceError::QueryCancelled { .. } | SourceError::WorkloadManagerAbort { .. } => {
+            Code::DeadlineExceeded
+        }
         SourceError::Database {
             transient: true, ..
         } => Code::Unavailable,
-        SourceError::Decode { .. } | SourceError::Database { .. } => Code::Internal,
+        SourceError::FetchSizeRefused { .. }
+        | SourceError::PortalLost { .. }
+        | SourceError::Decode { .. }
+        | SourceError::Database { .. } => Code::Internal,
     }
 }
 
@@ -52,6 +58,7 @@ impl From<RpcError> for Status {
             RpcError::Source(source) => source_code(source),
             RpcError::Sync(SyncError::HostGone) => Code::Cancelled,
             RpcError::Sync(SyncError::StateMismatch { .. }) => Code::InvalidArgument,
+            RpcError::Sync(SyncError::Internal(_)) => Code::Internal,
             RpcError::Sync(sync) => sync.source_error().map_or(Code::Internal, source_code),
         };
         Status::new(code, err.to_string())

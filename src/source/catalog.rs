@@ -1,17 +1,25 @@
 //! Discovers the tables the user can read, their columns and primary keys.
 //!
-//! Columns come from `information_schema` (present on Redshift and PostgreSQL alike), filtered to
-//! tables the user may SELECT. Primary keys come from `pg_constraint`: Redshift keeps them as
-//! informational constraints there, and unlike `information_schema.table_constraints` it does not
-//! hide them from users whose only privilege is SELECT, which is exactly what a sync user has.
+//! On Redshift, columns come from `svv_columns`, which unlike `information_schema` also lists
+//! late-binding views and external (Spectrum) tables. It lists local tables whatever the
+//! user's grants, so a second query reads which local relations the user may select, by OID:
+//! a name built into a privilege check would be parsed again by the server, which folds it to
+//! lower case and fails the whole query on one mixed-case table. External tables appear in
+//! `svv_columns` only when the user has been granted them.
+//!
+//! On PostgreSQL (the demo's and the tests' stand-in), everything comes from `pg_catalog`.
+//!
+//! Primary keys come from the key's index (`pg_index.indisprimary`), as AWS's JDBC driver reads
+//! them: Redshift keeps its informational keys there for every user, where
+//! `information_schema.table_constraints` hides them from users whose only privilege is SELECT.
+//! No query uses arrays, which Redshift does not support.
+//!
 //! Every value in the queries is a bind parameter; nothing from the user is spliced into SQL.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use tokio_postgres::types::ToSql;
-use tokio_postgres::Client;
-
+use super::session::{Flavour, Session};
 use super::types::SqlType;
 use super::SourceError;
 use crate::config::{SyncConfig, TableName, SYSTEM_SCHEMAS};
@@ -64,60 +72,43 @@ impl Catalog {
     }
 }
 
-/// Quotes an identifier for SQL (double quotes, inner quotes doubled).
+/// Quotes an identifier for SQL (double quotes, inner quotes doubled): the one quoter.
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Reads the catalog for the configured schemas and tables.
-pub async fn discover(client: &Client, config: &SyncConfig) -> Result<Catalog, SourceError> {
-    let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
-    let system: Vec<String> = SYSTEM_SCHEMAS.iter().map(|s| s.to_string()).collect();
-    let system_placeholders = placeholders(&mut params, &system);
-    let schema_filter = match &config.schemas {
-        Some(schemas) => format!(
-            "AND t.table_schema::VARCHAR IN ({})",
-            placeholders(&mut params, schemas)
-        ),
-        None => String::new(),
-    };
-    let sql = format!(
-        "SELECT c.table_schema::VARCHAR, c.table_name::VARCHAR, c.column_name::VARCHAR, \
-                c.udt_name::VARCHAR, c.character_maximum_length::INTEGER, \
-                c.numeric_precision::INTEGER, c.numeric_scale::INTEGER \
-         FROM information_schema.columns c \
-         JOIN information_schema.tables t \
-           ON t.table_schema = c.table_schema AND t.table_name = c.table_name \
-         WHERE t.table_type IN ('BASE TABLE', 'VIEW') \
-           AND t.table_schema::VARCHAR NOT IN ({system_placeholders}) \
-           {schema_filter} \
-           AND has_schema_privilege(t.table_schema::VARCHAR, 'USAGE') \
-           AND has_table_privilege(quote_ident(t.table_schema::VARCHAR) || '.' || quote_ident(t.table_name::VARCHAR), 'SELECT') \
-         ORDER BY c.table_schema, c.table_name, c.ordinal_position"
-    );
-    let rows = client
-        .query(&sql, &params)
-        .await
-        .map_err(SourceError::from_query)?;
+/// One column as a catalog query returns it.
+struct CatalogColumn {
+    table: TableName,
+    column: String,
+    sql_type: SqlType,
+}
 
-    let keys = primary_keys(client).await?;
+/// Reads the catalog for the configured schemas and tables.
+pub async fn discover(session: &mut Session, config: &SyncConfig) -> Result<Catalog, SourceError> {
+    let columns = match session.flavour() {
+        Flavour::Redshift => redshift_columns(session, config).await?,
+        Flavour::PostgreSql => postgres_columns(session, config).await?,
+    };
+    let keys = primary_keys(session).await?;
     let mut tables: BTreeMap<TableName, Vec<ColumnInfo>> = BTreeMap::new();
-    for row in rows {
-        let name = TableName::new(row.get::<_, String>(0), row.get::<_, String>(1));
+    for CatalogColumn {
+        table,
+        column,
+        sql_type,
+    } in columns
+    {
         // Other sessions' temporary schemas are not data to sync.
-        if name.schema.starts_with("pg_temp_")
-            || name.schema.starts_with("pg_toast_temp_")
-            || !config.includes(&name)
+        if table.schema.starts_with("pg_temp_")
+            || table.schema.starts_with("pg_toast_temp_")
+            || !config.includes(&table)
         {
             continue;
         }
-        let column: String = row.get(2);
         let primary_key = keys
-            .get(&name)
+            .get(&table)
             .is_some_and(|columns| columns.contains(&column));
-        let sql_type =
-            SqlType::from_catalog(&row.get::<_, String>(3), row.get(4), row.get(5), row.get(6));
-        tables.entry(name).or_default().push(ColumnInfo {
+        tables.entry(table).or_default().push(ColumnInfo {
             name: column,
             sql_type,
             primary_key,
@@ -131,44 +122,158 @@ pub async fn discover(client: &Client, config: &SyncConfig) -> Result<Catalog, S
     })
 }
 
-/// Primary-key column names per table.
-async fn primary_keys(client: &Client) -> Result<BTreeMap<TableName, Vec<String>>, SourceError> {
-    let rows = client
+/// `AND <column> NOT IN (system schemas) [AND <column> IN (configured schemas)]`, with the
+/// names as parameters: configured names as Redshift resolves them (see `config::Identifier`).
+fn schema_filter(column: &str, config: &SyncConfig, params: &mut Vec<String>) -> String {
+    let mut placeholders = |values: Vec<String>| {
+        values
+            .into_iter()
+            .map(|value| {
+                params.push(value);
+                format!("${}", params.len())
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let system = placeholders(SYSTEM_SCHEMAS.iter().map(|s| s.to_string()).collect());
+    let mut filter = format!("{column} NOT IN ({system})");
+    if let Some(schemas) = &config.schemas {
+        let wanted = placeholders(schemas.iter().map(|s| s.resolved().into_owned()).collect());
+        filter.push_str(&format!(" AND {column} IN ({wanted})"));
+    }
+    filter
+}
+
+async fn redshift_columns(
+    session: &mut Session,
+    config: &SyncConfig,
+) -> Result<Vec<CatalogColumn>, SourceError> {
+    let mut params = Vec::new();
+    let filter = schema_filter("table_schema", config, &mut params);
+    let sql = format!(
+        "SELECT table_schema, table_name, column_name, data_type, character_maximum_length, \
+                numeric_precision, numeric_scale \
+         FROM svv_columns WHERE {filter} \
+         ORDER BY table_schema, table_name, ordinal_position"
+    );
+    let columns = run(session, &sql, &params).await?;
+
+    let mut params = Vec::new();
+    let filter = schema_filter("n.nspname", config, &mut params);
+    let sql = format!(
+        "SELECT n.nspname, c.relname, \
+                CASE WHEN has_schema_privilege(n.oid, 'USAGE') \
+                      AND has_table_privilege(c.oid, 'SELECT') THEN 1 ELSE 0 END \
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind IN ('r', 'v', 'm', 'f', 'p') AND {filter}"
+    );
+    let mut local = BTreeMap::new();
+    for row in session.query(&sql, &refs(&params)).await? {
+        let [schema, table, readable] = fields(row)?;
+        local.insert(TableName::new(schema, table), readable == "1");
+    }
+    let mut unreadable = BTreeSet::new();
+    let mut readable_columns = Vec::with_capacity(columns.len());
+    for column in columns {
+        // A table pg_class does not know is external: svv_columns shows it only if granted.
+        match local.get(&column.table) {
+            Some(false) => {
+                unreadable.insert(column.table.clone());
+            }
+            _ => readable_columns.push(column),
+        }
+    }
+    if !unreadable.is_empty() {
+        tracing::debug!(
+            tables = unreadable.len(),
+            "tables left out: no SELECT privilege"
+        );
+    }
+    Ok(readable_columns)
+}
+
+async fn postgres_columns(
+    session: &mut Session,
+    config: &SyncConfig,
+) -> Result<Vec<CatalogColumn>, SourceError> {
+    let mut params = Vec::new();
+    let filter = schema_filter("n.nspname", config, &mut params);
+    let sql = format!(
+        "SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod), \
+                NULL, NULL, NULL \
+         FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         JOIN pg_catalog.pg_attribute a \
+           ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+         WHERE c.relkind IN ('r', 'v', 'm', 'f', 'p') AND {filter} \
+           AND has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT') \
+         ORDER BY n.nspname, c.relname, a.attnum"
+    );
+    run(session, &sql, &params).await
+}
+
+/// Runs a columns query: schema, table, column, type name, length, precision, scale.
+async fn run(
+    session: &mut Session,
+    sql: &str,
+    params: &[String],
+) -> Result<Vec<CatalogColumn>, SourceError> {
+    session
+        .query(sql, &refs(params))
+        .await?
+        .into_iter()
+        .map(|row| {
+            let number = |value: &Option<String>| value.as_deref().and_then(|v| v.parse().ok());
+            let (length, precision, scale) = (number(&row[4]), number(&row[5]), number(&row[6]));
+            let [schema, table, column, type_name] = fields(row.into_iter().take(4).collect())?;
+            Ok(CatalogColumn {
+                table: TableName::new(schema, table),
+                column,
+                sql_type: SqlType::from_catalog(&type_name, length, precision, scale),
+            })
+        })
+        .collect()
+}
+
+/// Primary-key column names per table, in key order.
+async fn primary_keys(
+    session: &mut Session,
+) -> Result<BTreeMap<TableName, Vec<String>>, SourceError> {
+    let rows = session
         .query(
-            "SELECT n.nspname::VARCHAR, c.relname::VARCHAR, a.attname::VARCHAR \
-             FROM pg_catalog.pg_constraint con \
-             JOIN pg_catalog.pg_class c ON c.oid = con.conrelid \
-             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             JOIN pg_catalog.pg_attribute a \
-               ON a.attrelid = con.conrelid AND a.attnum = ANY (con.conkey) \
-             WHERE con.contype = 'p' \
-             ORDER BY 1, 2, a.attnum",
+            "SELECT n.nspname, t.relname, a.attname \
+             FROM pg_catalog.pg_index i \
+             JOIN pg_catalog.pg_class t ON t.oid = i.indrelid \
+             JOIN pg_catalog.pg_class k ON k.oid = i.indexrelid \
+             JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace \
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = k.oid AND a.attnum > 0 \
+             WHERE i.indisprimary \
+             ORDER BY n.nspname, t.relname, a.attnum",
             &[],
         )
-        .await
-        .map_err(SourceError::from_query)?;
+        .await?;
     let mut keys: BTreeMap<TableName, Vec<String>> = BTreeMap::new();
     for row in rows {
-        keys.entry(TableName::new(
-            row.get::<_, String>(0),
-            row.get::<_, String>(1),
-        ))
-        .or_default()
-        .push(row.get(2));
+        let [schema, table, column] = fields(row)?;
+        keys.entry(TableName::new(schema, table))
+            .or_default()
+            .push(column);
     }
     Ok(keys)
 }
 
-/// `$k::VARCHAR, $k+1::VARCHAR, ...` for each value (Redshift has no array parameters).
-fn placeholders<'a>(params: &mut Vec<&'a (dyn ToSql + Sync)>, values: &'a [String]) -> String {
-    values
-        .iter()
-        .map(|value| {
-            params.push(value);
-            format!("${}::VARCHAR", params.len())
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+fn refs(params: &[String]) -> Vec<&str> {
+    params.iter().map(String::as_str).collect()
+}
+
+/// The first N values of a catalog row, none of which may be NULL.
+fn fields<const N: usize>(row: Vec<Option<String>>) -> Result<[String; N], SourceError> {
+    let values: Vec<String> = row.into_iter().take(N).flatten().collect();
+    values.try_into().map_err(|_| SourceError::Database {
+        code: "catalog".to_string(),
+        message: "a catalog row has fewer values than expected".to_string(),
+        transient: false,
+    })
 }
 
 #[cfg(test)]

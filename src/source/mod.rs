@@ -1,30 +1,38 @@
 //! The source layer: Amazon Redshift over the PostgreSQL wire protocol.
 //!
-//! - [`connect`]: sessions with libpq-style TLS modes and Redshift-safe session settings;
+//! - [`wire`]: our PostgreSQL v3 frontend (TLS, authentication, portals, rows as wire bytes);
+//! - [`session`]: a connected session, which server it is, and the settings it needs;
 //! - [`catalog`]: tables, columns and primary keys the user can read;
-//! - [`types`]: Redshift types, their connector DataType, how each is projected in SQL and decoded;
-//! - [`scan`]: the keyset query that streams a table in (cursor, key) order.
+//! - [`types`]: Redshift types, their connector DataType, and how each is selected and compared;
+//! - [`value`]: a row's values read straight from the wire bytes, and positions as text;
+//! - [`scan`]: the keyset queries that read a table in (cursor, key) order.
 //!
 //! Every failure is a [`SourceError`], classified here once: what the user must fix (and how),
-//! and whether retrying could help.
+//! and whether retrying could help. The classification follows Redshift's real error texts,
+//! which differ from PostgreSQL's (serialization conflicts are `XX000`/`1023`, cancellations say
+//! "cancelled on user's request" or name the WLM rule).
 
 pub mod catalog;
-pub mod connect;
 pub mod scan;
+pub mod session;
 pub mod types;
+pub mod value;
+pub mod wire;
 
-use std::error::Error as _;
 use std::time::Duration;
 
-use tokio_postgres::error::SqlState;
-
 pub use catalog::{Catalog, ColumnInfo, TableInfo};
-pub use connect::{connect, Session};
+pub use session::{connect, Flavour, Session};
+use wire::{DbError, WireError};
+
+use crate::config::ConnectionConfig;
 
 /// Everything that can go wrong talking to the warehouse. Messages say what to fix; none ever
-/// contains the password (the driver never echoes it, and we never format the config into one).
+/// contains the password (the server never echoes it, and we never format the config into one).
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    #[error("host name `{host}` does not resolve; check `host` (the cluster or workgroup endpoint, e.g. examplecluster.abc123xyz789.us-west-2.redshift.amazonaws.com)")]
+    UnknownHost { host: String },
     #[error("cannot reach {host}:{port} ({reason}); check `host` and `port`, that the cluster is running and publicly accessible or reachable from this network, and that its security group allows inbound TCP on the port")]
     Unreachable {
         host: String,
@@ -43,7 +51,7 @@ pub enum SourceError {
     Tls { host: String, reason: String },
     #[error("password authentication failed for user `{user}`; check `user` and `password` (temporary IAM credentials expire after 15-60 minutes)")]
     AuthenticationFailed { user: String },
-    #[error("user `{user}` must log in with an authentication method this connector cannot perform (Redshift's SHA-256 password digest or an identity-provider login: {detail}); use a user created with a plain or MD5 password, or temporary IAM credentials (GetClusterCredentials / GetCredentials) with the returned user name, e.g. IAM:alice")]
+    #[error("user `{user}` must log in with an authentication method this connector cannot perform ({detail}); use a user created with a plain or MD5 password, or IAM sign-in (`auth` = iam)")]
     UnsupportedAuthentication { user: String, detail: String },
     #[error("database `{database}` does not exist; check `database` (Redshift's default database is `dev`)")]
     UnknownDatabase { database: String },
@@ -51,8 +59,17 @@ pub enum SourceError {
         "permission denied: {message}; grant the user USAGE on the schema and SELECT on the table"
     )]
     PermissionDenied { message: String },
-    #[error("a query was cancelled by the statement timeout; raise `query_timeout_s` (0 = no limit) or check the cluster's WLM queues")]
-    QueryTimeout,
+    #[error("a query was cancelled ({message}): by the statement timeout (raise `query_timeout_s`, 0 = no limit), the WLM queue's timeout, or an administrator")]
+    QueryCancelled { message: String },
+    #[error("the cluster's workload manager aborted a query ({message}); lower `max_rows_per_query` so that each query reads fewer rows, or ask an administrator to exempt this user from the query monitoring rule")]
+    WorkloadManagerAbort { message: String },
+    /// Redshift's single-node clusters refuse to fetch more than 1000 rows at a time.
+    #[error("the cluster refused the fetch size ({message})")]
+    FetchSizeRefused { message: String },
+    /// The portal was gone when its next batch was fetched: Redshift runs queries that read
+    /// only catalog tables on the leader node, where a named portal lasts one batch.
+    #[error("the query's portal was lost after its first batch ({message})")]
+    PortalLost { message: String },
     #[error("column `{column}` of {table} has a value this connector cannot read: {reason}")]
     Decode {
         table: String,
@@ -81,12 +98,13 @@ impl SourceError {
         }
     }
 
-    /// Whether the user must change something (credentials, grants, TLS settings) before any
-    /// retry can succeed. In Update these end the sync with a `Task` for the user.
+    /// Whether the user must change something (credentials, grants, TLS settings, the host)
+    /// before any retry can succeed. In Update these end the sync with a `Task` for the user.
     pub fn needs_user_action(&self) -> bool {
         matches!(
             self,
-            Self::Tls { .. }
+            Self::UnknownHost { .. }
+                | Self::Tls { .. }
                 | Self::TlsNotOffered { .. }
                 | Self::AuthenticationFailed { .. }
                 | Self::UnsupportedAuthentication { .. }
@@ -95,50 +113,110 @@ impl SourceError {
         )
     }
 
-    /// Classifies an error of a query on an established session.
-    pub fn from_query(err: tokio_postgres::Error) -> Self {
-        if let Some(db) = err.as_db_error() {
-            return Self::from_db_error(db.code(), db.message());
-        }
-        if err.is_closed() || err.source().is_some_and(|s| s.is::<std::io::Error>()) {
-            return Self::ConnectionLost {
-                reason: error_chain(&err),
-            };
-        }
-        Self::Database {
-            code: "client".to_string(),
-            message: error_chain(&err),
-            transient: false,
+    /// Classifies a failure on an established session.
+    pub fn from_wire(err: WireError) -> Self {
+        match err {
+            WireError::Db(db) => Self::from_db(&db),
+            WireError::Io(_) | WireError::Protocol(_) => Self::ConnectionLost {
+                reason: err.to_string(),
+            },
+            other => Self::Database {
+                code: "client".to_string(),
+                message: other.to_string(),
+                transient: false,
+            },
         }
     }
 
-    fn from_db_error(code: &SqlState, message: &str) -> Self {
-        if *code == SqlState::INSUFFICIENT_PRIVILEGE {
-            return Self::PermissionDenied {
-                message: message.to_string(),
-            };
+    /// Classifies a failed connection attempt: what the user must fix, or a transient failure.
+    pub fn from_connect(config: &ConnectionConfig, err: WireError) -> Self {
+        let host = config.host.clone();
+        let port = config.port;
+        match err {
+            WireError::Resolve {
+                permanent: true, ..
+            } => Self::UnknownHost { host },
+            WireError::Resolve { .. } | WireError::Connect { .. } | WireError::Io(_) => {
+                Self::Unreachable {
+                    host,
+                    port,
+                    reason: error_chain(&err),
+                }
+            }
+            WireError::ConnectTimeout => Self::ConnectTimeout {
+                host,
+                port,
+                timeout: config.connect_timeout,
+            },
+            WireError::TlsNotOffered => Self::TlsNotOffered {
+                host,
+                sslmode: config.sslmode.as_str(),
+            },
+            WireError::Tls(reason) => Self::Tls { host, reason },
+            WireError::UnsupportedAuthentication { method } => Self::UnsupportedAuthentication {
+                user: config.user.clone(),
+                detail: method,
+            },
+            WireError::Db(db) => match db.code.as_str() {
+                // invalid_password, invalid_authorization_specification (no such user, pg_hba reject)
+                "28P01" | "28000" => Self::AuthenticationFailed {
+                    user: config.user.clone(),
+                },
+                "3D000" => Self::UnknownDatabase {
+                    database: config.database.clone(),
+                },
+                _ => Self::from_db(&db),
+            },
+            WireError::Protocol(_) => Self::ConnectionLost {
+                reason: err.to_string(),
+            },
         }
-        if *code == SqlState::QUERY_CANCELED && message.contains("statement timeout") {
-            return Self::QueryTimeout;
-        }
-        Self::Database {
-            code: code.code().to_string(),
-            message: message.to_string(),
-            transient: is_transient_sqlstate(code.code()),
+    }
+
+    fn from_db(db: &DbError) -> Self {
+        let message = db.full_message();
+        match db.code.as_str() {
+            "42501" => Self::PermissionDenied { message },
+            "34000" => Self::PortalLost { message },
+            "57014" if is_workload_manager(&message) => Self::WorkloadManagerAbort { message },
+            "57014" => Self::QueryCancelled { message },
+            _ if message.contains("for a single node configuration") => {
+                Self::FetchSizeRefused { message }
+            }
+            code => Self::Database {
+                code: code.to_string(),
+                transient: is_transient(code, &message),
+                message,
+            },
         }
     }
 }
 
-/// SQLSTATEs worth a retry on a new connection: connection failures (08), serialization
-/// conflicts (40001, 40P01), operator intervention such as a cluster restart (57P01-57P03)
-/// and insufficient resources (53). Everything else is definite.
-fn is_transient_sqlstate(code: &str) -> bool {
+/// Redshift names the rule when WLM aborts a query: "Query (123) cancelled by WLM abort action
+/// of Query Monitoring Rule "...".
+fn is_workload_manager(message: &str) -> bool {
+    message.contains("WLM") || message.contains("Query Monitoring Rule")
+}
+
+/// Errors worth a retry on a new connection: connection failures (08), insufficient resources
+/// (53), serialization conflicts and deadlocks (40001, 40P01), lock timeouts (55P03), operator
+/// intervention such as a cluster restart (57P01-57P03); and Redshift's own texts for the same
+/// things under `XX000`: its serializable isolation violation (`1023`) and a full disk, which
+/// concurrent queries free again.
+fn is_transient(code: &str, message: &str) -> bool {
     code.starts_with("08")
         || code.starts_with("53")
-        || matches!(code, "40001" | "40P01" | "57P01" | "57P02" | "57P03")
+        || matches!(
+            code,
+            "40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03"
+        )
+        || (code == "XX000"
+            && (message.starts_with("1023")
+                || message.contains("Serializable isolation violation")
+                || message.contains("Disk Full")))
 }
 
-/// The error and its causes on one line: driver errors keep the useful part in their sources.
+/// The error and its causes on one line: libraries keep the useful part in their sources.
 pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
@@ -157,25 +235,71 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
 
+    fn db(code: &str, message: &str, detail: Option<&str>) -> SourceError {
+        SourceError::from_wire(WireError::Db(DbError {
+            code: code.to_string(),
+            message: message.to_string(),
+            detail: detail.map(str::to_string),
+            hint: None,
+        }))
+    }
+
     #[test]
-    fn sqlstates_are_classified() {
-        assert!(is_transient_sqlstate("08006"));
-        assert!(is_transient_sqlstate("57P01"));
-        assert!(is_transient_sqlstate("53300"));
-        assert!(!is_transient_sqlstate("42P01"));
+    fn postgresql_sqlstates_are_classified() {
+        assert!(db("08006", "connection failure", None).is_transient());
+        assert!(db(
+            "57P01",
+            "terminating connection due to administrator command",
+            None
+        )
+        .is_transient());
+        assert!(db("53300", "too many connections", None).is_transient());
+        assert!(db("40001", "could not serialize access", None).is_transient());
+        assert!(!db("42P01", "relation \"t\" does not exist", None).is_transient());
         assert!(matches!(
-            SourceError::from_db_error(
-                &SqlState::INSUFFICIENT_PRIVILEGE,
-                "permission denied for table t"
-            ),
+            db("42501", "permission denied for table t", None),
             SourceError::PermissionDenied { .. }
         ));
         assert!(matches!(
-            SourceError::from_db_error(
-                &SqlState::QUERY_CANCELED,
-                "canceling statement due to statement timeout"
+            db(
+                "57014",
+                "canceling statement due to statement timeout",
+                None
             ),
-            SourceError::QueryTimeout
+            SourceError::QueryCancelled { .. }
+        ));
+    }
+
+    #[test]
+    fn redshift_error_texts_are_classified() {
+        // As Redshift reports them (aws-sdk-pandas#665, amazon-redshift-utils#174).
+        let serializable = db(
+            "XX000",
+            "1023",
+            Some("Serializable isolation violation on table - 119371, transactions forming the cycle are: 1745830, 1745762 (pid:15021)"),
+        );
+        assert!(serializable.is_transient(), "{serializable:?}");
+        assert!(db("XX000", "Disk Full", None).is_transient());
+        assert!(!db("XX000", "Invalid digit, Value 'x', Pos 0", None).is_transient());
+
+        let cancelled = db("57014", "Query (4777555) cancelled on user's request", None);
+        assert!(matches!(cancelled, SourceError::QueryCancelled { .. }));
+        assert!(!cancelled.is_transient());
+        let wlm = db(
+            "57014",
+            "Query (1234) cancelled by WLM abort action of Query Monitoring Rule \"too_many_rows\".",
+            None,
+        );
+        assert!(matches!(wlm, SourceError::WorkloadManagerAbort { .. }));
+        assert!(wlm.to_string().contains("max_rows_per_query"));
+
+        assert!(matches!(
+            db("XX000", "Fetch size 5000 exceeds the limit of 1000 for a single node configuration. Reduce the client fetch/cache size or upgrade to a multi node installation.", None),
+            SourceError::FetchSizeRefused { .. }
+        ));
+        assert!(matches!(
+            db("34000", "portal \"p\" does not exist", None),
+            SourceError::PortalLost { .. }
         ));
     }
 }

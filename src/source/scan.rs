@@ -1,22 +1,32 @@
-//! The keyset scan: one query per table, rows in (cursor, key) order, fetched in batches.
+//! The keyset scan: a table read in (cursor, key) order by bounded queries, each fetched a
+//! batch at a time through a portal.
 //!
-//! The query runs in a read-only transaction on a session of its own, through a portal executed
-//! with a row limit, so the server hands over `batch_size` rows per round trip and the client
-//! never holds more than one batch. While the portal is open nothing else runs on the session
-//! (Redshift rejects any other statement while a portal is suspended).
+//! ```text
+//!  SELECT <columns> FROM "schema"."table" AS "src"
+//!  WHERE <after the last row sent> [AND (<cursor> IS NULL OR <cursor> <= <bound>)]
+//!  ORDER BY <cursor> NULLS FIRST, <key terms>
+//!  LIMIT $n::BIGINT                      -- max_rows_per_query: one query never reads more
+//! ```
 //!
 //! Resuming is a predicate on the last row sent, written without row constructors, which
 //! Redshift rejects: `(c, k1, k2) > (x, y1, y2)` becomes
 //! `c > x OR (c = x AND (k1 > y1 OR (k1 = y1 AND k2 > y2)))`.
-
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tokio_postgres::types::ToSql;
-use tokio_postgres::Row;
+//!
+//! The order must be strict: if two distinct rows compare equal, a position between them skips
+//! the second on resume. Redshift ignores trailing blanks when comparing VARCHARs, and a column
+//! or database may be case-insensitive, so a text key column contributes two terms: its value
+//! compared case-sensitively, then (for VARCHAR) its byte length, which tells `'a'` from `'a '`.
+//! (The cursor needs no such care: rows that tie on it are ordered by the key.)
+//!
+//! Each query runs in a read-only transaction on the table's own session, through a named
+//! portal executed `fetch_rows` at a time. While the portal is open nothing else runs on the
+//! session: Redshift rejects any other message while a portal is suspended. Its end is the
+//! server's `CommandComplete`, never a short batch.
 
 use super::catalog::{quote_ident, TableInfo};
-use super::connect::Canceller;
-use super::{Session, SourceError};
+use super::session::{Flavour, Prepared, Session};
+use super::wire::{oid, Column, Fetched, Format};
+use super::SourceError;
 
 /// Where a scan starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,59 +46,91 @@ pub enum Resume {
 #[derive(Debug, Clone)]
 pub struct ScanSpec<'a> {
     pub table: &'a TableInfo,
+    pub flavour: Flavour,
     /// Column indexes, in SELECT order.
     pub select: &'a [usize],
     /// The cursor column, if the table is read incrementally.
     pub cursor: Option<usize>,
     /// The primary-key columns that break ties.
     pub key: &'a [usize],
-    /// Cursor values above this (text in the cursor type's canonical form) are left for a later
+    /// Cursor values above this (text in the cursor type's position form) are left for a later
     /// sync: the guard against rows that commit late with an older cursor value.
     pub upper_bound: Option<&'a str>,
+    /// The most rows one query may return (`max_rows_per_query`); `None`: no limit.
+    pub limit: Option<u64>,
 }
 
-/// The scanned table's alias in the query, for column references that must not resolve to the
-/// SELECT list.
+/// The scanned table's alias in the query, so that column references never resolve to the
+/// SELECT list (whose expressions may be of another type, e.g. SUPER's serialization).
 const TABLE_ALIAS: &str = "\"src\"";
 
-/// SQL text and its text parameters.
+/// SQL text and its parameters (text, typed as `param_types`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScanQuery {
     pub sql: String,
     pub params: Vec<String>,
+    pub param_types: Vec<u32>,
+}
+
+/// One comparison term of the scan order: a column expression and the same expression of a
+/// position value.
+struct Term {
+    column: String,
+    value: String,
 }
 
 impl ScanSpec<'_> {
     pub fn query(&self, resume: &Resume) -> ScanQuery {
-        let mut params = Vec::new();
+        let mut query = ScanQuery {
+            sql: String::new(),
+            params: Vec::new(),
+            param_types: Vec::new(),
+        };
         let columns = &self.table.columns;
-        let quoted = |i: usize| quote_ident(&columns[i].name);
+        let column = |i: usize| format!("{TABLE_ALIAS}.{}", quote_ident(&columns[i].name));
         let select = self
             .select
             .iter()
-            .map(|&i| columns[i].sql_type.select_expr(&quoted(i)))
+            .map(|&i| columns[i].sql_type.select_expr(&column(i)))
             .collect::<Vec<_>>()
             .join(", ");
 
-        let mut bind = |index: usize, value: &str| {
-            params.push(value.to_string());
-            columns[index].sql_type.param_expr(params.len())
+        let bind = |query: &mut ScanQuery, index: usize, value: &str| {
+            query.params.push(value.to_string());
+            query.param_types.push(oid::VARCHAR);
+            columns[index]
+                .sql_type
+                .param_expr(query.params.len(), value)
+        };
+        let key_terms = |query: &mut ScanQuery, values: &[String]| -> Option<Vec<Term>> {
+            (!self.key.is_empty() && self.key.len() == values.len()).then(|| {
+                self.key
+                    .iter()
+                    .zip(values)
+                    .flat_map(|(&index, value)| {
+                        let param = bind(query, index, value);
+                        self.key_terms(index, &column(index), &param)
+                    })
+                    .collect()
+            })
         };
         let after = match (resume, self.cursor) {
             (Resume::FromStart, _) => None,
-            (Resume::AfterKey(key), _) => key_after(self.key, key, &quoted, &mut bind),
-            (Resume::AfterNullCursor(key), Some(c)) => key_after(self.key, key, &quoted, &mut bind)
-                .map(|after| {
-                    format!(
-                        "({c} IS NULL AND ({after})) OR {c} IS NOT NULL",
-                        c = quoted(c)
-                    )
-                }),
+            (Resume::AfterKey(key), _) => key_terms(&mut query, key).map(|t| after(&t)),
+            (Resume::AfterNullCursor(key), Some(c)) => key_terms(&mut query, key).map(|terms| {
+                format!(
+                    "({c} IS NULL AND ({})) OR {c} IS NOT NULL",
+                    after(&terms),
+                    c = column(c)
+                )
+            }),
             (Resume::AfterCursor { cursor, key }, Some(c)) => {
-                let value = bind(c, cursor);
-                let c = quoted(c);
-                Some(match key_after(self.key, key, &quoted, &mut bind) {
-                    Some(after) => format!("{c} > {value} OR ({c} = {value} AND ({after}))"),
+                let value = bind(&mut query, c, cursor);
+                let c = column(c);
+                Some(match key_terms(&mut query, key) {
+                    Some(terms) => {
+                        format!("{c} > {value} OR ({c} = {value} AND ({}))", after(&terms))
+                    }
                     None => format!("{c} >= {value}"),
                 })
             }
@@ -98,8 +140,8 @@ impl ScanSpec<'_> {
         };
         let below_bound = match (self.upper_bound, self.cursor) {
             (Some(bound), Some(c)) => {
-                let value = bind(c, bound);
-                Some(format!("{c} IS NULL OR {c} <= {value}", c = quoted(c)))
+                let value = bind(&mut query, c, bound);
+                Some(format!("{c} IS NULL OR {c} <= {value}", c = column(c)))
             }
             _ => None,
         };
@@ -108,145 +150,178 @@ impl ScanSpec<'_> {
             (after, bound) => after.or(bound),
         };
 
-        // ORDER BY names the table's columns through the alias: a bare name would bind to the
-        // SELECT list's output column of that name, which for types read as text
-        // (`"n"::VARCHAR(65535)`: NUMERIC, DATE, TIME...) orders as text ('10' < '9'), while the
-        // resume predicate compares in the column's type. Rows would then be lost on resume.
-        let in_table = |i: usize| format!("{TABLE_ALIAS}.{}", quoted(i));
         let mut order: Vec<String> = Vec::new();
         if let Some(c) = self.cursor {
-            order.push(format!("{} ASC NULLS FIRST", in_table(c)));
+            order.push(format!("{} ASC NULLS FIRST", column(c)));
         }
-        order.extend(self.key.iter().map(|&k| format!("{} ASC", in_table(k))));
+        for &k in self.key {
+            order.extend(
+                self.key_terms(k, &column(k), "")
+                    .into_iter()
+                    .map(|term| format!("{} ASC", term.column)),
+            );
+        }
 
-        let mut sql = format!(
+        query.sql = format!(
             "SELECT {select} FROM {} AS {TABLE_ALIAS}",
             self.table.quoted_name()
         );
         if let Some(predicate) = predicate {
-            sql.push_str(&format!(" WHERE {predicate}"));
+            query.sql.push_str(&format!(" WHERE {predicate}"));
         }
         if !order.is_empty() {
-            sql.push_str(&format!(" ORDER BY {}", order.join(", ")));
+            query
+                .sql
+                .push_str(&format!(" ORDER BY {}", order.join(", ")));
         }
-        ScanQuery { sql, params }
+        if let Some(limit) = self.limit {
+            query.params.push(limit.to_string());
+            query.param_types.push(oid::INT8);
+            query
+                .sql
+                .push_str(&format!(" LIMIT ${}::BIGINT", query.params.len()));
+        }
+        query
+    }
+
+    /// The terms key column `index` contributes to the order (see the module documentation).
+    fn key_terms(&self, index: usize, column: &str, value: &str) -> Vec<Term> {
+        let sql_type = &self.table.columns[index].sql_type;
+        if !sql_type.is_text() {
+            return vec![Term {
+                column: column.to_string(),
+                value: value.to_string(),
+            }];
+        }
+        let case_sensitive = |expr: &str| match self.flavour {
+            Flavour::Redshift => format!("COLLATE({expr}, 'case_sensitive')"),
+            Flavour::PostgreSql => format!("({expr} COLLATE \"C\")"),
+        };
+        let mut terms = vec![Term {
+            column: case_sensitive(column),
+            value: case_sensitive(value),
+        }];
+        if sql_type.keeps_trailing_blanks() {
+            terms.push(Term {
+                column: format!("OCTET_LENGTH({column})"),
+                value: format!("OCTET_LENGTH({value})"),
+            });
+        }
+        terms
     }
 }
 
-/// `k1 > y1 OR (k1 = y1 AND (k2 > y2 OR ...))`, or `None` when there is no key to compare.
-fn key_after(
-    columns: &[usize],
-    values: &[String],
-    quoted: &impl Fn(usize) -> String,
-    bind: &mut impl FnMut(usize, &str) -> String,
-) -> Option<String> {
-    if columns.is_empty() || columns.len() != values.len() {
-        return None;
-    }
-    let bound: Vec<(String, String)> = columns
-        .iter()
-        .zip(values)
-        .map(|(&c, v)| (quoted(c), bind(c, v)))
-        .collect();
+/// `t1 > v1 OR (t1 = v1 AND (t2 > v2 OR ...))` over the terms.
+fn after(terms: &[Term]) -> String {
     let mut predicate: Option<String> = None;
-    for (column, value) in bound.iter().rev() {
+    for term in terms.iter().rev() {
+        let (column, value) = (&term.column, &term.value);
         predicate = Some(match predicate {
             None => format!("{column} > {value}"),
             Some(rest) => format!("{column} > {value} OR ({column} = {value} AND ({rest}))"),
         });
     }
-    predicate
+    predicate.unwrap_or_else(|| "TRUE".to_string())
 }
 
-/// Batches of a running scan. The scan runs in a task of its own that owns the session and
-/// fetches one batch ahead of the consumer (so the database works while the host reads), then
-/// waits: a consumer that stops reading (a slow host) holds the scan where it is. Dropping the
-/// stream before its end cancels the running statement and closes the session.
-pub struct BatchStream {
-    batches: mpsc::Receiver<Result<Vec<Row>, SourceError>>,
-    canceller: Canceller,
-    task: JoinHandle<()>,
+/// The portal of a running scan query.
+const PORTAL: &str = "scan";
+
+/// What [`Portal::next`] found.
+pub enum ScanEvent<'a> {
+    /// A row: its `DataRow` body, borrowed until the next call.
+    Row(&'a [u8]),
+    /// A batch of `fetch_rows` ended; more rows may follow (a natural checkpoint).
+    BatchEnd,
+    /// The query returned its last row and its transaction ended.
+    End,
 }
 
-impl BatchStream {
-    /// Starts `query` on `session`; rows arrive `batch_size` at a time.
-    pub fn start(session: Session, query: ScanQuery, batch_size: u32) -> Self {
-        let canceller = session.canceller();
-        let (tx, batches) = mpsc::channel(1);
-        let task = tokio::spawn(async move {
-            let mut session = session;
-            if let Err(err) = run_scan(&mut session, &query, batch_size, &tx).await {
-                let _ = tx.send(Err(err)).await;
-            }
-        });
-        Self {
-            batches,
-            canceller,
-            task,
-        }
-    }
-
-    /// The next batch (never empty), an error, or `None` at the end of the table.
-    pub async fn next(&mut self) -> Option<Result<Vec<Row>, SourceError>> {
-        self.batches.recv().await
-    }
+/// One scan query running on a session: a read-only transaction, a portal fetched a batch at
+/// a time. Dropping it mid-query leaves the session unusable: drop the session too (and
+/// cancel the statement, see [`Session::canceller`]).
+pub struct Portal<'s> {
+    session: &'s mut Session,
+    fetch_rows: i32,
+    state: PortalState,
 }
 
-impl Drop for BatchStream {
-    fn drop(&mut self) {
-        if !self.task.is_finished() {
-            self.task.abort();
-            let canceller = self.canceller.clone();
-            tokio::spawn(async move { canceller.cancel().await });
-        }
-    }
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PortalState {
+    Fetching,
+    Suspended,
+    Done,
 }
 
-/// The scan itself: a read-only transaction, a prepared statement, a portal fetched with a row
-/// limit until it runs dry, then commit. Stops quietly if the consumer goes away.
-async fn run_scan(
-    session: &mut Session,
-    query: &ScanQuery,
-    batch_size: u32,
-    tx: &mpsc::Sender<Result<Vec<Row>, SourceError>>,
-) -> Result<(), SourceError> {
-    let transaction = session
-        .client
-        .build_transaction()
-        .read_only(true)
-        .start()
-        .await
-        .map_err(SourceError::from_query)?;
-    // Prepared before binding, as Redshift wants; the parameters are all text.
-    let statement = transaction
-        .prepare(&query.sql)
-        .await
-        .map_err(SourceError::from_query)?;
-    let params: Vec<&(dyn ToSql + Sync)> = query
-        .params
-        .iter()
-        .map(|p| p as &(dyn ToSql + Sync))
-        .collect();
-    let portal = transaction
-        .bind(&statement, &params)
-        .await
-        .map_err(SourceError::from_query)?;
-    let limit = i32::try_from(batch_size).unwrap_or(i32::MAX);
-    loop {
-        let rows = transaction
-            .query_portal(&portal, limit)
+impl Session {
+    /// Prepares `query` (once per session), starts it in a read-only transaction and fetches
+    /// its first `fetch_rows` (0: all rows in one go). Returns the portal and the result
+    /// columns as the server describes them, whose types decide how each value is read.
+    pub async fn open_scan<'s>(
+        &'s mut self,
+        query: &ScanQuery,
+        formats: impl FnOnce(&[Column]) -> Result<Vec<Format>, SourceError>,
+        fetch_rows: u32,
+    ) -> Result<(Portal<'s>, Vec<Column>), SourceError> {
+        let Prepared { name, columns } = self.prepare(&query.sql, &query.param_types).await?;
+        let formats = formats(&columns)?;
+        self.simple("BEGIN READ ONLY").await?;
+        let params: Vec<&str> = query.params.iter().map(String::as_str).collect();
+        let fetch_rows = i32::try_from(fetch_rows).unwrap_or(i32::MAX);
+        self.connection
+            .start_portal(PORTAL, &name, &params, &formats, fetch_rows)
             .await
-            .map_err(SourceError::from_query)?;
-        let complete = rows.len() < batch_size as usize;
-        if !rows.is_empty() && tx.send(Ok(rows)).await.is_err() {
-            return Ok(()); // the consumer went away; dropping the transaction rolls it back
+            .map_err(SourceError::from_wire)?;
+        Ok((
+            Portal {
+                session: self,
+                fetch_rows,
+                state: PortalState::Fetching,
+            },
+            columns,
+        ))
+    }
+}
+
+impl Portal<'_> {
+    /// The next row, the end of a batch, or the end of the query (its transaction committed).
+    pub async fn next(&mut self) -> Result<ScanEvent<'_>, SourceError> {
+        match self.state {
+            PortalState::Done => return Ok(ScanEvent::End),
+            PortalState::Suspended => {
+                self.session
+                    .connection
+                    .continue_portal(PORTAL, self.fetch_rows)
+                    .await
+                    .map_err(SourceError::from_wire)?;
+                self.state = PortalState::Fetching;
+            }
+            PortalState::Fetching => {}
         }
-        if complete {
-            break;
+        let fetched = self
+            .session
+            .connection
+            .next_row()
+            .await
+            .map_err(SourceError::from_wire)?;
+        match fetched {
+            Fetched::Row => Ok(ScanEvent::Row(self.session.connection.current_row())),
+            Fetched::Suspended => {
+                self.state = PortalState::Suspended;
+                Ok(ScanEvent::BatchEnd)
+            }
+            Fetched::Complete => {
+                self.state = PortalState::Done;
+                self.session
+                    .connection
+                    .close_portal(PORTAL)
+                    .await
+                    .map_err(SourceError::from_wire)?;
+                self.session.simple("COMMIT").await?;
+                Ok(ScanEvent::End)
+            }
         }
     }
-    drop(portal);
-    transaction.commit().await.map_err(SourceError::from_query)
 }
 
 #[cfg(test)]
@@ -265,7 +340,7 @@ mod tests {
         TableInfo {
             name: TableName::new("Sales", "order items"),
             columns: vec![
-                column("region", SqlType::Text, true),
+                column("region", SqlType::Varchar { length: Some(8) }, true),
                 column("id", SqlType::BigInt, true),
                 column("updated_at", SqlType::Timestamp, false),
                 column(
@@ -276,101 +351,116 @@ mod tests {
                     },
                     false,
                 ),
+                column("code", SqlType::Char { length: Some(2) }, false),
             ],
         }
     }
 
-    #[test]
-    fn initial_scan_reads_everything_in_cursor_then_key_order() {
-        let table = table();
-        let spec = ScanSpec {
-            table: &table,
-            select: &[0, 1, 2, 3],
-            cursor: Some(2),
-            key: &[0, 1],
+    fn spec<'a>(
+        table: &'a TableInfo,
+        select: &'a [usize],
+        cursor: Option<usize>,
+        key: &'a [usize],
+    ) -> ScanSpec<'a> {
+        ScanSpec {
+            table,
+            flavour: Flavour::Redshift,
+            select,
+            cursor,
+            key,
             upper_bound: None,
-        };
-        let query = spec.query(&Resume::FromStart);
+            limit: None,
+        }
+    }
+
+    #[test]
+    fn initial_scan_reads_everything_in_a_strict_cursor_then_key_order() {
+        let table = table();
+        let query = spec(&table, &[0, 1, 2, 3], Some(2), &[0, 1]).query(&Resume::FromStart);
         assert_eq!(
             query.sql,
-            "SELECT \"region\", \"id\", \"updated_at\", \"amount\"::VARCHAR(65535) FROM \"Sales\".\"order items\" AS \"src\" \
-             ORDER BY \"src\".\"updated_at\" ASC NULLS FIRST, \"src\".\"region\" ASC, \"src\".\"id\" ASC"
+            "SELECT \"src\".\"region\", \"src\".\"id\", \"src\".\"updated_at\", \"src\".\"amount\" FROM \"Sales\".\"order items\" AS \"src\" \
+             ORDER BY \"src\".\"updated_at\" ASC NULLS FIRST, COLLATE(\"src\".\"region\", 'case_sensitive') ASC, \
+             OCTET_LENGTH(\"src\".\"region\") ASC, \"src\".\"id\" ASC"
         );
         assert!(query.params.is_empty());
     }
 
     #[test]
-    fn columns_read_as_text_are_ordered_in_their_own_type() {
+    fn postgresql_compares_text_keys_in_the_c_collation() {
         let table = table();
-        let spec = ScanSpec {
-            table: &table,
-            select: &[1, 3],
-            cursor: Some(3),
-            key: &[1],
-            upper_bound: None,
-        };
-        let query = spec.query(&Resume::AfterCursor {
-            cursor: "10.00".into(),
-            key: vec!["7".into()],
-        });
-        // The NUMERIC cursor is selected as text; ordering by the bare name would sort that text.
+        let mut spec = spec(&table, &[0], None, &[0]);
+        spec.flavour = Flavour::PostgreSql;
+        let query = spec.query(&Resume::AfterKey(vec!["eu".into()]));
         assert!(
-            query
-                .sql
-                .starts_with("SELECT \"id\", \"amount\"::VARCHAR(65535) FROM"),
-            "{}",
-            query.sql
-        );
-        assert!(
-            query
-                .sql
-                .ends_with(" ORDER BY \"src\".\"amount\" ASC NULLS FIRST, \"src\".\"id\" ASC"),
+            query.sql.contains(
+                "WHERE (\"src\".\"region\" COLLATE \"C\") > ($1::VARCHAR(65535) COLLATE \"C\")"
+            ),
             "{}",
             query.sql
         );
     }
 
     #[test]
-    fn resume_expands_the_row_comparison() {
+    fn resume_expands_the_row_comparison_over_every_term() {
         let table = table();
-        let spec = ScanSpec {
-            table: &table,
-            select: &[0, 1, 2],
-            cursor: Some(2),
-            key: &[0, 1],
-            upper_bound: None,
-        };
-        let query = spec.query(&Resume::AfterCursor {
+        let query = spec(&table, &[0, 1, 2], Some(2), &[0, 1]).query(&Resume::AfterCursor {
             cursor: "2024-01-01 00:00:00.000001".into(),
             key: vec!["eu".into(), "7".into()],
         });
         let ts = "CAST($1::VARCHAR(65535) AS TIMESTAMP)";
+        let c = "\"src\".\"updated_at\"";
+        let cs_col = "COLLATE(\"src\".\"region\", 'case_sensitive')";
+        let cs_val = "COLLATE($2::VARCHAR(65535), 'case_sensitive')";
+        let len_col = "OCTET_LENGTH(\"src\".\"region\")";
+        let len_val = "OCTET_LENGTH($2::VARCHAR(65535))";
         let id = "CAST($3::VARCHAR(65535) AS BIGINT)";
-        assert!(query.sql.contains(&format!(
-            "WHERE \"updated_at\" > {ts} OR (\"updated_at\" = {ts} AND (\"region\" > $2::VARCHAR(65535) OR (\"region\" = $2::VARCHAR(65535) AND (\"id\" > {id}))))"
-        )), "{}", query.sql);
+        let expected = format!(
+            "WHERE {c} > {ts} OR ({c} = {ts} AND ({cs_col} > {cs_val} OR ({cs_col} = {cs_val} AND ({len_col} > {len_val} OR ({len_col} = {len_val} AND (\"src\".\"id\" > {id})))))) ORDER BY"
+        );
+        assert!(query.sql.contains(&expected), "{}", query.sql);
         assert_eq!(query.params, ["2024-01-01 00:00:00.000001", "eu", "7"]);
+        assert_eq!(query.param_types, [oid::VARCHAR; 3]);
+    }
+
+    #[test]
+    fn char_keys_are_compared_case_sensitively_without_a_length() {
+        let table = table();
+        let query = spec(&table, &[4], None, &[4]).query(&Resume::AfterKey(vec!["ab".into()]));
+        assert!(!query.sql.contains("OCTET_LENGTH"), "{}", query.sql);
+        assert!(query
+            .sql
+            .contains("COLLATE(\"src\".\"code\", 'case_sensitive') >"));
+    }
+
+    #[test]
+    fn bounded_queries_limit_with_a_typed_parameter() {
+        let table = table();
+        let mut spec = spec(&table, &[1, 2], Some(2), &[1]);
+        spec.limit = Some(1_000_000);
+        let query = spec.query(&Resume::AfterCursor {
+            cursor: "2024-01-01 00:00:00".into(),
+            key: vec!["3".into()],
+        });
+        assert!(query.sql.ends_with(" LIMIT $3::BIGINT"), "{}", query.sql);
+        assert_eq!(query.params[2], "1000000");
+        assert_eq!(query.param_types, [oid::VARCHAR, oid::VARCHAR, oid::INT8]);
     }
 
     #[test]
     fn the_upper_bound_holds_back_recent_cursor_values_but_not_nulls() {
         let table = table();
-        let spec = ScanSpec {
-            table: &table,
-            select: &[1, 2],
-            cursor: Some(2),
-            key: &[1],
-            upper_bound: Some("2024-06-01 00:00:00.000000"),
-        };
+        let mut spec = spec(&table, &[1, 2], Some(2), &[1]);
+        spec.upper_bound = Some("2024-06-01 00:00:00.000000");
         let query = spec.query(&Resume::FromStart);
         assert!(query.sql.contains(
-            "WHERE \"updated_at\" IS NULL OR \"updated_at\" <= CAST($1::VARCHAR(65535) AS TIMESTAMP) ORDER BY"
+            "WHERE \"src\".\"updated_at\" IS NULL OR \"src\".\"updated_at\" <= CAST($1::VARCHAR(65535) AS TIMESTAMP) ORDER BY"
         ), "{}", query.sql);
         let query = spec.query(&Resume::AfterCursor {
             cursor: "2024-01-01 00:00:00.000000".into(),
             key: vec!["3".into()],
         });
-        assert!(query.sql.contains(") AND (\"updated_at\" IS NULL OR \"updated_at\" <= CAST($3::VARCHAR(65535) AS TIMESTAMP))"), "{}", query.sql);
+        assert!(query.sql.contains(") AND (\"src\".\"updated_at\" IS NULL OR \"src\".\"updated_at\" <= CAST($3::VARCHAR(65535) AS TIMESTAMP))"), "{}", query.sql);
         assert_eq!(
             query.params,
             [
@@ -384,31 +474,18 @@ mod tests {
     #[test]
     fn keyless_tables_resume_inclusively_and_null_cursors_come_first() {
         let table = table();
-        let spec = ScanSpec {
-            table: &table,
-            select: &[2],
-            cursor: Some(2),
-            key: &[],
-            upper_bound: None,
-        };
-        let query = spec.query(&Resume::AfterCursor {
+        let query = spec(&table, &[2], Some(2), &[]).query(&Resume::AfterCursor {
             cursor: "2024-01-01 00:00:00.000000".into(),
             key: vec![],
         });
         assert!(query
             .sql
-            .contains("WHERE \"updated_at\" >= CAST($1::VARCHAR(65535) AS TIMESTAMP)"));
+            .contains("WHERE \"src\".\"updated_at\" >= CAST($1::VARCHAR(65535) AS TIMESTAMP)"));
 
-        let spec = ScanSpec {
-            table: &table,
-            select: &[1, 2],
-            cursor: Some(2),
-            key: &[1],
-            upper_bound: None,
-        };
-        let query = spec.query(&Resume::AfterNullCursor(vec!["5".into()]));
+        let query =
+            spec(&table, &[1, 2], Some(2), &[1]).query(&Resume::AfterNullCursor(vec!["5".into()]));
         assert!(query.sql.contains(
-            "WHERE (\"updated_at\" IS NULL AND (\"id\" > CAST($1::VARCHAR(65535) AS BIGINT))) OR \"updated_at\" IS NOT NULL"
+            "WHERE (\"src\".\"updated_at\" IS NULL AND (\"src\".\"id\" > CAST($1::VARCHAR(65535) AS BIGINT))) OR \"src\".\"updated_at\" IS NOT NULL"
         ), "{}", query.sql);
     }
 }

@@ -1,29 +1,36 @@
-//! Redshift column types: their connector DataType, how each is selected, decoded and compared.
+//! Redshift column types: their connector DataType, how each is selected and how positions of
+//! each are written back into SQL.
 //!
-//! tokio-postgres asks for every result column in binary. Redshift's binary format can only be
-//! trusted for integers, floats, booleans, character types and timestamps (redshift.md), so
-//! every other type is projected to text in SQL and parsed here: NUMERIC keeps its exact decimal
-//! string, never a float; DATE is parsed from ISO text (the session sets `DateStyle TO ISO`).
+//! Values are read from the wire in the format Redshift's drivers use (see [`super::value`]):
+//! binary for integers, floats, booleans, character types and timestamps, text for everything
+//! else. So nothing needs a cast in the SELECT list, which matters because every cast to text is
+//! a VARCHAR, capped at 65,535 bytes, while VARBYTE and SUPER values reach 16 MB:
+//! - SUPER is selected as `JSON_SERIALIZE_TO_VARBYTE(col)` (the JSON text as bytes, no VARCHAR
+//!   limit) guarded by `IS NULL`, because the serializers turn a SQL NULL into the JSON text
+//!   `null`;
+//! - VARBYTE, GEOMETRY and GEOGRAPHY are selected as they are: their text form is hex (of the
+//!   bytes, and of the shape's EWKB), complete and lossless.
 //!
 //! Keyset positions (the cursor and key of the last row sent) are kept as text in each type's
-//! canonical form and cast back with `CAST($n::VARCHAR(65535) AS <type>)`, so the server compares
-//! them with the column's own type and ordering (a timestamp as a timestamp, to the microsecond).
+//! canonical form and cast back in SQL to the column's own type, with its own precision, so the
+//! server compares them exactly as it orders the column.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
-use prost_types::Timestamp;
-use tokio_postgres::Row;
 
-use crate::proto::{
-    data_type_params, value_type, DataType, DataTypeParams, DecimalParams, ValueType,
-};
+use crate::proto::{data_type_params, DataType, DataTypeParams, DecimalParams};
 
-/// A column type as the catalog reports it (`information_schema.columns.udt_name` and sizes).
+/// Redshift's largest NUMERIC precision; also the precision used for positions of NUMERIC
+/// columns whose catalog entry gives none (plain NUMERIC means NUMERIC(18,0) on Redshift, which
+/// would round a position to an integer).
+pub const MAX_NUMERIC_PRECISION: u32 = 38;
+
+/// A column type as the catalog reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SqlType {
     SmallInt,
     Integer,
     BigInt,
-    /// `None` precision: unconstrained NUMERIC (PostgreSQL only; Redshift defaults to (18,0)).
+    /// `None` precision: the catalog gave none.
     Numeric {
         precision: Option<u32>,
         scale: Option<u32>,
@@ -46,74 +53,71 @@ pub enum SqlType {
     TimestampTz,
     Super,
     VarByte,
-    /// PostgreSQL's BYTEA; Redshift has none, but tests run on PostgreSQL.
+    /// PostgreSQL's BYTEA; Redshift has none, but the demo runs on PostgreSQL.
     Bytea,
     Geometry,
     Geography,
     HllSketch,
-    /// Anything else: read as text.
+    /// Anything else (INTERVAL, ...): read as text.
     Other {
-        udt_name: String,
+        name: String,
     },
 }
 
-/// A cell as the driver hands it over, before it becomes a wire value or a position.
-#[derive(Debug)]
-enum Raw {
-    I16(i16),
-    I32(i32),
-    I64(i64),
-    F32(f32),
-    F64(f64),
-    Bool(bool),
-    Timestamp(NaiveDateTime),
-    TimestampTz(DateTime<Utc>),
-    Bytes(Vec<u8>),
-    /// Text, parsed according to the column type.
-    Text(String),
-}
-
 impl SqlType {
-    /// Maps the catalog's description of a column.
+    /// Maps a catalog type name: PostgreSQL's short names (`int4`, `varchar`, as in
+    /// `pg_type.typname`), SQL's long ones (`character varying`, `timestamp with time zone`, as
+    /// in `svv_columns.data_type`), and Spectrum's (`int`, `string`, `varchar(20)`). Sizes in
+    /// the name are used when the catalog's own size columns are empty.
     pub fn from_catalog(
-        udt_name: &str,
+        type_name: &str,
         char_length: Option<i32>,
         precision: Option<i32>,
         scale: Option<i32>,
     ) -> Self {
+        let lower = type_name.trim().trim_matches('"').to_ascii_lowercase();
+        // `timestamp(3) with time zone`: the sizes may sit in the middle of the name.
+        let (base, sizes) = match (lower.find('('), lower.find(')')) {
+            (Some(open), Some(close)) if open < close => (
+                format!("{} {}", &lower[..open], &lower[close + 1..]),
+                parse_sizes(&lower[open + 1..close]),
+            ),
+            _ => (lower.clone(), Vec::new()),
+        };
+        let base = base.split_whitespace().collect::<Vec<_>>().join(" ");
         let positive = |n: Option<i32>| n.and_then(|n| u32::try_from(n).ok()).filter(|n| *n > 0);
-        match udt_name {
-            "int2" => Self::SmallInt,
-            "int4" => Self::Integer,
-            "int8" => Self::BigInt,
-            "numeric" => Self::Numeric {
-                precision: positive(precision),
-                scale: scale.and_then(|s| u32::try_from(s).ok()),
+        let first = positive(char_length).or(sizes.first().copied());
+        match base.as_str() {
+            "int2" | "smallint" => Self::SmallInt,
+            "int4" | "integer" | "int" => Self::Integer,
+            "int8" | "bigint" => Self::BigInt,
+            "numeric" | "decimal" => Self::Numeric {
+                precision: positive(precision).or(sizes.first().copied()),
+                scale: scale
+                    .and_then(|s| u32::try_from(s).ok())
+                    .or(sizes.get(1).copied())
+                    .or_else(|| sizes.first().map(|_| 0)),
             },
-            "float4" => Self::Real,
-            "float8" => Self::Double,
-            "bool" => Self::Boolean,
-            "bpchar" | "char" => Self::Char {
-                length: positive(char_length),
-            },
-            "varchar" => Self::Varchar {
-                length: positive(char_length),
-            },
+            "float4" | "real" => Self::Real,
+            "float8" | "double precision" | "double" | "float" => Self::Double,
+            "bool" | "boolean" => Self::Boolean,
+            "bpchar" | "char" | "character" | "nchar" => Self::Char { length: first },
+            "varchar" | "character varying" | "nvarchar" | "string" => {
+                Self::Varchar { length: first }
+            }
             "text" => Self::Text,
             "date" => Self::Date,
-            "time" => Self::Time,
-            "timetz" => Self::TimeTz,
-            "timestamp" => Self::Timestamp,
-            "timestamptz" => Self::TimestampTz,
+            "time" | "time without time zone" => Self::Time,
+            "timetz" | "time with time zone" => Self::TimeTz,
+            "timestamp" | "timestamp without time zone" => Self::Timestamp,
+            "timestamptz" | "timestamp with time zone" => Self::TimestampTz,
             "super" => Self::Super,
-            "varbyte" | "varbinary" => Self::VarByte,
+            "varbyte" | "varbinary" | "binary varying" => Self::VarByte,
             "bytea" => Self::Bytea,
             "geometry" => Self::Geometry,
             "geography" => Self::Geography,
             "hllsketch" => Self::HllSketch,
-            other => Self::Other {
-                udt_name: other.to_string(),
-            },
+            _ => Self::Other { name: lower },
         }
     }
 
@@ -127,7 +131,7 @@ impl SqlType {
             Self::Numeric {
                 precision: Some(precision),
                 scale,
-            } if *precision <= 38 => (
+            } if *precision <= MAX_NUMERIC_PRECISION => (
                 DataType::Decimal,
                 params(data_type_params::Params::Decimal(DecimalParams {
                     precision: *precision,
@@ -149,7 +153,8 @@ impl SqlType {
             Self::TimestampTz => (DataType::UtcDatetime, None),
             Self::Super => (DataType::Json, None),
             Self::VarByte | Self::Bytea => (DataType::Binary, None),
-            // Times travel as strings: many destinations cannot take NAIVE_TIME.
+            // Times travel as strings: many destinations cannot take NAIVE_TIME. Shapes travel
+            // as the hex EWKB Redshift prints for them.
             Self::Text
             | Self::Time
             | Self::TimeTz
@@ -160,57 +165,13 @@ impl SqlType {
         }
     }
 
-    /// Reads column `index` of `row` (selected with [`Self::select_expr`]): binary-safe types
-    /// natively, everything else as the text the SELECT expression made of it. `None` is NULL.
-    fn read(&self, row: &Row, index: usize) -> Result<Option<Raw>, String> {
-        fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
-            row: &'a Row,
-            index: usize,
-            raw: fn(T) -> Raw,
-        ) -> Result<Option<Raw>, String> {
-            row.try_get::<_, Option<T>>(index)
-                .map(|value| value.map(raw))
-                .map_err(|e| super::error_chain(&e))
-        }
-        match self {
-            Self::SmallInt => get(row, index, Raw::I16),
-            Self::Integer => get(row, index, Raw::I32),
-            Self::BigInt => get(row, index, Raw::I64),
-            Self::Real => get(row, index, Raw::F32),
-            Self::Double => get(row, index, Raw::F64),
-            Self::Boolean => get(row, index, Raw::Bool),
-            Self::Timestamp => get(row, index, Raw::Timestamp),
-            Self::TimestampTz => get(row, index, Raw::TimestampTz),
-            Self::Bytea => get(row, index, Raw::Bytes),
-            _ => get(row, index, Raw::Text),
-        }
-    }
-
-    /// The SELECT expression for a quoted column: binary-safe types as they are, the rest as text.
+    /// The SELECT expression for a quoted column (see the module documentation).
     pub fn select_expr(&self, quoted_column: &str) -> String {
         match self {
-            Self::SmallInt
-            | Self::Integer
-            | Self::BigInt
-            | Self::Real
-            | Self::Double
-            | Self::Boolean
-            | Self::Char { .. }
-            | Self::Varchar { .. }
-            | Self::Text
-            | Self::Timestamp
-            | Self::TimestampTz
-            | Self::Bytea => quoted_column.to_string(),
-            Self::Super => format!("JSON_SERIALIZE({quoted_column})"),
-            Self::VarByte => format!("TO_HEX({quoted_column})"),
-            Self::Geometry | Self::Geography => format!("ST_AsEWKT({quoted_column})"),
-            // VARCHAR without a length is VARCHAR(256) on Redshift: always say how long.
-            Self::Numeric { .. }
-            | Self::Date
-            | Self::Time
-            | Self::TimeTz
-            | Self::HllSketch
-            | Self::Other { .. } => format!("{quoted_column}::VARCHAR(65535)"),
+            Self::Super => format!(
+                "CASE WHEN {quoted_column} IS NULL THEN NULL ELSE JSON_SERIALIZE_TO_VARBYTE({quoted_column}) END"
+            ),
+            _ => quoted_column.to_string(),
         }
     }
 
@@ -228,23 +189,40 @@ impl SqlType {
         )
     }
 
-    /// SQL that turns the text parameter `$n` back into a value of this type.
-    pub fn param_expr(&self, n: usize) -> String {
+    /// Whether values that differ can compare equal: Redshift ignores trailing blanks when
+    /// comparing VARCHARs, and a column or database may be case-insensitive. Key columns of
+    /// these types are ordered case-sensitively with their byte length as a tie-break.
+    pub fn is_text(&self) -> bool {
+        matches!(self, Self::Char { .. } | Self::Varchar { .. } | Self::Text)
+    }
+
+    /// Whether trailing blanks are part of a value (VARCHAR, TEXT) rather than padding (CHAR).
+    pub fn keeps_trailing_blanks(&self) -> bool {
+        matches!(self, Self::Varchar { .. } | Self::Text)
+    }
+
+    /// SQL that turns the text parameter `$n` (holding `position`, as [`super::value`] writes
+    /// positions) back into a value of this type, at the column's precision.
+    pub fn param_expr(&self, n: usize, position: &str) -> String {
         let text = format!("${n}::VARCHAR(65535)");
         let target = match self {
             Self::SmallInt => "SMALLINT".to_string(),
             Self::Integer => "INTEGER".to_string(),
             Self::BigInt => "BIGINT".to_string(),
-            Self::Numeric {
-                precision: Some(p),
-                scale,
-            } => format!("NUMERIC({p},{})", scale.unwrap_or(0)),
-            Self::Numeric {
-                precision: None, ..
-            } => "NUMERIC".to_string(),
+            Self::Numeric { precision, scale } => {
+                // Redshift's plain NUMERIC is NUMERIC(18,0): always say the precision, and
+                // never less than the position itself needs.
+                let (digits, decimals) = numeric_digits(position);
+                let scale = scale.unwrap_or(decimals).max(decimals).min(37);
+                let precision = precision
+                    .unwrap_or(MAX_NUMERIC_PRECISION)
+                    .max(digits.saturating_sub(decimals) + scale);
+                format!("NUMERIC({precision},{scale})")
+            }
             Self::Real => "REAL".to_string(),
             Self::Double => "DOUBLE PRECISION".to_string(),
-            Self::Boolean => "BOOLEAN".to_string(),
+            // Redshift has no cast from VARCHAR to BOOLEAN: compare the text instead.
+            Self::Boolean => return format!("({text} = 'true')"),
             Self::Char { length: Some(n) } => format!("CHAR({n})"),
             Self::Char { length: None } => "CHAR".to_string(),
             Self::Varchar { .. } | Self::Text => return text,
@@ -259,83 +237,42 @@ impl SqlType {
         format!("CAST({text} AS {target})")
     }
 
-    /// Reads column `index` of `row` (selected with [`Self::select_expr`]) as a wire value.
-    pub fn decode(&self, row: &Row, index: usize) -> Result<ValueType, String> {
-        use value_type::Inner;
-        let inner = match self.read(row, index)? {
-            None => Inner::Null(true),
-            Some(Raw::I16(v)) => Inner::Short(v.into()),
-            Some(Raw::I32(v)) => Inner::Int(v),
-            Some(Raw::I64(v)) => Inner::Long(v),
-            Some(Raw::F32(v)) => Inner::Float(v),
-            Some(Raw::F64(v)) => Inner::Double(v),
-            Some(Raw::Bool(v)) => Inner::Bool(v),
-            Some(Raw::Timestamp(v)) => Inner::NaiveDatetime(naive_timestamp(v)?),
-            Some(Raw::TimestampTz(v)) => Inner::UtcDatetime(naive_timestamp(v.naive_utc())?),
-            Some(Raw::Bytes(v)) => Inner::Binary(v),
-            Some(Raw::Text(text)) => self.parse_text(text)?,
-        };
-        Ok(ValueType { inner: Some(inner) })
-    }
-
-    /// A value that arrived as text, in the wire type of this column.
-    fn parse_text(&self, text: String) -> Result<value_type::Inner, String> {
-        use value_type::Inner;
-        Ok(match self {
-            Self::Numeric { .. } => {
-                if !is_decimal(&text) {
-                    return Err(format!("`{text}` is not a finite decimal number"));
-                }
-                Inner::Decimal(text)
-            }
-            Self::Date => Inner::NaiveDate(naive_timestamp(
-                parse_iso_date(&text)?
-                    .and_hms_opt(0, 0, 0)
-                    .expect("midnight exists"),
-            )?),
-            Self::Super => Inner::Json(text),
-            Self::VarByte => Inner::Binary(
-                hex::decode(&text).map_err(|e| format!("TO_HEX gave invalid hex: {e}"))?,
-            ),
-            _ => Inner::String(text),
-        })
-    }
-
-    /// Column `index` of `row` in the canonical text that [`Self::param_expr`] casts back;
-    /// `None` for NULL.
-    pub fn position_text(&self, row: &Row, index: usize) -> Result<Option<String>, String> {
-        Ok(self.read(row, index)?.map(|raw| match raw {
-            Raw::I16(v) => v.to_string(),
-            Raw::I32(v) => v.to_string(),
-            Raw::I64(v) => v.to_string(),
-            Raw::F32(v) => float_text(v.into(), v.to_string()),
-            Raw::F64(v) => float_text(v, v.to_string()),
-            Raw::Bool(v) => v.to_string(),
-            Raw::Timestamp(v) => timestamp_text(v),
-            Raw::TimestampTz(v) => timestamptz_text(v),
-            Raw::Bytes(v) => format!("\\x{}", hex::encode(v)),
-            // Text as the server produced it is already what the server parses back.
-            Raw::Text(text) => text,
-        }))
-    }
-
-    /// Checks that `text` is a position value of this type, as [`Self::position_text`] writes
-    /// them, so a state that does not fit its table is refused before the sync starts instead
-    /// of failing mid-stream on every retry.
+    /// Checks that `text` is a position value of this type, within the range the column and
+    /// the wire can hold, as [`super::value`] writes positions, so that a state that does not
+    /// fit its table is refused before the sync starts instead of failing mid-stream.
     pub fn check_position_text(&self, text: &str) -> Result<(), String> {
-        let timestamp = |t: &str| NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f").is_ok();
+        if text.contains('\0') {
+            return Err("a position value contains a NUL character".to_string());
+        }
+        let timestamp = |t: &str| {
+            NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f")
+                .is_ok_and(|v| in_wire_range(v.date()))
+        };
         let valid = match self {
             Self::SmallInt => text.parse::<i16>().is_ok(),
             Self::Integer => text.parse::<i32>().is_ok(),
             Self::BigInt => text.parse::<i64>().is_ok(),
-            Self::Numeric { .. } => is_decimal(text),
+            Self::Numeric { precision, scale } => {
+                is_decimal(text) && {
+                    let (digits, decimals) = numeric_digits(text);
+                    let scale = scale.unwrap_or(decimals);
+                    let precision = precision.unwrap_or(MAX_NUMERIC_PRECISION);
+                    decimals <= scale && digits - decimals <= precision.saturating_sub(scale)
+                }
+            }
             Self::Real | Self::Double => {
-                text.parse::<f64>().is_ok() || matches!(text, "Infinity" | "-Infinity")
+                text.parse::<f64>().is_ok() || matches!(text, "Infinity" | "-Infinity" | "NaN")
             }
             Self::Boolean => matches!(text, "true" | "false"),
-            Self::Date => parse_iso_date(text).is_ok(),
+            Self::Date => {
+                NaiveDate::parse_from_str(text, "%Y-%m-%d").is_ok_and(in_wire_range)
+                    && text.len() == 10
+            }
             Self::Timestamp => timestamp(text),
             Self::TimestampTz => text.strip_suffix("+00").is_some_and(timestamp),
+            Self::Char { length: Some(n) } | Self::Varchar { length: Some(n) } => {
+                text.len() <= *n as usize
+            }
             // Text as the server wrote it; the server will judge it.
             _ => true,
         };
@@ -343,84 +280,60 @@ impl SqlType {
             Ok(())
         } else {
             Err(format!(
-                "`{text}` is not a {} value",
+                "`{}` is not a {} value this column can hold",
+                crate::config::shorten(text),
                 self.data_type().0.as_str_name()
             ))
         }
     }
 
-    /// The cursor value of the instant `at`, for the time types a load stamps rows with
-    /// (TIMESTAMP values are taken as UTC wall clock, as Redshift's SYSDATE/GETDATE give them);
-    /// `None` for other types.
-    pub fn time_bound_text(&self, at: DateTime<Utc>) -> Option<String> {
+    /// Whether this is a type a load stamps rows with, so that a lag behind the database's
+    /// clock can bound it (TIMESTAMP values are taken as UTC wall clock, as Redshift's
+    /// SYSDATE and GETDATE give them).
+    pub fn is_time(&self) -> bool {
+        matches!(self, Self::Timestamp | Self::TimestampTz)
+    }
+
+    /// The position text of the instant `at`, for [`is_time`](Self::is_time) types.
+    pub fn time_position(&self, at: DateTime<Utc>) -> Option<String> {
         match self {
-            Self::Timestamp => Some(timestamp_text(at.naive_utc())),
-            Self::TimestampTz => Some(timestamptz_text(at)),
+            Self::Timestamp => Some(at.naive_utc().format("%Y-%m-%d %H:%M:%S%.6f").to_string()),
+            Self::TimestampTz => Some(at.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string()),
             _ => None,
         }
     }
 }
 
-fn timestamp_text(value: NaiveDateTime) -> String {
-    value.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
+/// The dates a connector timestamp (a google.protobuf.Timestamp, as hosts take it) can carry.
+fn in_wire_range(date: NaiveDate) -> bool {
+    use chrono::Datelike as _;
+    (1..=9999).contains(&date.year())
 }
 
-fn timestamptz_text(value: DateTime<Utc>) -> String {
-    value.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string()
+/// `18,2` -> [18, 2]
+fn parse_sizes(sizes: &str) -> Vec<u32> {
+    sizes
+        .split(',')
+        .filter_map(|part| part.trim().parse().ok())
+        .collect()
 }
 
-/// Rust prints the shortest text that reads back to the same float, which the server parses
-/// exactly; only the special values are spelled differently.
-fn float_text(value: f64, shortest: String) -> String {
-    if value.is_nan() {
-        "NaN".to_string()
-    } else if value.is_infinite() {
-        if value > 0.0 { "Infinity" } else { "-Infinity" }.to_string()
-    } else {
-        shortest
-    }
+/// Digits in a decimal text, in all and after the point: `-123.450` -> (6, 3).
+fn numeric_digits(text: &str) -> (u32, u32) {
+    let digits = text.bytes().filter(u8::is_ascii_digit).count() as u32;
+    let decimals = text
+        .split_once('.')
+        .map_or(0, |(_, fraction)| fraction.len() as u32);
+    (digits, decimals)
 }
 
-/// A NAIVE_* value: the wall-clock time carried in a Timestamp as if it were UTC.
-///
-/// Redshift stores years up to 294276 and before year 1, but a google.protobuf.Timestamp (and
-/// hosts) carry only 0001-9999. Such a value fails the sync with a message naming the fix rather
-/// than being dropped, altered or sent as a Timestamp hosts reject.
-fn naive_timestamp(value: NaiveDateTime) -> Result<Timestamp, String> {
-    if !(1..=9999).contains(&value.year()) {
-        return Err(out_of_range(&value.to_string()));
-    }
-    let utc = value.and_utc();
-    Ok(Timestamp {
-        seconds: utc.timestamp(),
-        nanos: i32::try_from(utc.timestamp_subsec_nanos()).expect("nanoseconds < 1e9"),
-    })
-}
-
-fn out_of_range(value: &str) -> String {
-    format!(
-        "`{value}` is outside the years 0001-9999 that a connector timestamp can carry; correct the value in the source or deselect the column"
-    )
-}
-
-/// `YYYY-MM-DD` as the server prints dates with `DateStyle` ISO (`... BC` before year 1).
-fn parse_iso_date(text: &str) -> Result<NaiveDate, String> {
-    let year_digits = text.bytes().take_while(u8::is_ascii_digit).count();
-    if text.ends_with(" BC") || year_digits > 4 {
-        return Err(out_of_range(text));
-    }
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map_err(|e| format!("`{text}` is not an ISO date: {e}"))
-}
-
-use chrono::Datelike as _;
-
-/// `-123.4500`, `0`, `1e5` is not produced by the server; NaN/Infinity are not decimals.
-fn is_decimal(text: &str) -> bool {
+/// `-123.4500`, `0`; `1e5`, `NaN` and `Infinity` are not decimals.
+pub fn is_decimal(text: &str) -> bool {
     let digits = text.strip_prefix('-').unwrap_or(text);
-    let mut parts = digits.splitn(2, '.');
-    let whole = parts.next().unwrap_or("");
-    let fraction = parts.next();
+    let (whole, fraction) = match digits.split_once('.') {
+        Some((whole, fraction)) => (whole, Some(fraction)),
+        None => (digits, None),
+    };
     !whole.is_empty()
         && whole.bytes().all(|b| b.is_ascii_digit())
         && fraction.is_none_or(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()))
@@ -434,34 +347,53 @@ mod tests {
     fn catalog_types_map_to_the_issue_table() {
         let cases = [
             ("int2", DataType::Short),
+            ("smallint", DataType::Short),
             ("int4", DataType::Int),
+            ("integer", DataType::Int),
             ("int8", DataType::Long),
             ("numeric", DataType::Decimal),
+            ("decimal(10,2)", DataType::Decimal),
             ("float4", DataType::Float),
-            ("float8", DataType::Double),
+            ("double precision", DataType::Double),
             ("bool", DataType::Boolean),
             ("bpchar", DataType::String),
-            ("varchar", DataType::String),
+            ("character varying", DataType::String),
             ("date", DataType::NaiveDate),
-            ("timestamp", DataType::NaiveDatetime),
-            ("timestamptz", DataType::UtcDatetime),
+            ("timestamp without time zone", DataType::NaiveDatetime),
+            ("timestamp with time zone", DataType::UtcDatetime),
             ("time", DataType::String),
-            ("timetz", DataType::String),
+            ("time with time zone", DataType::String),
             ("super", DataType::Json),
             ("varbyte", DataType::Binary),
+            ("binary varying", DataType::Binary),
             ("geometry", DataType::String),
             ("geography", DataType::String),
             ("hllsketch", DataType::String),
-            ("something_new", DataType::String),
+            ("interval day to second", DataType::String),
         ];
-        for (udt, expected) in cases {
-            let sql_type = SqlType::from_catalog(udt, Some(10), Some(38), Some(6));
-            assert_eq!(sql_type.data_type().0, expected, "{udt}");
+        for (name, expected) in cases {
+            let sql_type = SqlType::from_catalog(name, Some(10), Some(38), Some(6));
+            assert_eq!(sql_type.data_type().0, expected, "{name}");
         }
     }
 
     #[test]
-    fn decimal_and_string_parameters() {
+    fn sizes_come_from_the_catalog_or_the_type_name() {
+        assert_eq!(
+            SqlType::from_catalog("varchar(20)", None, None, None),
+            SqlType::Varchar { length: Some(20) }
+        );
+        assert_eq!(
+            SqlType::from_catalog("timestamp(3) with time zone", None, None, None),
+            SqlType::TimestampTz
+        );
+        assert_eq!(
+            SqlType::from_catalog("decimal(10,2)", None, None, None),
+            SqlType::Numeric {
+                precision: Some(10),
+                scale: Some(2)
+            }
+        );
         let (_, params) = SqlType::from_catalog("numeric", None, Some(38), Some(10)).data_type();
         assert_eq!(
             params.unwrap().params,
@@ -488,38 +420,15 @@ mod tests {
     }
 
     #[test]
-    fn dates_parse_and_years_outside_1_to_9999_are_refused() {
-        assert_eq!(
-            parse_iso_date("0001-01-01").unwrap(),
-            NaiveDate::from_ymd_opt(1, 1, 1).unwrap()
-        );
-        assert_eq!(
-            parse_iso_date("9999-12-31").unwrap(),
-            NaiveDate::from_ymd_opt(9999, 12, 31).unwrap()
-        );
-        assert!(parse_iso_date("0001-03-04 BC")
-            .unwrap_err()
-            .contains("0001-9999"));
-        assert!(parse_iso_date("10000-01-01")
-            .unwrap_err()
-            .contains("0001-9999"));
-        let year_10000 = NaiveDate::from_ymd_opt(10000, 1, 1)
-            .unwrap()
-            .and_hms_opt(0, 0, 0)
-            .unwrap();
-        assert!(naive_timestamp(year_10000)
-            .unwrap_err()
-            .contains("deselect the column"));
-        assert!(parse_iso_date("01/02/2024").is_err());
-    }
-
-    #[test]
-    fn position_texts_are_checked_against_the_type() {
+    fn position_texts_are_checked_against_the_type_and_its_range() {
         assert!(SqlType::Timestamp
             .check_position_text("2024-01-01 00:00:00.000001")
             .is_ok());
         assert!(SqlType::Timestamp
             .check_position_text("not a time")
+            .is_err());
+        assert!(SqlType::Timestamp
+            .check_position_text("0000-01-01 00:00:00")
             .is_err());
         assert!(SqlType::TimestampTz
             .check_position_text("2024-01-01 00:00:00.000000+00")
@@ -528,23 +437,57 @@ mod tests {
             .check_position_text("2024-01-01 00:00:00")
             .is_err());
         assert!(SqlType::Integer.check_position_text("99999999999").is_err());
-        assert!(SqlType::Numeric {
-            precision: None,
-            scale: None
-        }
-        .check_position_text("-1.5")
-        .is_ok());
+        let money = SqlType::Numeric {
+            precision: Some(18),
+            scale: Some(4),
+        };
+        assert!(money.check_position_text("-1.5").is_ok());
+        assert!(money
+            .check_position_text("123456789012345678901234567890")
+            .is_err());
+        assert!(money.check_position_text("1.23456").is_err());
         assert!(SqlType::Boolean.check_position_text("yes").is_err());
         assert!(SqlType::Text.check_position_text("anything").is_ok());
+        assert!(SqlType::Text.check_position_text("nul\0inside").is_err());
+        assert!(SqlType::Date.check_position_text("2024-02-30").is_err());
     }
 
     #[test]
-    fn positions_cast_back_with_the_column_type() {
+    fn positions_cast_back_with_the_column_type_and_precision() {
         assert_eq!(
-            SqlType::Timestamp.param_expr(2),
+            SqlType::Timestamp.param_expr(2, "2024-01-01 00:00:00"),
             "CAST($2::VARCHAR(65535) AS TIMESTAMP)"
         );
-        assert_eq!(SqlType::Text.param_expr(1), "$1::VARCHAR(65535)");
-        assert_eq!(float_text(f64::INFINITY, String::new()), "Infinity");
+        assert_eq!(SqlType::Text.param_expr(1, "x"), "$1::VARCHAR(65535)");
+        // Redshift cannot cast VARCHAR to BOOLEAN.
+        assert_eq!(
+            SqlType::Boolean.param_expr(3, "true"),
+            "($3::VARCHAR(65535) = 'true')"
+        );
+        // A NUMERIC without declared precision keeps the position's decimals.
+        let plain = SqlType::Numeric {
+            precision: None,
+            scale: None,
+        };
+        assert_eq!(
+            plain.param_expr(1, "12.3456"),
+            "CAST($1::VARCHAR(65535) AS NUMERIC(38,4))"
+        );
+        let money = SqlType::Numeric {
+            precision: Some(12),
+            scale: Some(2),
+        };
+        assert_eq!(
+            money.param_expr(1, "10.50"),
+            "CAST($1::VARCHAR(65535) AS NUMERIC(12,2))"
+        );
+    }
+
+    #[test]
+    fn only_orderable_types_can_be_positions() {
+        assert!(SqlType::Timestamp.is_orderable());
+        assert!(!SqlType::Super.is_orderable());
+        assert!(SqlType::Varchar { length: None }.is_text());
+        assert!(!SqlType::Char { length: None }.keeps_trailing_blanks());
     }
 }

@@ -1,52 +1,57 @@
 //! The Update engine: from configuration, Selection and state to a stream of operations.
 //!
 //! ```text
-//!   catalog ──► plan (Selection) ──► for each table, on a session of its own:
+//!   catalog ──► plan (Selection) ──► per table, in a task and on a session of its own:
 //!                                      TRUNCATE (initial sync / full re-sync only)
 //!                                      SELECT … WHERE (cursor, key) > last sent
 //!                                           ORDER BY cursor NULLS FIRST, key
-//!                                      ┌─ fetch batch_size rows (portal) ◄──────┐
-//!                                      │  send them, ≤100 per Records message   │
-//!                                      └─ Checkpoint{state: last row sent} ─────┘
+//!                                           LIMIT max_rows_per_query     ◄─── next query
+//!                                      ┌─ fetch batch_size rows (portal) ◄──────┐     │
+//!                                      │  rows → cells → Records bytes, ≤100 a  │     │
+//!                                      │  message, sent as they fill            │     │
+//!                                      └─ Checkpoint{state: last row sent} ─────┘ ────┘
 //!                                      Checkpoint at the table's end
 //! ```
 //!
 //! Invariants that make a resumed sync lose nothing and repeat little:
 //! - A checkpoint's state names the (cursor, key) of the last row sent *before* it, and every
-//!   row sent before it precedes that position in the scan order. Rows are read in
+//!   row sent before it precedes that position in the scan order. Rows are read in a strict
 //!   (cursor, key) order, so "after the position" is exactly "not sent yet", including rows
-//!   that share the cursor value with the last row sent (the key breaks the tie).
+//!   that share the cursor value with the last row sent (the key breaks the tie, compared so
+//!   that distinct keys never tie: see `source::scan`).
 //! - Rows whose cursor is NULL sort first and are read whenever the table starts from scratch,
 //!   so an initial sync does not drop them (later changes are only seen once the cursor is set).
 //! - Tables without a primary key resume at the cursor value itself (`>=`): a bounded re-read
 //!   that hosts absorb, since they key such rows by a hash of their values.
 //! - Position values are compared in SQL in the column's own type, at full precision.
-//! - With `max_parallel_tables` above 1 the tables' records interleave; a table's records, its
-//!   position and the checkpoint still leave as one step (see `checkpoints`), so the first
-//!   invariant holds for every table at every checkpoint.
-//! - After a transient failure the table is re-read on a new session from the last row sent,
-//!   so a retry repeats nothing that was delivered.
-//!
-//! Known gap (redshift.md, "Time and the cursor"): a row committed late with an old cursor
-//! value (e.g. `updated_at = SYSDATE` in a long transaction) is behind a position already
-//! checkpointed and is not seen by later syncs; see the README's known limits.
+//! - With `max_parallel_tables` above 1 the tables run in tasks of their own, on several cores,
+//!   and their records interleave; a table commits its position only after its records went
+//!   out (see `checkpoints`), so the first invariant holds for every table at every checkpoint.
+//! - After a failure the rows read so far are sent and checkpointed, and the table is re-read
+//!   on a new session from there, so a retry repeats nothing that was delivered.
+//! - With `cursor_lag_s`, a query reads only cursor values up to the database's clock minus the
+//!   lag, so a row committed late with an older cursor value (redshift.md, "Time and the
+//!   cursor") is still ahead of every checkpoint when it becomes visible.
 
 mod checkpoints;
-mod output;
+pub mod encode;
+pub mod output;
 pub mod plan;
 mod table;
 
+use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
 use std::time::Instant;
 
-use futures_util::StreamExt;
-use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
 use crate::config::{Config, TableName};
-use crate::proto::{Selection, UpdateResponse};
+use crate::proto::Selection;
 use crate::source::{catalog, SourceError};
 use crate::state::SyncState;
 
-pub use output::MAX_RECORDS_PER_MESSAGE;
+pub use encode::MAX_RECORDS_PER_MESSAGE;
+pub use output::{Outgoing, OutgoingMessage, Output};
 
 /// Why an Update stopped before its end.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +69,8 @@ pub enum SyncError {
     /// The host closed the stream; there is nobody left to tell.
     #[error("the host went away")]
     HostGone,
+    #[error("a table's sync stopped unexpectedly: {0}")]
+    Internal(String),
 }
 
 impl SyncError {
@@ -71,28 +78,21 @@ impl SyncError {
     pub fn source_error(&self) -> Option<&SourceError> {
         match self {
             Self::Source(source) | Self::Table { source, .. } => Some(source),
-            Self::StateMismatch { .. } | Self::HostGone => None,
+            Self::StateMismatch { .. } | Self::HostGone | Self::Internal(_) => None,
         }
     }
 }
 
-/// Runs one Update: discovers the catalog, plans the selected tables and syncs them,
-/// `max_parallel_tables` at a time (in catalog order), sending everything through `tx`.
-pub async fn run(
-    config: Config,
-    selection: Option<Selection>,
-    state: SyncState,
-    tx: mpsc::Sender<UpdateResponse>,
-) -> Result<(), SyncError> {
-    let started = Instant::now();
-    let mut output = output::Output::new(tx.clone());
-    let catalog = {
-        let session = table::connect_with_retry(&config.connection).await?;
-        catalog::discover(&session.client, &config.sync).await?
-    };
-    let plans = plan::plan(&catalog, selection.as_ref(), &config.sync);
-    // Before the first message: a state that cannot be resumed is the caller's input error.
-    for plan in &plans {
+/// How many bytes of messages may wait between the engine and the host: two batches, so one
+/// can be encoded while the other is on its way.
+pub fn output_budget(config: &Config) -> usize {
+    2 * config.sync.max_batch_bytes as usize
+}
+
+/// Checks the state against the tables the Update would sync, before anything is sent: a
+/// state that cannot be resumed is the caller's input error. Needs the catalog.
+fn check_states(plans: &[plan::TablePlan], state: &SyncState) -> Result<(), SyncError> {
+    for plan in plans {
         table::check_state(plan, state.table(&plan.table.name)).map_err(|reason| {
             SyncError::StateMismatch {
                 table: plan.table.name.clone(),
@@ -100,51 +100,85 @@ pub async fn run(
             }
         })?;
     }
+    Ok(())
+}
+
+/// Runs one Update: discovers the catalog, plans the selected tables and syncs them,
+/// `max_parallel_tables` at a time (in catalog order), sending everything through `output`.
+pub async fn run(
+    config: Config,
+    selection: Option<Selection>,
+    state: SyncState,
+    output: Output,
+) -> Result<(), SyncError> {
+    let started = Instant::now();
+    let mut counters = output::Counters::default();
+    let catalog = {
+        let mut session = table::connect_with_retry(&config.connection, &output).await?;
+        catalog::discover(&mut session, &config.sync).await?
+    };
+    let plans = plan::plan(&catalog, selection.as_ref(), &config.sync);
+    check_states(&plans, &state)?;
     for missing in plan::missing_tables(&catalog, selection.as_ref()) {
         output
-            .warning(format!(
-                "table {missing} is selected but was not found or is not readable; it was skipped"
-            ))
+            .warning(
+                format!("table {missing} is selected but was not found or is not readable; it was skipped"),
+                &mut counters,
+            )
             .await?;
     }
-    let checkpoints = checkpoints::Checkpoints::new(state);
-    tracing::info!(
-        tables = plans.len(),
-        parallel = config.sync.max_parallel_tables,
-        "update started"
-    );
-    // Each table sends through its own Output (its own Records batches); the first failure
-    // drops the others, which cancels their scans.
-    // (By index: a closure over `&TablePlan` trips the compiler's Send check for the task.)
-    let mut tables = futures_util::stream::iter(0..plans.len())
-        .map(|i| {
-            let plan = &plans[i];
-            let mut table_output = output::Output::new(tx.clone());
-            let (config, checkpoints) = (&config, &checkpoints);
-            async move {
-                table::sync_table(config, plan, checkpoints, &mut table_output).await?;
-                Ok::<_, SyncError>(table_output.counters)
-            }
-        })
-        .buffer_unordered(config.sync.max_parallel_tables);
-    while let Some(counters) = tables.next().await {
-        output.counters.add(counters?);
+    let parallel = config.sync.max_parallel_tables;
+    tracing::info!(tables = plans.len(), parallel, "update started");
+    let table_count = plans.len();
+    let shared = Arc::new(table::Shared {
+        config,
+        checkpoints: checkpoints::Checkpoints::new(state),
+        output: output.clone(),
+        fetch_limit: AtomicU32::new(u32::MAX),
+    });
+
+    // Each table in a task of its own, at most `parallel` at once, started in catalog order.
+    // The first failure of the Update aborts the others, which cancels their statements.
+    let mut plans = plans.into_iter().map(Arc::new);
+    let mut tasks = JoinSet::new();
+    for plan in plans.by_ref().take(parallel) {
+        tasks.spawn(table::sync_table(Arc::clone(&shared), plan));
     }
-    drop(tables);
-    if plans.is_empty() {
+    loop {
+        let finished = tokio::select! {
+            finished = tasks.join_next() => finished,
+            () = output.closed() => return Err(SyncError::HostGone),
+        };
+        let Some(finished) = finished else { break };
+        match finished {
+            Ok(Ok(table_counters)) => counters.add(table_counters),
+            Ok(Err(err)) => return Err(err),
+            Err(join_error) => return Err(SyncError::Internal(join_error.to_string())),
+        }
+        if let Some(plan) = plans.next() {
+            tasks.spawn(table::sync_table(Arc::clone(&shared), plan));
+        }
+    }
+    if table_count == 0 {
         output
-            .warning(format!(
-                "no readable table matches the configuration ({}) and the selection; check `schemas` and `tables`, and the user's grants",
-                scope(&config)
-            ))
+            .warning(
+                format!(
+                    "no readable table matches the configuration ({}) and the selection; check `schemas` and `tables`, and the user's grants",
+                    scope(&shared.config)
+                ),
+                &mut counters,
+            )
             .await?;
         // Still hand back a state, so the host has something to persist.
-        checkpoints.checkpoint_current(&mut output).await?;
+        shared
+            .checkpoints
+            .checkpoint_current(&output, &mut counters)
+            .await?;
     }
     tracing::info!(
-        tables = plans.len(),
-        records = output.counters.records,
-        checkpoints = output.counters.checkpoints,
+        tables = table_count,
+        records = counters.records,
+        checkpoints = counters.checkpoints,
         seconds = format!("{:.1}", started.elapsed().as_secs_f64()),
         "update finished"
     );
@@ -153,18 +187,18 @@ pub async fn run(
 
 /// The configured schema and table filters, for messages.
 fn scope(config: &Config) -> String {
+    let join = |items: Vec<String>| items.join(", ");
     let schemas = match &config.sync.schemas {
-        Some(schemas) => format!("schemas: {}", schemas.join(", ")),
+        Some(schemas) => format!(
+            "schemas: {}",
+            join(schemas.iter().map(ToString::to_string).collect())
+        ),
         None => "all non-system schemas".to_string(),
     };
     match &config.sync.tables {
         Some(tables) => format!(
             "{schemas}; tables: {}",
-            tables
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
+            join(tables.iter().map(ToString::to_string).collect())
         ),
         None => schemas,
     }

@@ -1,20 +1,49 @@
-//! The outgoing side of an Update: records grouped into `Records` messages, checkpoints,
-//! warnings. Sending waits while the bounded channel is full, which is how a slow host holds
-//! back the database reads (backpressure); a closed channel means the host went away.
+//! The outgoing side of an Update: what the engine hands to the gRPC layer, bounded in bytes.
+//!
+//! Records leave as finished `UpdateResponse` bytes (see `encode`); checkpoints, warnings and
+//! tasks as prost messages. Every message holds a share of a byte budget while it is queued
+//! and until the gRPC layer has encoded it, so however wide the rows, the engine never gets
+//! more than [`Output::budget`] ahead of the host: a slow host holds the reads back
+//! (backpressure), and a closed stream means the host went away.
 
-use prost::Message as _;
-use tokio::sync::mpsc;
+use std::sync::Arc;
 
+use bytes::Bytes;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+
+use super::encode::EncodedRecords;
 use super::SyncError;
-use crate::proto::{
-    update_response::Operation, Checkpoint, Record, Records, UpdateResponse, Warning,
-};
+use crate::proto::{update_response::Operation, Checkpoint, UpdateResponse, Warning};
 use crate::state::SyncState;
 
-/// Hosts accept at most 100 records per `Records` message.
-pub const MAX_RECORDS_PER_MESSAGE: usize = 100;
-/// Keep each message far below the 128 MiB limit even with 16 MB SUPER values.
-const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// Messages queued at most, whatever their size (the byte budget usually binds first).
+const QUEUE_DEPTH: usize = 64;
+/// The budget is counted in KiB, so a permit count fits a `u32` for any message.
+const UNIT: usize = 1024;
+
+/// One message of the Update stream, ready for the wire.
+pub struct Outgoing {
+    pub message: OutgoingMessage,
+    /// The message's share of the byte budget, returned when it is dropped (after encoding).
+    _budget: Option<OwnedSemaphorePermit>,
+}
+
+impl Outgoing {
+    /// A message outside the budget: the one that ends a stream (a Task).
+    pub fn unbudgeted(message: OutgoingMessage) -> Self {
+        Self {
+            message,
+            _budget: None,
+        }
+    }
+}
+
+pub enum OutgoingMessage {
+    /// A `Records` message, already encoded as `UpdateResponse` bytes.
+    Encoded(Bytes),
+    /// Any other operation, for prost to encode.
+    Message(UpdateResponse),
+}
 
 /// Counts of what one Update sent, for its closing log line.
 #[derive(Debug, Default, Clone, Copy)]
@@ -32,81 +61,110 @@ impl Counters {
     }
 }
 
+/// A handle on the Update's stream; cheap to clone, one per table task.
+#[derive(Clone)]
 pub struct Output {
-    tx: mpsc::Sender<UpdateResponse>,
-    pending: Vec<Record>,
-    pending_bytes: usize,
-    pub counters: Counters,
+    tx: mpsc::Sender<Outgoing>,
+    budget: Arc<Semaphore>,
+    budget_units: u32,
 }
 
 impl Output {
-    pub fn new(tx: mpsc::Sender<UpdateResponse>) -> Self {
-        Self {
+    /// A stream whose queued messages hold at most `budget_bytes` (a single larger message
+    /// waits until nothing else is queued, then goes alone).
+    pub fn channel(budget_bytes: usize) -> (Output, mpsc::Receiver<Outgoing>) {
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let budget_units = u32::try_from(budget_bytes.div_ceil(UNIT).max(1)).unwrap_or(u32::MAX);
+        let output = Output {
             tx,
-            pending: Vec::with_capacity(MAX_RECORDS_PER_MESSAGE),
-            pending_bytes: 0,
-            counters: Counters::default(),
-        }
+            budget: Arc::new(Semaphore::new(budget_units as usize)),
+            budget_units,
+        };
+        (output, rx)
     }
 
-    /// Queues a record; full messages go out as they fill.
-    pub async fn record(&mut self, record: Record) -> Result<(), SyncError> {
-        let bytes = record.encoded_len();
-        if !self.pending.is_empty() && self.pending_bytes + bytes > MAX_MESSAGE_BYTES {
-            self.flush().await?;
-        }
-        self.pending_bytes += bytes;
-        self.pending.push(record);
-        self.counters.records += 1;
-        if self.pending.len() >= MAX_RECORDS_PER_MESSAGE {
-            self.flush().await?;
-        }
+    /// The most bytes queued between the engine and the host.
+    pub fn budget(&self) -> usize {
+        self.budget_units as usize * UNIT
+    }
+
+    pub async fn records(
+        &self,
+        records: EncodedRecords,
+        counters: &mut Counters,
+    ) -> Result<(), SyncError> {
+        let (size, count) = (records.bytes.len(), records.records as u64);
+        self.send(OutgoingMessage::Encoded(records.bytes), size, counters)
+            .await?;
+        counters.records += count;
         Ok(())
     }
 
-    /// Sends the queued records, if any.
-    pub async fn flush(&mut self) -> Result<(), SyncError> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let records = std::mem::replace(
-            &mut self.pending,
-            Vec::with_capacity(MAX_RECORDS_PER_MESSAGE),
-        );
-        self.pending_bytes = 0;
-        self.send(Operation::Records(Records { records })).await
+    /// Sends the state: the host persists a checkpoint only after everything sent before it.
+    pub async fn checkpoint(
+        &self,
+        state: &SyncState,
+        counters: &mut Counters,
+    ) -> Result<(), SyncError> {
+        let state_json = state.to_json();
+        let size = state_json.len();
+        self.operation(
+            Operation::Checkpoint(Checkpoint { state_json }),
+            size,
+            counters,
+        )
+        .await?;
+        counters.checkpoints += 1;
+        Ok(())
     }
 
-    /// Sends every queued record, then the state: the host persists a checkpoint only after
-    /// everything sent before it, so the state may claim exactly what was sent.
-    pub async fn checkpoint(&mut self, state: &SyncState) -> Result<(), SyncError> {
-        self.flush().await?;
-        self.counters.checkpoints += 1;
-        self.send(Operation::Checkpoint(Checkpoint {
-            state_json: state.to_json(),
-        }))
-        .await
+    pub async fn warning(&self, message: String, counters: &mut Counters) -> Result<(), SyncError> {
+        let size = message.len();
+        self.operation(Operation::Warning(Warning { message }), size, counters)
+            .await
     }
 
-    pub async fn warning(&mut self, message: String) -> Result<(), SyncError> {
-        self.flush().await?;
-        self.send(Operation::Warning(Warning { message })).await
+    async fn operation(
+        &self,
+        operation: Operation,
+        size: usize,
+        counters: &mut Counters,
+    ) -> Result<(), SyncError> {
+        let message = OutgoingMessage::Message(UpdateResponse {
+            operation: Some(operation),
+        });
+        self.send(message, size, counters).await
     }
 
-    /// A handle whose `closed()` completes when the host has gone away (the response stream
-    /// was dropped), to watch while the output itself is busy.
-    pub fn watcher(&self) -> mpsc::Sender<UpdateResponse> {
-        self.tx.clone()
-    }
-
-    async fn send(&mut self, operation: Operation) -> Result<(), SyncError> {
-        self.counters.messages += 1;
+    async fn send(
+        &self,
+        message: OutgoingMessage,
+        size: usize,
+        counters: &mut Counters,
+    ) -> Result<(), SyncError> {
+        let units = u32::try_from(size.div_ceil(UNIT).max(1))
+            .unwrap_or(u32::MAX)
+            .min(self.budget_units);
+        let budget = tokio::select! {
+            permit = Arc::clone(&self.budget).acquire_many_owned(units) => {
+                permit.expect("the budget semaphore is never closed")
+            }
+            () = self.tx.closed() => return Err(SyncError::HostGone),
+        };
         self.tx
-            .send(UpdateResponse {
-                operation: Some(operation),
+            .send(Outgoing {
+                message,
+                _budget: Some(budget),
             })
             .await
-            .map_err(|_| SyncError::HostGone)
+            .map_err(|_| SyncError::HostGone)?;
+        counters.messages += 1;
+        Ok(())
+    }
+
+    /// Completes when the host has gone away (the response stream was dropped).
+    pub async fn closed(&self) {
+        self.tx.closed().await
     }
 }
 
@@ -115,33 +173,39 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn records_go_out_in_hundreds_and_checkpoints_flush_first() {
-        let (tx, mut rx) = mpsc::channel(100);
-        let mut output = Output::new(tx);
-        for _ in 0..250 {
-            output.record(Record::default()).await.unwrap();
-        }
-        output.checkpoint(&SyncState::new()).await.unwrap();
-        drop(output);
-        let mut sizes = Vec::new();
-        let mut last = None;
-        while let Some(message) = rx.recv().await {
-            match message.operation {
-                Some(Operation::Records(r)) => sizes.push(r.records.len()),
-                other => last = other,
-            }
-        }
-        assert_eq!(sizes, [100, 100, 50]);
-        assert!(matches!(last, Some(Operation::Checkpoint(_))));
+    async fn queued_bytes_stay_within_the_budget() {
+        let (output, mut rx) = Output::channel(10 * 1024);
+        let mut counters = Counters::default();
+        let record = |kib: usize| EncodedRecords {
+            bytes: Bytes::from(vec![0u8; kib * 1024]),
+            records: 1,
+        };
+        output.records(record(6), &mut counters).await.unwrap();
+        // 6 + 6 KiB would exceed 10 KiB: the second send waits for the first to be taken.
+        let second = tokio::time::timeout(
+            std::time::Duration::from_millis(100),
+            output.records(record(6), &mut counters),
+        )
+        .await;
+        assert!(
+            second.is_err(),
+            "the budget did not hold the second message back"
+        );
+        drop(rx.recv().await.unwrap());
+        output.records(record(6), &mut counters).await.unwrap();
+        // A message larger than the whole budget still goes, alone.
+        drop(rx.recv().await.unwrap());
+        output.records(record(50), &mut counters).await.unwrap();
+        assert_eq!(counters.records, 3);
     }
 
     #[tokio::test]
-    async fn a_closed_channel_means_the_host_is_gone() {
-        let (tx, rx) = mpsc::channel(1);
+    async fn a_closed_stream_means_the_host_is_gone() {
+        let (output, rx) = Output::channel(1024);
         drop(rx);
-        let mut output = Output::new(tx);
+        let mut counters = Counters::default();
         assert!(matches!(
-            output.warning("x".into()).await,
+            output.warning("x".into(), &mut counters).await,
             Err(SyncError::HostGone)
         ));
     }

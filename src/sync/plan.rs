@@ -49,6 +49,15 @@ impl TablePlan {
             .position(|&c| c == column)
             .expect("cursor and key columns are always selected")
     }
+
+    /// The cursor column (if incremental), then the key columns: the values of a position.
+    pub fn position_columns(&self) -> Vec<usize> {
+        let cursor = match self.mode {
+            Mode::Incremental { cursor } => Some(cursor),
+            Mode::Full { .. } => None,
+        };
+        cursor.into_iter().chain(self.key.iter().copied()).collect()
+    }
 }
 
 /// The tables to sync, in catalog order (schema, then table).
@@ -130,7 +139,11 @@ fn selected_columns(table: &TableInfo, selection: Option<&Selection>) -> Option<
 fn plan_table(table: &Arc<TableInfo>, selected: Vec<bool>, config: &SyncConfig) -> TablePlan {
     let key = table.key_indexes();
     let cursor_name = config.cursor_column_for(&table.name);
-    let mode = match table.column_index(cursor_name) {
+    let mode = match table
+        .columns
+        .iter()
+        .position(|c| cursor_name.matches(&c.name))
+    {
         None => Mode::Full {
             reason: format!("it has no cursor column `{cursor_name}`"),
         },
@@ -227,9 +240,11 @@ mod tests {
         SyncConfig {
             schemas: None,
             tables: None,
-            default_cursor_column: "updated_at".into(),
+            default_cursor_column: crate::config::Identifier::unquoted("updated_at"),
             cursor_column_overrides: Default::default(),
             batch_size: 10,
+            max_batch_bytes: crate::config::DEFAULT_MAX_BATCH_BYTES,
+            max_rows_per_query: crate::config::DEFAULT_MAX_ROWS_PER_QUERY,
             cursor_lag: std::time::Duration::ZERO,
             max_parallel_tables: 1,
         }
@@ -278,9 +293,13 @@ mod tests {
     #[test]
     fn tables_without_the_cursor_column_are_synced_in_full() {
         let mut config = config();
-        config
-            .cursor_column_overrides
-            .insert(TableName::new("sales", "c"), "modified".into());
+        config.cursor_column_overrides.push((
+            crate::config::TablePattern {
+                schema: crate::config::Identifier::unquoted("sales"),
+                table: crate::config::Identifier::unquoted("c"),
+            },
+            crate::config::Identifier::unquoted("modified"),
+        ));
         let plans = plan(&catalog(), None, &config);
         assert!(matches!(plans[2].mode, Mode::Full { .. }));
     }

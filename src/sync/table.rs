@@ -1,27 +1,62 @@
-//! Syncing one table: where to start, the batched scan, checkpoints, retries.
+//! Syncing one table: where to start, the scan, checkpoints, and what each failure means.
+//!
+//! Rows stream from the portal through the decoder into the table's [`RecordEncoder`]; no row
+//! is kept, only the encoded `Records` messages of the current batch. A batch ends with every
+//! fetch, and also after `batch_size` rows or `max_batch_bytes` of records within one; then its
+//! messages, the table's position and a checkpoint leave together (see `checkpoints`). So memory
+//! holds about a batch of encoded records per table whatever the row width, and resuming from
+//! any checkpoint repeats nothing.
+//!
+//! | failure | what happens |
+//! |---|---|
+//! | transient (connection lost, restart, serialization conflict) | retried on a new session from the last row sent, with backoff; the budget of retries renews whenever rows arrive |
+//! | single-node cluster refuses the fetch size | every table fetches 1000 rows at a time from then on |
+//! | portal lost after its first batch (leader-node query) | the table is read in one `Execute` per query |
+//! | credentials, TLS, database, host | the Update ends with a Task for the user |
+//! | anything else about this table (grants, a value that cannot be read, a dropped table, a WLM abort) | a Warning naming the table and why; the other tables sync |
 
-use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio_postgres::Row;
+use chrono::{NaiveDateTime, TimeZone as _, Utc};
 
 use super::checkpoints::Checkpoints;
-use super::output::Output;
+use super::encode::{EncodedRecords, RecordEncoder};
+use super::output::{Counters, Output};
 use super::plan::{Mode, TablePlan};
 use super::SyncError;
 use crate::config::{Config, ConnectionConfig};
-use crate::proto::{Record, RecordType};
-use crate::source::scan::{BatchStream, Resume, ScanSpec};
-use crate::source::{self, Session, SourceError};
+use crate::source::scan::{Resume, ScanEvent, ScanSpec};
+use crate::source::session::Canceller;
+use crate::source::types::SqlType;
+use crate::source::value::{Cell, Decoder, RowDecoder, SavedValues};
+use crate::source::wire::Format;
+use crate::source::{self, Flavour, Session, SourceError};
 use crate::state::{Position, TableState};
 
-/// Attempts after a transient failure (connection lost, cluster restart, serialization
-/// conflict) before the Update gives up with an error status.
+/// Attempts after a transient failure without progress (connection lost, cluster restart,
+/// serialization conflict) before the Update gives up with an error status.
 const MAX_RETRIES: u32 = 5;
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
+/// Redshift's single-node clusters fetch at most this many rows at a time.
+pub const SINGLE_NODE_FETCH_LIMIT: u32 = 1000;
 
-/// Connects, retrying transient failures with exponential backoff.
-pub(super) async fn connect_with_retry(config: &ConnectionConfig) -> Result<Session, SourceError> {
+/// What all tables of one Update share.
+pub(super) struct Shared {
+    pub config: Config,
+    pub checkpoints: Checkpoints,
+    pub output: Output,
+    /// The most rows one fetch may ask for: lowered for every table once the cluster says it
+    /// is a single node.
+    pub fetch_limit: AtomicU32,
+}
+
+/// Connects, retrying transient failures with exponential backoff while the host is there.
+pub(super) async fn connect_with_retry(
+    config: &ConnectionConfig,
+    output: &Output,
+) -> Result<Session, SyncError> {
     let mut attempt = 0;
     loop {
         match source::connect(config).await {
@@ -29,21 +64,24 @@ pub(super) async fn connect_with_retry(config: &ConnectionConfig) -> Result<Sess
             Err(err) if err.is_transient() && attempt < MAX_RETRIES => {
                 attempt += 1;
                 let delay = backoff(attempt);
-                tracing::warn!(
-                    error = %err,
-                    attempt,
-                    retry_in_s = delay.as_secs(),
-                    "connect failed, retrying"
-                );
-                tokio::time::sleep(delay).await;
+                tracing::warn!(error = %err, attempt, retry_in_s = delay.as_secs(), "connect failed, retrying");
+                pause(delay, output).await?;
             }
-            Err(err) => return Err(err),
+            Err(err) => return Err(SyncError::Source(err)),
         }
     }
 }
 
 fn backoff(attempt: u32) -> Duration {
     Duration::from_secs(1 << attempt.min(5))
+}
+
+/// Waits `delay`, or returns at once if the host goes away meanwhile.
+async fn pause(delay: Duration, output: &Output) -> Result<(), SyncError> {
+    tokio::select! {
+        () = tokio::time::sleep(delay) => Ok(()),
+        () = output.closed() => Err(SyncError::HostGone),
+    }
 }
 
 /// How the table starts in this Update.
@@ -110,8 +148,9 @@ fn decide_start(plan: &TablePlan, previous: Option<&TableState>) -> Start {
 }
 
 /// Checks that the state's position for this table fits its columns (the cursor's type, the
-/// number and types of key values) wherever the state would be resumed from; a state for other
-/// columns is not resumed (the table restarts) and needs no check.
+/// number and types of key values, within each column's range) wherever the state would be
+/// resumed from; a state for other columns is not resumed (the table restarts) and needs no
+/// check.
 pub(super) fn check_state(plan: &TablePlan, previous: Option<&TableState>) -> Result<(), String> {
     let Some(previous) = previous else {
         return Ok(());
@@ -171,166 +210,477 @@ fn resume_from(state: &TableState) -> Resume {
     }
 }
 
-/// Syncs one table from its state to the end of its rows, checkpointing after every batch.
+/// Why one attempt at a table stopped.
+enum Stop {
+    HostGone,
+    Source(SourceError),
+}
+
+impl From<SyncError> for Stop {
+    fn from(err: SyncError) -> Self {
+        match err {
+            SyncError::Source(err) | SyncError::Table { source: err, .. } => Stop::Source(err),
+            _ => Stop::HostGone,
+        }
+    }
+}
+
+impl From<SourceError> for Stop {
+    fn from(err: SourceError) -> Self {
+        Stop::Source(err)
+    }
+}
+
+/// Syncs one table from its state to the end of its rows. Problems that concern only this
+/// table end in a Warning and `Ok`; problems of the whole Update in `Err`.
 pub(super) async fn sync_table(
-    config: &Config,
-    plan: &TablePlan,
-    checkpoints: &Checkpoints,
-    output: &mut Output,
-) -> Result<(), SyncError> {
+    shared: Arc<Shared>,
+    plan: Arc<TablePlan>,
+) -> Result<Counters, SyncError> {
     let name = &plan.table.name;
-    let start = decide_start(plan, checkpoints.table(name).await.as_ref());
+    let output = &shared.output;
+    let mut table = TableSync::new(&shared, &plan).await;
     if let Mode::Full { reason } = &plan.mode {
-        output
-            .warning(format!(
-                "table {name} is synced in full on every sync because {reason}; configure `cursor_column` to sync it incrementally"
-            ))
+        table
+            .warning(
+                output,
+                format!("table {name} is synced in full on every sync because {reason}; configure `cursor_column` to sync it incrementally"),
+            )
             .await?;
     }
-    if let Some(reason) = &start.restart_reason {
-        output.warning(format!("table {name}: {reason}")).await?;
+    if let Some(reason) = table.restart_reason.take() {
+        table
+            .warning(output, format!("table {name}: {reason}"))
+            .await?;
     }
-    let mut table_state = start.state;
-    // Sent with the table's first records (or alone at its end), in the same step that first
-    // records the table in the state.
-    let mut truncate_pending = start.truncate;
 
-    let mut progress = Progress::new(plan);
-    let mut attempt = 0;
+    let mut read_whole_queries = false;
+    let mut attempts = 0;
     loop {
-        let result = scan_once(
-            config,
-            plan,
-            &mut table_state,
-            &mut truncate_pending,
-            checkpoints,
-            output,
-            &mut progress,
-        )
-        .await;
-        match result {
+        let rows_before = table.rows;
+        let stop = match table.scan(&shared, read_whole_queries).await {
             Ok(()) => break,
-            Err(SyncError::Table { source, .. })
-                if source.is_transient() && attempt < MAX_RETRIES =>
+            Err(stop) => stop,
+        };
+        // Whatever was read before the failure is sent and checkpointed, so a retry repeats
+        // nothing that was delivered.
+        table.commit(&shared).await?;
+        let err = match stop {
+            Stop::HostGone => return Err(SyncError::HostGone),
+            Stop::Source(err) => err,
+        };
+        if table.rows > rows_before {
+            attempts = 0;
+        }
+        match err {
+            SourceError::FetchSizeRefused { .. }
+                if shared.fetch_limit.load(Ordering::Relaxed) > SINGLE_NODE_FETCH_LIMIT =>
             {
-                attempt += 1;
-                let delay = backoff(attempt);
-                tracing::warn!(
-                    table = %name,
-                    error = %source,
-                    attempt,
-                    retry_in_s = delay.as_secs(),
-                    "table scan failed, resuming from the last row sent"
-                );
-                tokio::time::sleep(delay).await;
-                // A keyless full pass cannot resume in the middle: start a new pass.
-                if let TableState::Full {
-                    key_columns,
-                    position: None,
-                    ..
-                } = &table_state
-                {
-                    if key_columns.is_empty() && progress.rows > 0 {
-                        truncate_pending = true;
+                tracing::warn!(table = %name, limit = SINGLE_NODE_FETCH_LIMIT, "single-node cluster: fetching at most 1000 rows at a time");
+                shared
+                    .fetch_limit
+                    .store(SINGLE_NODE_FETCH_LIMIT, Ordering::Relaxed);
+            }
+            SourceError::PortalLost { .. } if !read_whole_queries => {
+                tracing::warn!(table = %name, "the query runs on the leader node, whose portals last one batch: reading each query in one go");
+                read_whole_queries = true;
+            }
+            err if err.is_transient() && attempts < MAX_RETRIES => {
+                attempts += 1;
+                let delay = backoff(attempts);
+                tracing::warn!(table = %name, error = %err, attempt = attempts, retry_in_s = delay.as_secs(), "table scan failed, resuming from the last row sent");
+                pause(delay, output).await?;
+                table.restart_keyless_pass();
+            }
+            err if err.is_transient()
+                || (err.needs_user_action()
+                    && !matches!(err, SourceError::PermissionDenied { .. })) =>
+            {
+                return Err(SyncError::Table {
+                    table: name.clone(),
+                    source: err,
+                })
+            }
+            err => {
+                tracing::warn!(table = %name, error = %err, "table skipped");
+                table
+                    .warning(output, format!("table {name} was skipped: {err}"))
+                    .await?;
+                return Ok(table.counters);
+            }
+        }
+    }
+    table.finish(&shared).await?;
+    Ok(table.counters)
+}
+
+/// A table's sync in progress, across attempts.
+struct TableSync {
+    plan: Arc<TablePlan>,
+    /// The table's state as last committed.
+    state: TableState,
+    restart_reason: Option<String>,
+    /// Sent with the table's first records (or alone at its end), before the checkpoint that
+    /// first records the table in the state.
+    truncate_pending: bool,
+    encoder: RecordEncoder,
+    /// The batch's finished messages, sent with its checkpoint.
+    batch: Vec<EncodedRecords>,
+    batch_bytes: usize,
+    /// The last row pushed: its cursor and key values.
+    saved: SavedValues,
+    /// Rows pushed since the last checkpoint.
+    uncommitted_rows: u64,
+    /// Columns of a position, in the SELECT list and their types.
+    position_indexes: Vec<usize>,
+    position_types: Vec<SqlType>,
+    cells: Vec<Cell>,
+    scratch: Vec<u8>,
+    rows: u64,
+    counters: Counters,
+    started: Instant,
+    last_report: Instant,
+}
+
+impl TableSync {
+    async fn new(shared: &Shared, plan: &Arc<TablePlan>) -> Self {
+        let start = decide_start(
+            plan,
+            shared.checkpoints.table(&plan.table.name).await.as_ref(),
+        );
+        let columns = &plan.table.columns;
+        let emitted: Vec<(&str, crate::proto::DataType)> = plan
+            .emitted
+            .iter()
+            .map(|&i| (columns[i].name.as_str(), columns[i].sql_type.data_type().0))
+            .collect();
+        let max_batch_bytes = shared.config.sync.max_batch_bytes as usize;
+        let position_columns = plan.position_columns();
+        let mode = match plan.mode {
+            Mode::Incremental { .. } => "incremental",
+            Mode::Full { .. } => "full",
+        };
+        tracing::info!(table = %plan.table.name, mode, "table sync started");
+        let now = Instant::now();
+        Self {
+            encoder: RecordEncoder::new(
+                &plan.table.name.schema,
+                &plan.table.name.table,
+                &emitted,
+                max_batch_bytes,
+            ),
+            position_indexes: position_columns
+                .iter()
+                .map(|&i| plan.select_position(i))
+                .collect(),
+            position_types: position_columns
+                .iter()
+                .map(|&i| columns[i].sql_type.clone())
+                .collect(),
+            plan: Arc::clone(plan),
+            state: start.state,
+            restart_reason: start.restart_reason,
+            truncate_pending: start.truncate,
+            batch: Vec::new(),
+            batch_bytes: 0,
+            saved: SavedValues::default(),
+            uncommitted_rows: 0,
+            cells: Vec::new(),
+            scratch: Vec::new(),
+            rows: 0,
+            counters: Counters::default(),
+            started: now,
+            last_report: now,
+        }
+    }
+
+    async fn warning(&mut self, output: &Output, message: String) -> Result<(), SyncError> {
+        output.warning(message, &mut self.counters).await
+    }
+
+    /// One attempt: a session, then bounded queries until a query returns fewer rows than
+    /// `max_rows_per_query`.
+    async fn scan(&mut self, shared: &Shared, read_whole_queries: bool) -> Result<(), Stop> {
+        let config = &shared.config;
+        let mut session = connect_with_retry(&config.connection, &shared.output).await?;
+        // While a statement runs, leaving early (an error, the host gone) cancels it on the
+        // server, which would otherwise run the query to its end.
+        let mut cancel = CancelOnDrop(Some(session.canceller()));
+        let upper_bound = self.upper_bound(&mut session, config).await?;
+        let cursor = match self.plan.mode {
+            Mode::Incremental { cursor } => Some(cursor),
+            Mode::Full { .. } => None,
+        };
+        let limit = config.sync.max_rows_per_query;
+        loop {
+            let spec = ScanSpec {
+                table: &self.plan.table,
+                flavour: session.flavour(),
+                select: &self.plan.select,
+                cursor,
+                key: &self.plan.key,
+                upper_bound: upper_bound.as_deref(),
+                limit: Some(limit),
+            };
+            let query = spec.query(&resume_from(&self.state));
+            tracing::debug!(table = %self.plan.table.name, sql = %query.sql, "scan query");
+            let fetch_rows = if read_whole_queries {
+                0
+            } else {
+                config
+                    .sync
+                    .batch_size
+                    .min(shared.fetch_limit.load(Ordering::Relaxed))
+            };
+            let rows = self
+                .run_query(shared, &mut session, &query, fetch_rows)
+                .await?;
+            if rows < limit {
+                cancel.0 = None;
+                return Ok(());
+            }
+        }
+    }
+
+    /// Runs one bounded query to its end; returns how many rows it read.
+    async fn run_query(
+        &mut self,
+        shared: &Shared,
+        session: &mut Session,
+        query: &source::scan::ScanQuery,
+        fetch_rows: u32,
+    ) -> Result<u64, Stop> {
+        let plan = Arc::clone(&self.plan);
+        let mut decoders = Vec::with_capacity(plan.select.len());
+        let (mut portal, _columns) = session
+            .open_scan(
+                query,
+                |columns| {
+                    if columns.len() != plan.select.len() {
+                        return Err(decode_error(
+                            &plan,
+                            0,
+                            "the query describes another number of columns".to_string(),
+                        ));
+                    }
+                    let mut formats = Vec::with_capacity(columns.len());
+                    for (position, (column, &index)) in columns.iter().zip(&plan.select).enumerate()
+                    {
+                        let (decoder, format) = Decoder::for_column(
+                            &plan.table.columns[index].sql_type,
+                            column.type_oid,
+                        )
+                        .map_err(|reason| decode_error(&plan, position, reason))?;
+                        decoders.push(decoder);
+                        formats.push(format);
+                    }
+                    Ok::<Vec<Format>, SourceError>(formats)
+                },
+                fetch_rows,
+            )
+            .await?;
+        let decoder = RowDecoder::new(decoders);
+        let batch_size = u64::from(shared.config.sync.batch_size);
+        let max_batch_bytes = shared.config.sync.max_batch_bytes as usize;
+        let mut rows = 0u64;
+        loop {
+            match portal.next().await? {
+                ScanEvent::Row(body) => {
+                    decoder
+                        .decode(body, &mut self.cells, &mut self.scratch)
+                        .map_err(|err| decode_error(&plan, err.column, err.reason))?;
+                    self.push(body)?;
+                    rows += 1;
+                    if self.uncommitted_rows >= batch_size
+                        || self.batch_bytes + self.encoder.pending_bytes() >= max_batch_bytes
+                    {
+                        self.commit(shared).await?;
                     }
                 }
+                ScanEvent::BatchEnd => self.commit(shared).await?,
+                ScanEvent::End => break,
             }
-            Err(err) => return Err(err),
+        }
+        self.commit(shared).await?;
+        Ok(rows)
+    }
+
+    /// Encodes the decoded row and remembers its position.
+    #[inline]
+    fn push(&mut self, row: &[u8]) -> Result<(), SourceError> {
+        let key_start = self.position_indexes.len() - self.plan.key.len();
+        if let Some(null_key) = self.position_indexes[key_start..]
+            .iter()
+            .position(|&i| self.cells[i] == Cell::Null)
+        {
+            return Err(decode_error(
+                &self.plan,
+                self.position_indexes[key_start + null_key],
+                "a primary-key column is NULL; rows need a key to be synced".to_string(),
+            ));
+        }
+        if std::mem::take(&mut self.truncate_pending) {
+            self.encoder.push_truncate();
+        }
+        let emitted = self.plan.emitted.len();
+        self.encoder
+            .push_upsert(&self.cells[..emitted], row, &self.scratch);
+        self.saved
+            .save(&self.position_indexes, &self.cells, row, &self.scratch);
+        self.uncommitted_rows += 1;
+        self.collect_finished();
+        Ok(())
+    }
+
+    /// Moves the messages the encoder has finished into the batch.
+    fn collect_finished(&mut self) {
+        while let Some(message) = self.encoder.take_ready() {
+            self.batch_bytes += message.bytes.len();
+            self.batch.push(message);
         }
     }
 
-    if let TableState::Full {
-        in_progress,
-        position,
-        ..
-    } = &mut table_state
-    {
-        *in_progress = false;
-        *position = None;
-    }
-    let records = truncate_pending
-        .then(|| truncate_record(plan))
-        .into_iter()
-        .collect();
-    checkpoints.send(output, records, name, table_state).await?;
-    progress.finish();
-    Ok(())
-}
-
-/// One attempt at reading the table from its current position to the end.
-async fn scan_once(
-    config: &Config,
-    plan: &TablePlan,
-    table_state: &mut TableState,
-    truncate_pending: &mut bool,
-    checkpoints: &Checkpoints,
-    output: &mut Output,
-    progress: &mut Progress,
-) -> Result<(), SyncError> {
-    let name = &plan.table.name;
-    let in_table = |source: SourceError| SyncError::Table {
-        table: name.clone(),
-        source,
-    };
-    let session = connect_with_retry(&config.connection)
-        .await
-        .map_err(in_table)?;
-    let cursor = match plan.mode {
-        Mode::Incremental { cursor } => Some(cursor),
-        Mode::Full { .. } => None,
-    };
-    let upper_bound = upper_bound(config, plan);
-    let spec = ScanSpec {
-        table: &plan.table,
-        select: &plan.select,
-        cursor,
-        key: &plan.key,
-        upper_bound: upper_bound.as_deref(),
-    };
-    let query = spec.query(&resume_from(table_state));
-    tracing::debug!(table = %name, sql = %query.sql, "scan query");
-
-    let host_watch = output.watcher();
-    let mut batches = BatchStream::start(session, query, config.sync.batch_size);
-    loop {
-        // Dropping `batches` on any early return cancels the statement and closes the session.
-        let next = tokio::select! {
-            next = batches.next() => next,
-            () = host_watch.closed() => return Err(SyncError::HostGone),
-        };
-        let rows = match next {
-            None => return Ok(()),
-            Some(rows) => rows.map_err(in_table)?,
-        };
-        let mut records = Vec::with_capacity(rows.len() + 1);
-        if std::mem::take(truncate_pending) {
-            records.push(truncate_record(plan));
+    /// Sends the batch with a checkpoint of the last row pushed; nothing if nothing was.
+    async fn commit(&mut self, shared: &Shared) -> Result<(), SyncError> {
+        if self.uncommitted_rows == 0 {
+            return Ok(());
         }
-        for row in &rows {
-            records.push(to_record(plan, row).map_err(in_table)?);
-        }
-        let last = rows.last().expect("batches are never empty");
-        set_position(table_state, position_of(plan, last).map_err(in_table)?);
-        checkpoints
-            .send(output, records, name, table_state.clone())
+        self.encoder.finish();
+        self.collect_finished();
+        let texts = self
+            .saved
+            .texts(&self.position_types.iter().collect::<Vec<_>>());
+        let (cursor, key) = match self.plan.mode {
+            Mode::Incremental { .. } => (texts[0].clone(), &texts[1..]),
+            Mode::Full { .. } => (None, &texts[..]),
+        };
+        let position = Position {
+            cursor,
+            key: key.iter().flatten().cloned().collect(),
+        };
+        set_position(&mut self.state, position);
+        shared
+            .checkpoints
+            .commit(
+                &shared.output,
+                self.batch.drain(..),
+                &self.plan.table.name,
+                self.state.clone(),
+                &mut self.counters,
+            )
             .await?;
-        progress.add(rows.len());
+        self.rows += self.uncommitted_rows;
+        self.uncommitted_rows = 0;
+        self.batch_bytes = 0;
+        self.report();
+        Ok(())
+    }
+
+    /// A keyless full pass cannot resume in the middle: after a failure it starts over.
+    fn restart_keyless_pass(&mut self) {
+        if let TableState::Full {
+            key_columns,
+            position: None,
+            ..
+        } = &self.state
+        {
+            if key_columns.is_empty() && self.rows > 0 {
+                self.truncate_pending = true;
+            }
+        }
+    }
+
+    /// The end of the table: a full pass is complete; a table without rows still sends its
+    /// TRUNCATE; a last checkpoint.
+    async fn finish(&mut self, shared: &Shared) -> Result<(), SyncError> {
+        if let TableState::Full {
+            in_progress,
+            position,
+            ..
+        } = &mut self.state
+        {
+            *in_progress = false;
+            *position = None;
+        }
+        if std::mem::take(&mut self.truncate_pending) {
+            self.encoder.push_truncate();
+            self.encoder.finish();
+            self.collect_finished();
+        }
+        shared
+            .checkpoints
+            .commit(
+                &shared.output,
+                self.batch.drain(..),
+                &self.plan.table.name,
+                self.state.clone(),
+                &mut self.counters,
+            )
+            .await?;
+        tracing::info!(
+            table = %self.plan.table.name,
+            rows = self.rows,
+            rows_per_s = self.rate(),
+            seconds = format!("{:.1}", self.started.elapsed().as_secs_f64()),
+            "table sync finished"
+        );
+        Ok(())
+    }
+
+    /// The newest cursor value this scan may read: the database's clock minus `cursor_lag_s`,
+    /// for time cursors. Taken when the attempt starts, so a retry may read a little further,
+    /// never less.
+    async fn upper_bound(
+        &self,
+        session: &mut Session,
+        config: &Config,
+    ) -> Result<Option<String>, SourceError> {
+        let Mode::Incremental { cursor } = self.plan.mode else {
+            return Ok(None);
+        };
+        let sql_type = &self.plan.table.columns[cursor].sql_type;
+        if config.sync.cursor_lag.is_zero() || !sql_type.is_time() {
+            return Ok(None);
+        }
+        let now = database_clock(session).await?;
+        let lag =
+            chrono::Duration::from_std(config.sync.cursor_lag).unwrap_or(chrono::Duration::MAX);
+        Ok(now
+            .checked_sub_signed(lag)
+            .and_then(|at| sql_type.time_position(at)))
+    }
+
+    fn report(&mut self) {
+        if self.last_report.elapsed() >= PROGRESS_INTERVAL {
+            self.last_report = Instant::now();
+            tracing::info!(table = %self.plan.table.name, rows = self.rows, rows_per_s = self.rate(), "table sync progress");
+        }
+    }
+
+    fn rate(&self) -> u64 {
+        (self.rows as f64 / self.started.elapsed().as_secs_f64().max(1e-3)) as u64
     }
 }
 
-/// The newest cursor value this scan may read: now minus `cursor_lag_s`, for time cursors.
-/// Taken when the scan starts, so a retry may read a little further, never less.
-fn upper_bound(config: &Config, plan: &TablePlan) -> Option<String> {
-    let Mode::Incremental { cursor } = plan.mode else {
-        return None;
+/// The database's clock in UTC (sessions run in UTC): Redshift's `GETDATE()`.
+async fn database_clock(session: &mut Session) -> Result<chrono::DateTime<Utc>, SourceError> {
+    let sql = match session.flavour() {
+        Flavour::Redshift => "SELECT GETDATE()",
+        Flavour::PostgreSql => "SELECT LOCALTIMESTAMP",
     };
-    if config.sync.cursor_lag.is_zero() {
-        return None;
-    }
-    let lag = chrono::Duration::from_std(config.sync.cursor_lag).ok()?;
-    plan.table.columns[cursor]
-        .sql_type
-        .time_bound_text(chrono::Utc::now() - lag)
+    let rows = session.query(sql, &[]).await?;
+    let text = rows
+        .first()
+        .and_then(|row| row.first().cloned().flatten())
+        .unwrap_or_default();
+    NaiveDateTime::parse_from_str(&text, "%Y-%m-%d %H:%M:%S%.f")
+        .or_else(|_| NaiveDateTime::parse_from_str(&text, "%Y-%m-%d %H:%M:%S"))
+        .map(|at| Utc.from_utc_datetime(&at))
+        .map_err(|_| SourceError::Database {
+            code: "clock".to_string(),
+            message: format!("the database's clock reads `{text}`, not a timestamp"),
+            transient: false,
+        })
 }
 
 fn set_position(table_state: &mut TableState, new: Position) {
@@ -343,120 +693,31 @@ fn set_position(table_state: &mut TableState, new: Position) {
     }
 }
 
-fn truncate_record(plan: &TablePlan) -> Record {
-    Record {
-        schema_name: Some(plan.table.name.schema.clone()),
-        table_name: plan.table.name.table.clone(),
-        r#type: RecordType::Truncate as i32,
-        data: HashMap::new(),
+fn decode_error(plan: &TablePlan, select_position: usize, reason: String) -> SourceError {
+    let column = plan
+        .select
+        .get(select_position)
+        .map(|&i| plan.table.columns[i].name.clone())
+        .unwrap_or_default();
+    SourceError::Decode {
+        table: plan.table.name.to_string(),
+        column,
+        reason,
     }
 }
 
-/// An UPSERT of the row's emitted columns (the first `emitted.len()` of the SELECT list).
-fn to_record(plan: &TablePlan, row: &Row) -> Result<Record, SourceError> {
-    let columns = &plan.table.columns;
-    let mut data = HashMap::with_capacity(plan.emitted.len());
-    for (position, &index) in plan.emitted.iter().enumerate() {
-        let column = &columns[index];
-        let value =
-            column
-                .sql_type
-                .decode(row, position)
-                .map_err(|reason| SourceError::Decode {
-                    table: plan.table.name.to_string(),
-                    column: column.name.clone(),
-                    reason,
-                })?;
-        data.insert(column.name.clone(), value);
-    }
-    Ok(Record {
-        schema_name: Some(plan.table.name.schema.clone()),
-        table_name: plan.table.name.table.clone(),
-        r#type: RecordType::Upsert as i32,
-        data,
-    })
-}
+/// Cancels the session's running statement when dropped before the scan ended.
+struct CancelOnDrop(Option<Canceller>);
 
-/// The (cursor, key) of a row, as text the next scan casts back.
-fn position_of(plan: &TablePlan, row: &Row) -> Result<Position, SourceError> {
-    let columns = &plan.table.columns;
-    let text = |index: usize| {
-        columns[index]
-            .sql_type
-            .position_text(row, plan.select_position(index))
-            .map_err(|reason| SourceError::Decode {
-                table: plan.table.name.to_string(),
-                column: columns[index].name.clone(),
-                reason,
-            })
-    };
-    let cursor = match plan.mode {
-        Mode::Incremental { cursor } => text(cursor)?,
-        Mode::Full { .. } => None,
-    };
-    let key = plan
-        .key
-        .iter()
-        .map(|&index| {
-            text(index)?.ok_or_else(|| SourceError::Decode {
-                table: plan.table.name.to_string(),
-                column: columns[index].name.clone(),
-                reason: "a primary-key column is NULL; rows need a key to be synced".to_string(),
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Position { cursor, key })
-}
-
-/// Progress log lines for long tables: rows so far and the rate, every few seconds.
-struct Progress {
-    table: String,
-    started: Instant,
-    last_report: Instant,
-    rows: u64,
-}
-
-impl Progress {
-    fn new(plan: &TablePlan) -> Self {
-        let table = plan.table.name.to_string();
-        let mode = match plan.mode {
-            Mode::Incremental { .. } => "incremental",
-            Mode::Full { .. } => "full",
-        };
-        tracing::info!(table = %table, mode, "table sync started");
-        let now = Instant::now();
-        Self {
-            table,
-            started: now,
-            last_report: now,
-            rows: 0,
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(canceller) = self.0.take() {
+            if std::thread::panicking() {
+                return;
+            }
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move { canceller.cancel().await });
+            }
         }
-    }
-
-    fn add(&mut self, rows: usize) {
-        self.rows += rows as u64;
-        if self.last_report.elapsed() >= PROGRESS_INTERVAL {
-            self.last_report = Instant::now();
-            tracing::info!(
-                table = %self.table,
-                rows = self.rows,
-                rows_per_s = self.rate(),
-                "table sync progress"
-            );
-        }
-    }
-
-    fn rate(&self) -> u64 {
-        (self.rows as f64 / self.started.elapsed().as_secs_f64().max(1e-3)) as u64
-    }
-
-    fn finish(&self) {
-        tracing::info!(
-            table = %self.table,
-            rows = self.rows,
-            rows_per_s = self.rate(),
-            seconds = format!("{:.1}", self.started.elapsed().as_secs_f64()),
-            "table sync finished"
-        );
     }
 }

@@ -1,0 +1,201 @@
+//! Opening a session: TLS per `sslmode`, password authentication, which server this is, and
+//! the settings its sessions need.
+//!
+//! Redshift reports `server_version` 8.0.2 at startup; PostgreSQL (the tests' and the demo's
+//! stand-in) reports its own version. The two differ in what a session must set:
+//! - both: `DateStyle` ISO (dates read as text are `YYYY-MM-DD`), the UTC time zone (the
+//!   database's clock bounds time cursors, which loads stamp in UTC) and, when configured,
+//!   `statement_timeout` (milliseconds; on Redshift it also counts WLM queue time);
+//! - Redshift: `enable_case_sensitive_identifier`, without which quoted identifiers fold to
+//!   lower case and a table created with mixed-case names (while the setting was on) cannot
+//!   be read at all.
+//!
+//! Nothing Redshift rejects is sent at startup (no `client_protocol_version`, no
+//! `extra_float_digits`).
+
+use std::collections::HashMap;
+
+use super::wire::{self, CancelToken, Column, ConnectOptions, Connection};
+use super::SourceError;
+use crate::config::ConnectionConfig;
+
+/// Shown in Redshift's STL_CONNECTION_LOG / pg_stat_activity so DBAs can tell whose queries these are.
+pub const APPLICATION_NAME: &str = "redshift-sync";
+
+/// Which server a session talks to: decides the SQL dialect of the few statements that differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    Redshift,
+    PostgreSql,
+}
+
+impl Flavour {
+    /// From the `server_version` the server reports at startup: Redshift (provisioned and
+    /// Serverless) says 8.0.2, a version no supported PostgreSQL has.
+    pub fn from_server_version(version: &str) -> Flavour {
+        if version.starts_with("8.0") {
+            Flavour::Redshift
+        } else {
+            Flavour::PostgreSql
+        }
+    }
+}
+
+/// A statement prepared on a session: its name and result columns.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub name: String,
+    pub columns: Vec<Column>,
+}
+
+/// One authenticated connection with its settings applied. Dropping it closes the connection.
+pub struct Session {
+    pub(super) connection: Connection,
+    flavour: Flavour,
+    /// Statements already prepared on this session, by SQL text: a table's scan prepares its
+    /// query once and runs it for every bounded query.
+    prepared: HashMap<String, Prepared>,
+}
+
+/// Connects, authenticates and applies the session settings.
+pub async fn connect(config: &ConnectionConfig) -> Result<Session, SourceError> {
+    let tls =
+        wire::tls::TlsMode::new(config.sslmode, &config.root_certificates).map_err(|reason| {
+            SourceError::Tls {
+                host: config.host.clone(),
+                reason,
+            }
+        })?;
+    let options = ConnectOptions {
+        host: &config.host,
+        port: config.port,
+        database: &config.database,
+        user: &config.user,
+        password: config.password.expose(),
+        tls: &tls,
+        timeout: config.connect_timeout,
+        application_name: APPLICATION_NAME,
+    };
+    let connection = Connection::connect(&options)
+        .await
+        .map_err(|err| SourceError::from_connect(config, err))?;
+    let flavour =
+        Flavour::from_server_version(connection.parameter("server_version").unwrap_or(""));
+    let mut session = Session {
+        connection,
+        flavour,
+        prepared: HashMap::new(),
+    };
+    session.apply_settings(config).await?;
+    Ok(session)
+}
+
+impl Session {
+    pub fn flavour(&self) -> Flavour {
+        self.flavour
+    }
+
+    async fn apply_settings(&mut self, config: &ConnectionConfig) -> Result<(), SourceError> {
+        let mut settings = String::from("SET DateStyle TO 'ISO, MDY'; SET timezone TO 'UTC'");
+        match self.flavour {
+            Flavour::Redshift => {
+                settings.push_str("; SET enable_case_sensitive_identifier TO true")
+            }
+            // PostgreSQL's BYTEA and INTERVAL text depend on these; Redshift's VARBYTE is hex.
+            Flavour::PostgreSql => {
+                settings.push_str("; SET bytea_output TO 'hex'; SET IntervalStyle TO 'postgres'")
+            }
+        }
+        if !config.query_timeout.is_zero() {
+            settings.push_str(&format!(
+                "; SET statement_timeout TO {}",
+                config.query_timeout.as_millis()
+            ));
+        }
+        self.simple(&settings).await
+    }
+
+    /// Runs statements without results (settings, transaction control).
+    pub async fn simple(&mut self, sql: &str) -> Result<(), SourceError> {
+        self.connection
+            .simple_query(sql)
+            .await
+            .map_err(SourceError::from_wire)
+    }
+
+    /// A query with text parameters, every value as text: for the catalog.
+    pub async fn query(
+        &mut self,
+        sql: &str,
+        params: &[&str],
+    ) -> Result<Vec<Vec<Option<String>>>, SourceError> {
+        self.connection
+            .query(sql, params)
+            .await
+            .map_err(SourceError::from_wire)
+    }
+
+    /// The statement for `sql`, prepared on first use (parameters typed as `param_types`).
+    pub async fn prepare(
+        &mut self,
+        sql: &str,
+        param_types: &[u32],
+    ) -> Result<Prepared, SourceError> {
+        if let Some(prepared) = self.prepared.get(sql) {
+            return Ok(prepared.clone());
+        }
+        let name = format!("s{}", self.prepared.len());
+        let columns = self
+            .connection
+            .prepare(&name, sql, param_types)
+            .await
+            .map_err(SourceError::from_wire)?;
+        let prepared = Prepared { name, columns };
+        self.prepared.insert(sql.to_string(), prepared.clone());
+        Ok(prepared)
+    }
+
+    /// A handle that can stop this session's running statement from elsewhere.
+    pub fn canceller(&self) -> Canceller {
+        Canceller {
+            token: self.connection.cancel_token(),
+        }
+    }
+
+    /// The session's socket (its keepalive settings are tested through it).
+    pub fn tcp(&self) -> &tokio::net::TcpStream {
+        self.connection.tcp()
+    }
+}
+
+/// Cancels a session's running statement over a separate connection, as the protocol requires.
+#[derive(Clone)]
+pub struct Canceller {
+    token: Option<CancelToken>,
+}
+
+impl Canceller {
+    /// Best effort: the session is being abandoned anyway.
+    pub async fn cancel(&self) {
+        if let Some(token) = &self.token {
+            if let Err(err) = token.cancel().await {
+                tracing::debug!(error = %err, "cancel request failed");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redshift_is_told_by_its_server_version() {
+        assert_eq!(Flavour::from_server_version("8.0.2"), Flavour::Redshift);
+        assert_eq!(
+            Flavour::from_server_version("15.18 (Debian)"),
+            Flavour::PostgreSql
+        );
+        assert_eq!(Flavour::from_server_version(""), Flavour::PostgreSql);
+    }
+}

@@ -1,0 +1,137 @@
+//! What can go wrong on the wire, before the source layer decides what it means for the user.
+
+use std::fmt;
+use std::io;
+
+/// An `ErrorResponse` from the server, with the fields the source layer classifies by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbError {
+    /// SQLSTATE, e.g. `42501`; Redshift also uses `XX000` for its own numbered errors.
+    pub code: String,
+    pub message: String,
+    pub detail: Option<String>,
+    pub hint: Option<String>,
+}
+
+impl DbError {
+    /// Reads the fields of an `ErrorResponse` (or `NoticeResponse`) body.
+    pub(super) fn from_fields(body: &[u8]) -> DbError {
+        let mut error = DbError {
+            code: String::new(),
+            message: String::new(),
+            detail: None,
+            hint: None,
+        };
+        // Fields: one type byte, a NUL-terminated string; a zero type byte ends the list.
+        let mut rest = body;
+        while let Some((&kind, tail)) = rest.split_first() {
+            if kind == 0 {
+                break;
+            }
+            let end = tail.iter().position(|&b| b == 0).unwrap_or(tail.len());
+            let value = String::from_utf8_lossy(&tail[..end]).into_owned();
+            match kind {
+                b'C' => error.code = value,
+                b'M' => error.message = value,
+                b'D' => error.detail = Some(value),
+                b'H' => error.hint = Some(value),
+                _ => {}
+            }
+            rest = tail.get(end + 1..).unwrap_or_default();
+        }
+        error
+    }
+
+    /// The message and, if any, the detail: Redshift puts the meaning of its numbered errors
+    /// in the detail (`1023` / `Serializable isolation violation on table ...`).
+    pub fn full_message(&self) -> String {
+        match &self.detail {
+            Some(detail) if !detail.is_empty() => format!("{} ({detail})", self.message),
+            _ => self.message.clone(),
+        }
+    }
+}
+
+impl fmt::Display for DbError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.full_message())
+    }
+}
+
+/// Why a connection could not be opened or used.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// The host name does not resolve; `permanent` unless the resolver itself failed
+    /// (a temporary DNS failure is worth a retry, an unknown name is not).
+    #[error("cannot resolve host name `{host}`: {source}")]
+    Resolve {
+        host: String,
+        permanent: bool,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot connect to {address}: {source}")]
+    Connect {
+        address: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("connecting timed out")]
+    ConnectTimeout,
+    #[error("the server does not accept TLS connections")]
+    TlsNotOffered,
+    #[error("TLS handshake failed: {0}")]
+    Tls(String),
+    #[error(
+        "the server asks for authentication method {method}, which this connector cannot perform"
+    )]
+    UnsupportedAuthentication { method: String },
+    #[error("{0}")]
+    Db(DbError),
+    /// The connection broke (reset, closed, keepalive timeout) while in use.
+    #[error("connection lost: {0}")]
+    Io(#[source] io::Error),
+    /// The server answered with something the protocol does not allow here.
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+}
+
+impl WireError {
+    pub fn db(&self) -> Option<&DbError> {
+        match self {
+            WireError::Db(db) => Some(db),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for WireError {
+    fn from(err: io::Error) -> Self {
+        WireError::Io(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_fields_are_read_in_any_order() {
+        let body = b"SERROR\0VERROR\0CXX000\0M1023\0DSerializable isolation violation on table - 100167\0\0";
+        let error = DbError::from_fields(body);
+        assert_eq!(error.code, "XX000");
+        assert_eq!(error.message, "1023");
+        assert_eq!(
+            error.full_message(),
+            "1023 (Serializable isolation violation on table - 100167)"
+        );
+        assert_eq!(error.hint, None);
+    }
+
+    #[test]
+    fn a_truncated_body_does_not_panic() {
+        let error = DbError::from_fields(b"C42501\0Mpermission denied");
+        assert_eq!(error.code, "42501");
+        assert_eq!(error.message, "permission denied");
+    }
+}
