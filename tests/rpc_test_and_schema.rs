@@ -1039,8 +1039,7 @@ async fn system_schemas_are_never_listed() {
     db.client
         .batch_execute(
             "CREATE TABLE public.real_data (id INTEGER PRIMARY KEY);
-             -- Redshift's own catalog schema; on PostgreSQL just a name the connector must skip.
-             CREATE SCHEMA catalog_history;
+             -- Redshift's own catalog schema (here it holds the tests' Redshift emulation).
              CREATE TABLE catalog_history.snapshot (id INTEGER);
              CREATE TEMPORARY TABLE scratch (id INTEGER);",
         )

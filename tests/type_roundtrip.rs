@@ -620,29 +620,41 @@ async fn update_sends_every_value_as_its_exact_wire_value() {
 
 #[tokio::test]
 async fn values_do_not_depend_on_the_databases_session_defaults() {
-    // A database whose sessions default to another DateStyle, time zone and bytea format: the
-    // connector's own session settings and binary reads must make these irrelevant.
-    let db = support::fresh_database().await;
-    create_types_table(&db).await;
-    db.client
-        .batch_execute(&format!(
-            "ALTER DATABASE \"{0}\" SET datestyle = 'SQL, DMY';
-             ALTER DATABASE \"{0}\" SET timezone = 'Asia/Kathmandu';
-             ALTER DATABASE \"{0}\" SET bytea_output = 'escape';
-             ALTER DATABASE \"{0}\" SET extra_float_digits = 0;",
-            db.name
-        ))
-        .await
-        .unwrap();
-    // The defaults really apply to new sessions.
-    let probe = support::cluster().connect(&db.name).await.unwrap();
-    let style: String = probe.query_one("SHOW datestyle", &[]).await.unwrap().get(0);
-    assert_eq!(style, "SQL, DMY");
+    // Databases whose sessions default to another DateStyle, time zone and float digits (and,
+    // on PostgreSQL, bytea format, which Redshift does not have): the connector's own session
+    // settings and binary reads must make these irrelevant, on both kinds of server.
+    for through_proxy in [true, false] {
+        let db = support::fresh_database().await;
+        create_types_table(&db).await;
+        let mut settings = vec![
+            "datestyle = 'SQL, DMY'",
+            "timezone = 'Asia/Kathmandu'",
+            "extra_float_digits = 0",
+        ];
+        if !through_proxy {
+            settings.push("bytea_output = 'escape'");
+        }
+        for setting in settings {
+            db.client
+                .batch_execute(&format!("ALTER DATABASE \"{}\" SET {setting}", db.name))
+                .await
+                .unwrap();
+        }
+        // The defaults really apply to new sessions.
+        let probe = support::cluster().connect(&db.name).await.unwrap();
+        let style: String = probe.query_one("SHOW datestyle", &[]).await.unwrap().get(0);
+        assert_eq!(style, "SQL, DMY");
 
-    let server = support::TestServer::start().await;
-    let mut client = server.client().await;
-    let synced = synced_rows(&mut client, &db.config).await;
-    assert_rows(&synced);
+        let config = if through_proxy {
+            db.config.clone()
+        } else {
+            support::cluster().connector_configuration(&db.name)
+        };
+        let server = support::TestServer::start().await;
+        let mut client = server.client().await;
+        let synced = synced_rows(&mut client, &config).await;
+        assert_rows(&synced);
+    }
 }
 
 /// Redshift stores dates beyond year 9999 (and BC); a Timestamp cannot carry them. The table

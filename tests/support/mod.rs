@@ -1,5 +1,14 @@
 //! Shared by every integration test binary (`mod support;`): one throwaway PostgreSQL server per
-//! binary, a fresh database per test, and the gRPC server in-process on a free port.
+//! binary with a Redshift-shaped proxy in front of it, a fresh database per test, and the gRPC
+//! server in-process on a free port.
+//!
+//! ```text
+//!  test ── gRPC ──► connector (in-process) ── TLS ──► redshift::RedshiftProxy ──► PostgreSQL
+//!   └───────────────────────── admin client (direct, verify-full TLS) ────────────┘
+//! ```
+//!
+//! Every test database is created from a template holding `redshift/emulation.sql` (Redshift's
+//! types, functions and `svv_*` views), with `catalog_history` on its search path.
 //!
 //! Each test binary uses only some of these helpers, hence the `dead_code` allowances.
 
@@ -14,7 +23,13 @@ use fivetran_source::server::MAX_MESSAGE_BYTES;
 use tokio::sync::oneshot;
 use tonic::transport::{Channel, Endpoint};
 
+pub mod redshift;
 pub mod stream;
+
+use redshift::{RedshiftProxy, Settings};
+
+/// The template database every test database is created from.
+const TEMPLATE: &str = "redshift_template";
 
 /// The PostgreSQL server shared by the tests of this binary, started on first use.
 ///
@@ -24,13 +39,62 @@ pub mod stream;
 pub fn cluster() -> &'static LocalPostgres {
     static CLUSTER: OnceLock<LocalPostgres> = OnceLock::new();
     CLUSTER.get_or_init(|| {
-        LocalPostgres::start_with_watchdog().unwrap_or_else(|err| {
+        let postgres = LocalPostgres::start_with_watchdog().unwrap_or_else(|err| {
             panic!("cannot start the test PostgreSQL server: {}", chain(&err))
-        })
+        });
+        install_redshift_template(&postgres);
+        postgres
     })
 }
 
-/// A database of its own for one test, with an admin client and the connector configuration.
+/// Creates the template database with Redshift's emulation, on a runtime of its own (the
+/// caller may be inside a test's runtime).
+fn install_redshift_template(postgres: &LocalPostgres) {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async {
+                    postgres
+                        .create_database(TEMPLATE)
+                        .await
+                        .unwrap_or_else(|err| panic!("{}", chain(&err)));
+                    let client = postgres
+                        .connect(TEMPLATE)
+                        .await
+                        .unwrap_or_else(|err| panic!("{}", chain(&err)));
+                    client
+                        .batch_execute(include_str!("redshift/emulation.sql"))
+                        .await
+                        .unwrap_or_else(|err| {
+                            panic!("installing the Redshift emulation: {}", chain(&err))
+                        });
+                });
+            })
+            .join()
+            .expect("the template's thread");
+    });
+}
+
+/// The Redshift-shaped proxy the tests of this binary share (default settings: a multi-node
+/// cluster, no faults). Tests that change its behaviour start their own with [`own_proxy`].
+#[allow(dead_code)]
+pub fn proxy() -> &'static RedshiftProxy {
+    static PROXY: OnceLock<RedshiftProxy> = OnceLock::new();
+    PROXY.get_or_init(|| RedshiftProxy::start(cluster(), Settings::default()))
+}
+
+/// A proxy of a test's own, for settings and faults no other test should see.
+#[allow(dead_code)]
+pub fn own_proxy(settings: Settings) -> RedshiftProxy {
+    RedshiftProxy::start(cluster(), settings)
+}
+
+/// A database of its own for one test, with an admin client (straight to PostgreSQL) and the
+/// connector configuration (through the Redshift-shaped proxy).
 #[allow(dead_code)]
 pub struct TestDb {
     pub name: String,
@@ -48,16 +112,26 @@ pub async fn fresh_database() -> TestDb {
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
     let cluster = cluster();
-    cluster
-        .create_database(&name)
+    let admin = cluster
+        .connect("postgres")
         .await
         .unwrap_or_else(|err| panic!("{}", chain(&err)));
+    // One statement per call: CREATE DATABASE cannot run in a multi-statement batch.
+    for statement in [
+        format!("CREATE DATABASE \"{name}\" TEMPLATE {TEMPLATE}"),
+        format!("ALTER DATABASE \"{name}\" SET search_path = \"$user\", public, catalog_history, pg_catalog"),
+    ] {
+        admin
+            .batch_execute(&statement)
+            .await
+            .unwrap_or_else(|err| panic!("{statement}: {}", chain(&err)));
+    }
     let client = cluster
         .connect(&name)
         .await
         .unwrap_or_else(|err| panic!("{}", chain(&err)));
     TestDb {
-        config: cluster.connector_configuration(&name),
+        config: proxy().connector_configuration(&name),
         name,
         client,
     }
