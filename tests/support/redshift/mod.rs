@@ -418,7 +418,7 @@ async fn inspect(
                     .unwrap_or_default();
                 (sql, leader, state.database.clone())
             };
-            if formats.iter().any(|&f| f == 1) && !sql.is_empty() {
+            if formats.contains(&1) && !sql.is_empty() {
                 let types = describe(shared, &database, &sql).await;
                 for (i, oid) in types.iter().enumerate() {
                     let binary = match formats.len() {
