@@ -34,6 +34,14 @@ const TABLES: &[(&str, &[&str], &str)] = &[
          INSERT INTO public.k_numeric SELECT g, TIMESTAMP '2024-01-01' FROM generate_series(-1, 13, 2) g;",
     ),
     (
+        // No declared precision: Redshift would take a plain NUMERIC cast as NUMERIC(18,0) and
+        // round 1.25 to 1 (the proxy does too), so positions must keep their own scale.
+        "k_numeric_plain",
+        &["k"],
+        "CREATE TABLE public.k_numeric_plain (k NUMERIC PRIMARY KEY, updated_at TIMESTAMP);
+         INSERT INTO public.k_numeric_plain SELECT g / 4.0, TIMESTAMP '2024-01-01' FROM generate_series(1, 8) g;",
+    ),
+    (
         "c_bigint",
         &["id"],
         "CREATE TABLE public.c_bigint (id INTEGER PRIMARY KEY, cur BIGINT);
@@ -119,6 +127,7 @@ const TABLES: &[(&str, &[&str], &str)] = &[
            FROM generate_series(1, 8) g;",
     ),
     (
+        // Redshift has no cast from VARCHAR to BOOLEAN (the proxy refuses one).
         "k_smallint_bool",
         &["s", "b"],
         "CREATE TABLE public.k_smallint_bool (s SMALLINT, b BOOLEAN, updated_at TIMESTAMP, PRIMARY KEY (s, b));

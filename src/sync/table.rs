@@ -272,6 +272,9 @@ pub(super) async fn sync_table(
         if table.rows > rows_before {
             attempts = 0;
         }
+        // Every retry reads on from the last checkpoint; a keyless full pass cannot, and
+        // starts over with its TRUNCATE.
+        table.restart_keyless_pass();
         match err {
             SourceError::FetchSizeRefused { .. }
                 if shared.fetch_limit.load(Ordering::Relaxed) > SINGLE_NODE_FETCH_LIMIT =>
@@ -290,7 +293,6 @@ pub(super) async fn sync_table(
                 let delay = backoff(attempts);
                 tracing::warn!(table = %name, error = %err, attempt = attempts, retry_in_s = delay.as_secs(), "table scan failed, resuming from the last row sent");
                 pause(delay, output).await?;
-                table.restart_keyless_pass();
             }
             err if err.is_transient()
                 || (err.needs_user_action()

@@ -38,6 +38,8 @@ pub struct Rec {
     pub table: String,
     pub kind: RecordType,
     pub data: Row,
+    /// Each value's field of `ValueType` (`string`, `json`, `binary`, ...; `null`).
+    pub value_kinds: BTreeMap<String, &'static str>,
 }
 
 impl Rec {
@@ -322,6 +324,34 @@ fn rec(record: fivetran_source::proto::Record) -> Rec {
             .iter()
             .map(|(k, v)| (k.clone(), value_text(v)))
             .collect(),
+        value_kinds: record
+            .data
+            .iter()
+            .map(|(k, v)| (k.clone(), value_kind(v)))
+            .collect(),
+    }
+}
+
+/// The name of the `ValueType` field a value travels in.
+pub fn value_kind(value: &ValueType) -> &'static str {
+    match value.inner.as_ref() {
+        None => "none",
+        Some(Inner::Null(_)) => "null",
+        Some(Inner::Bool(_)) => "bool",
+        Some(Inner::Short(_)) => "short",
+        Some(Inner::Int(_)) => "int",
+        Some(Inner::Long(_)) => "long",
+        Some(Inner::Float(_)) => "float",
+        Some(Inner::Double(_)) => "double",
+        Some(Inner::NaiveDate(_)) => "naive_date",
+        Some(Inner::NaiveDatetime(_)) => "naive_datetime",
+        Some(Inner::UtcDatetime(_)) => "utc_datetime",
+        Some(Inner::Decimal(_)) => "decimal",
+        Some(Inner::Binary(_)) => "binary",
+        Some(Inner::String(_)) => "string",
+        Some(Inner::Json(_)) => "json",
+        Some(Inner::Xml(_)) => "xml",
+        Some(Inner::NaiveTime(_)) => "naive_time",
     }
 }
 

@@ -15,7 +15,7 @@ pub struct DbError {
 
 impl DbError {
     /// Reads the fields of an `ErrorResponse` (or `NoticeResponse`) body.
-    pub(super) fn from_fields(body: &[u8]) -> DbError {
+    pub fn from_fields(body: &[u8]) -> DbError {
         let mut error = DbError {
             code: String::new(),
             message: String::new(),

@@ -41,6 +41,7 @@ CREATE FUNCTION geometry_send(geometry) RETURNS bytea LANGUAGE internal IMMUTABL
 CREATE TYPE geometry (INPUT = geometry_in, OUTPUT = geometry_out, RECEIVE = geometry_recv,
                       SEND = geometry_send, LIKE = text);
 CREATE CAST (geometry AS text) WITHOUT FUNCTION AS IMPLICIT;
+CREATE CAST (text AS geometry) WITHOUT FUNCTION AS ASSIGNMENT;
 
 CREATE TYPE geography;
 CREATE FUNCTION geography_in(cstring) RETURNS geography LANGUAGE internal IMMUTABLE STRICT AS 'textin';
@@ -50,6 +51,7 @@ CREATE FUNCTION geography_send(geography) RETURNS bytea LANGUAGE internal IMMUTA
 CREATE TYPE geography (INPUT = geography_in, OUTPUT = geography_out, RECEIVE = geography_recv,
                        SEND = geography_send, LIKE = text);
 CREATE CAST (geography AS text) WITHOUT FUNCTION AS IMPLICIT;
+CREATE CAST (text AS geography) WITHOUT FUNCTION AS ASSIGNMENT;
 
 -- The functions the connector calls, with the limits that matter.
 

@@ -178,6 +178,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncStream for T {}
 
 /// One client session: TLS and startup, then the two directions of the relay.
 async fn serve(shared: Arc<Shared>, client: TcpStream) -> std::io::Result<()> {
+    // Every message is its own write: without this, Nagle's algorithm and delayed ACKs cost
+    // 40 ms a round trip.
+    client.set_nodelay(true)?;
     let mut client: Stream = Box::new(client);
     let startup = loop {
         let length = client.read_i32().await? as usize;
@@ -620,6 +623,26 @@ async fn leader_node(shared: &Shared, database: &str, relations: &[(String, Stri
     all
 }
 
+/// PostgreSQL's text of a cancelled statement is not Redshift's: Redshift reports a statement
+/// timeout as "Query (N) cancelled on user's request".
+fn redshift_error_text(tag: u8, body: BytesMut) -> Bytes {
+    let error = fivetran_source::source::wire::DbError::from_fields(&body);
+    if error.code != "57014" || !error.message.contains("statement timeout") {
+        return frame(tag, &body);
+    }
+    let mut out = BytesMut::new();
+    for (field, value) in [
+        (b'S', "ERROR"),
+        (b'C', "57014"),
+        (b'M', "Query (4242) cancelled on user's request"),
+    ] {
+        out.put_u8(field);
+        put_cstring(&mut out, value);
+    }
+    out.put_u8(0);
+    frame(b'E', &out)
+}
+
 /// PostgreSQL to client: the version reported as Redshift's, errors of refused messages
 /// rewritten as Redshift's, and portal states tracked.
 async fn backend_to_client(
@@ -684,7 +707,7 @@ async fn backend_to_client(
                         out.put_u8(0);
                         frame(b'E', &out)
                     }
-                    None => frame(tag, &body),
+                    None => redshift_error_text(tag, body),
                 },
                 b'Z' => {
                     state.rewrites.clear();
