@@ -1,63 +1,59 @@
-//! Throughput of one `Update` of a ~1M-row table, against the database's own export of the same
-//! rows measured in the same run.
+//! Throughput, CPU and memory of `Update`, against baselines measured in the same run.
 //!
 //! Performance is measured here, never asserted in tests: absolute numbers depend on the machine
-//! and on whatever else runs on it, so what this prints that matters is the *ratio* of the
-//! connector to baselines taken moments apart on the same server, the same table and the same
-//! `SELECT … ORDER BY` (the connector's own scan query, built by its own query builder):
+//! and on whatever else runs on it, so what matters is the *ratio* of the connector to
+//! baselines taken moments apart on the same server, the same table and the same
+//! `SELECT … ORDER BY` (the connector's own scan query, built by its own query builder).
 //!
-//! - `COPY (scan query) TO STDOUT`: the database's export, the ceiling for reading these rows;
-//! - `query_raw`: tokio-postgres streaming the same query, each value decoded to a native type
-//!   (the driver floor: no portal round trips, no records);
-//! - `portal fetch`: the same through a portal fetched `batch_size` rows at a time, as the
-//!   connector's scan does (the cost of the batching alone);
-//! - `engine, no gRPC`: the connector's sync engine (`sync::run`) into a channel: rows decoded and
-//!   records built, checkpoints, no protobuf encoding, no HTTP/2;
-//! - `connector Update`: the gRPC server in-process on 127.0.0.1, one `Update` consumed by a
-//!   tonic client as a host does (128 MiB limits, no gzip, every message decoded).
+//! The connector runs as a deployment runs it: its own process (`fivetran_source serve`, a
+//! fresh one per run, so its peak RSS is that run's), called over gRPC by a host-like client in
+//! this process that decodes every message. Its CPU and RSS are read from /proc, alone.
+//!
+//! Suites (`BENCH_SUITES`, default all), each at N and 5N rows (`BENCH_SCALES`):
+//! - `narrow`: the 9-column table: COPY, the driver floor, the engine alone, the connector;
+//! - `bounded`: the connector at several `max_rows_per_query`, against one unbounded query;
+//! - `wide`: 1 MB and 16 MB values at default settings: the memory bound;
+//! - `parallel`: 4 tables with `max_parallel_tables` 4, against 4 concurrent COPYs.
 //!
 //! ```text
 //! cargo bench --bench throughput
-//! BENCH_ROWS=200000 BENCH_BATCH_SIZE=20000 BENCH_REPEAT=5 cargo bench --bench throughput
-//! BENCH_ONLY=connector cargo bench --bench throughput      # one method, e.g. under a profiler
+//! BENCH_ROWS=200000 BENCH_SCALES=1 BENCH_SUITES=narrow cargo bench --bench throughput
 //! ```
-//!
-//! CPU is this process's user+system time (/proc/self/stat): the connector *and* the host-side
-//! client decoding its stream, but not the PostgreSQL server's.
 
 use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use fivetran_source::config::{keys, Config, DEFAULT_BATCH_SIZE};
 use fivetran_source::local_postgres::LocalPostgres;
 use fivetran_source::proto::source_connector_client::SourceConnectorClient;
-use fivetran_source::proto::{
-    update_response::Operation, RecordType, UpdateRequest, UpdateResponse,
-};
+use fivetran_source::proto::{update_response::Operation, RecordType, UpdateRequest};
 use fivetran_source::server::MAX_MESSAGE_BYTES;
 use fivetran_source::source::scan::{Resume, ScanSpec};
 use fivetran_source::source::{catalog, error_chain};
 use fivetran_source::state::SyncState;
 use fivetran_source::sync::plan::{self, Mode};
+use fivetran_source::sync::{Output, OutgoingMessage};
 use futures_util::{pin_mut, StreamExt};
 use prost::Message as _;
-use tokio::sync::oneshot;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Row};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 const DATABASE: &str = "bench";
-const TABLE: &str = "orders";
+const MIB: f64 = 1024.0 * 1024.0;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What the run is asked to do, from the environment.
 struct Params {
     rows: u64,
-    batch_size: u32,
+    scales: Vec<u64>,
+    wide_rows: u64,
     repeat: usize,
-    only: Option<String>,
+    suites: Vec<String>,
 }
 
 impl Params {
@@ -65,87 +61,58 @@ impl Params {
         fn number<T: std::str::FromStr>(name: &str, default: T) -> T {
             match std::env::var(name) {
                 Err(_) => default,
-                Ok(text) => text.trim().replace('_', "").parse().unwrap_or_else(|_| {
-                    panic!("{name}={text:?} is not a number");
-                }),
+                Ok(text) => text
+                    .trim()
+                    .replace('_', "")
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{name}={text:?} is not a number")),
             }
         }
+        let list = |name: &str, default: &str| -> Vec<String> {
+            std::env::var(name)
+                .unwrap_or_else(|_| default.to_string())
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
         Self {
-            rows: number("BENCH_ROWS", 1_000_000).max(1),
-            batch_size: number("BENCH_BATCH_SIZE", DEFAULT_BATCH_SIZE).max(1),
-            repeat: number("BENCH_REPEAT", 3).max(1),
-            only: std::env::var("BENCH_ONLY").ok().filter(|s| !s.is_empty()),
+            rows: number("BENCH_ROWS", 1_000_000u64).max(1),
+            scales: list("BENCH_SCALES", "1,5")
+                .iter()
+                .map(|s| s.parse().expect("BENCH_SCALES: numbers"))
+                .collect(),
+            wide_rows: number("BENCH_WIDE_ROWS", 300u64).max(1),
+            repeat: number("BENCH_REPEAT", 3usize).max(1),
+            suites: list("BENCH_SUITES", "narrow,bounded,wide,parallel"),
         }
     }
 
-    fn runs(&self, method: Method) -> bool {
-        self.only
-            .as_deref()
-            .is_none_or(|only| only.split(',').any(|m| m.trim() == method.key()))
+    fn runs(&self, suite: &str) -> bool {
+        self.suites.iter().any(|s| s == suite)
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Method {
-    Copy,
-    QueryRaw,
-    Portal,
-    Engine,
-    Connector,
-}
-
-impl Method {
-    const ALL: [Method; 5] = [
-        Method::Copy,
-        Method::QueryRaw,
-        Method::Portal,
-        Method::Engine,
-        Method::Connector,
-    ];
-
-    fn key(self) -> &'static str {
-        match self {
-            Method::Copy => "copy",
-            Method::QueryRaw => "query_raw",
-            Method::Portal => "portal",
-            Method::Engine => "engine",
-            Method::Connector => "connector",
-        }
-    }
-
-    fn label(self) -> &'static str {
-        match self {
-            Method::Copy => "COPY TO STDOUT (baseline)",
-            Method::QueryRaw => "query_raw (driver floor)",
-            Method::Portal => "portal fetch, batch_size",
-            Method::Engine => "engine, no gRPC",
-            Method::Connector => "connector Update (gRPC)",
-        }
-    }
-
-    /// What the bytes column counts.
-    fn bytes_unit(self) -> &'static str {
-        match self {
-            Method::Copy => "COPY text",
-            Method::Connector => "protobuf",
-            _ => "",
-        }
-    }
-}
-
-/// One timed run of one method.
+/// One timed run.
 #[derive(Debug, Clone, Default)]
 struct Sample {
     wall: Duration,
     first_row: Option<Duration>,
-    cpu: Option<Duration>,
-    /// The part of `cpu` spent on the thread that consumes the results (the benchmark's own
-    /// thread, which runs the client side; servers and connection tasks run on the workers).
-    consumer_cpu: Option<Duration>,
     rows: u64,
     bytes: u64,
-    messages: u64,
+    /// CPU of the process that did the work: the connector's server process, or this one.
+    work_cpu: Option<Duration>,
+    /// For the connector: this process's CPU, the host side (gRPC client, decoding).
+    host_cpu: Option<Duration>,
+    /// The connector process's peak resident memory.
+    peak_rss: Option<u64>,
     checkpoints: u64,
+}
+
+/// A result line: a method and its median sample.
+struct Line {
+    label: String,
+    runs: Vec<Sample>,
 }
 
 fn main() {
@@ -169,71 +136,67 @@ fn main() {
 async fn run(postgres: &LocalPostgres, params: &Params) -> Result<(), BoxError> {
     postgres.create_database(DATABASE).await?;
     let admin = postgres.connect(DATABASE).await?;
-    // Portals live in a transaction, which wants a client of its own (`&mut`).
-    let mut portal_client = postgres.connect(DATABASE).await?;
-    let mut config = postgres.connector_configuration(DATABASE);
-    config.insert(keys::BATCH_SIZE.to_string(), params.batch_size.to_string());
+    let base = postgres.connector_configuration(DATABASE);
+    print_machine(&admin).await?;
 
-    eprintln!("filling {TABLE} with {} rows…", params.rows);
-    let started = Instant::now();
-    fill(&admin, params.rows).await?;
-    eprintln!("filled in {:.1} s", started.elapsed().as_secs_f64());
-
-    let scan_sql = connector_scan_sql(&config).await?;
-    let server = GrpcServer::start().await?;
-    let channel = server.channel().await?;
-
-    print_parameters(&admin, params, &scan_sql).await?;
-
-    // Warm the caches once (page cache, shared buffers, the catalog) before anything is timed.
-    copy_out(&admin, &scan_sql).await?;
-
-    let methods: Vec<Method> = Method::ALL
-        .into_iter()
-        .filter(|&m| params.runs(m))
-        .collect();
-    let mut samples: HashMap<Method, Vec<Sample>> = HashMap::new();
-    // Rounds interleave the methods, so that a burst of load from elsewhere hits all of them.
-    for round in 1..=params.repeat {
-        for &method in &methods {
-            let sample = match method {
-                Method::Copy => copy_out(&admin, &scan_sql).await?,
-                Method::QueryRaw => query_raw(&admin, &scan_sql).await?,
-                Method::Portal => portal(&mut portal_client, &scan_sql, params.batch_size).await?,
-                Method::Engine => engine(&config).await?,
-                Method::Connector => connector(&channel, &config).await?,
-            };
-            if sample.rows != params.rows {
-                return Err(format!(
-                    "{} read {} rows, the table has {}",
-                    method.label(),
-                    sample.rows,
-                    params.rows
-                )
-                .into());
+    for &scale in &params.scales {
+        let rows = params.rows * scale;
+        if params.runs("narrow") || params.runs("bounded") {
+            fill_narrow(&admin, "orders", rows).await?;
+            let config = with(&base, &[(keys::TABLES, "public.orders")]);
+            let sql = scan_sql(&config).await?;
+            copy_out(&admin, &sql).await?; // warm the caches before anything is timed
+            if params.runs("narrow") {
+                narrow(postgres, &admin, &config, &sql, rows, params).await?;
             }
-            eprintln!(
-                "round {round}/{}: {:<28} {:>8.3} s",
-                params.repeat,
-                method.label(),
-                sample.wall.as_secs_f64()
-            );
-            samples.entry(method).or_default().push(sample);
+            if params.runs("bounded") {
+                bounded(&config, &admin, &sql, rows, params).await?;
+            }
+            admin.batch_execute("DROP TABLE orders").await?;
+        }
+        if params.runs("wide") {
+            wide(&admin, &base, params.wide_rows * scale, params).await?;
+        }
+        if params.runs("parallel") {
+            parallel(postgres, &admin, &base, rows, params).await?;
         }
     }
-    drop(server);
-    report(&methods, &samples);
     Ok(())
 }
 
-/// A wide-ish table of the kind people sync: keys, money, text with non-ASCII, timestamps, and an
-/// `updated_at` cursor shared by ~20 rows per value (bulk loads stamp many rows alike).
-/// The index on (updated_at NULLS FIRST, id) stands in for Redshift's sort key: without it every
-/// method would start with the same external sort, which hides differences between them.
-async fn fill(client: &Client, rows: u64) -> Result<(), BoxError> {
+fn with(config: &HashMap<String, String>, pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    let mut config = config.clone();
+    for (key, value) in pairs {
+        config.insert(key.to_string(), value.to_string());
+    }
+    config
+}
+
+async fn print_machine(client: &Client) -> Result<(), BoxError> {
+    let version: String = client
+        .query_one("SELECT current_setting('server_version')", &[])
+        .await?
+        .get(0);
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!();
+    println!("throughput: one Update, the connector in its own process, same-run baselines");
+    println!(
+        "  machine: {cores} cores ({}), PostgreSQL {version} (local, TLS); connector defaults: batch_size {DEFAULT_BATCH_SIZE}",
+        std::env::consts::ARCH
+    );
+    println!();
+    Ok(())
+}
+
+/// The narrow table: keys, money, text with non-ASCII, timestamps, and an `updated_at` cursor
+/// shared by ~20 rows per value (bulk loads stamp many rows alike). The index on
+/// (updated_at NULLS FIRST, id) stands in for Redshift's sort key, so no method pays for a sort.
+async fn fill_narrow(client: &Client, table: &str, rows: u64) -> Result<(), BoxError> {
+    let started = Instant::now();
     client
         .batch_execute(&format!(
-            "CREATE TABLE {TABLE} (
+            "DROP TABLE IF EXISTS {table};
+            CREATE TABLE {table} (
                 id          BIGINT PRIMARY KEY,
                 customer_id INTEGER NOT NULL,
                 status      VARCHAR(20) NOT NULL,
@@ -244,7 +207,7 @@ async fn fill(client: &Client, rows: u64) -> Result<(), BoxError> {
                 flag        BOOLEAN,
                 ratio       DOUBLE PRECISION
             );
-            INSERT INTO {TABLE}
+            INSERT INTO {table}
             SELECT g,
                    (g * 7919) % 100000,
                    (ARRAY['new','paid','shipped','delivered','cancelled','refunded'])[1 + g % 6],
@@ -258,19 +221,17 @@ async fn fill(client: &Client, rows: u64) -> Result<(), BoxError> {
                    CASE WHEN g % 7 = 0 THEN NULL ELSE g % 3 = 0 END,
                    CASE WHEN g % 13 = 0 THEN NULL ELSE (g % 100000) / 7.0 END
             FROM generate_series(1, {rows}::BIGINT) AS g;
-            CREATE INDEX {TABLE}_cursor ON {TABLE} (updated_at ASC NULLS FIRST, id);"
+            CREATE INDEX {table}_cursor ON {table} (updated_at ASC NULLS FIRST, id);"
         ))
         .await?;
-    // On its own: VACUUM cannot run inside the implicit transaction of a multi-statement batch.
-    client
-        .batch_execute(&format!("VACUUM ANALYZE {TABLE}"))
-        .await?;
+    client.batch_execute(&format!("VACUUM ANALYZE {table}")).await?;
+    eprintln!("filled {table}: {rows} rows in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 
-/// The query the connector runs for an initial sync of the table, from its own catalog, plan and
-/// query builder: every baseline reads exactly these rows in exactly this order.
-async fn connector_scan_sql(config: &HashMap<String, String>) -> Result<String, BoxError> {
+/// The query the connector runs for an initial sync of the configured table, from its own
+/// catalog, plan and query builder: every baseline reads exactly these rows in this order.
+async fn scan_sql(config: &HashMap<String, String>) -> Result<String, BoxError> {
     let config = Config::from_request(config).await?;
     let mut session = fivetran_source::source::connect(&config.connection).await?;
     let catalog = catalog::discover(&mut session, &config.sync).await?;
@@ -285,60 +246,183 @@ async fn connector_scan_sql(config: &HashMap<String, String>) -> Result<String, 
     let spec = ScanSpec {
         table: &plan.table,
         flavour: session.flavour(),
-        limit: None,
         select: &plan.select,
         cursor,
         key: &plan.key,
         upper_bound: None,
+        limit: None,
     };
     Ok(spec.query(&Resume::FromStart).sql)
 }
 
-async fn print_parameters(client: &Client, params: &Params, sql: &str) -> Result<(), BoxError> {
-    let row = client
-        .query_one(
-            &format!(
-                "SELECT current_setting('server_version'),
-                        pg_size_pretty(pg_table_size('{TABLE}')),
-                        pg_size_pretty(pg_total_relation_size('{TABLE}'))"
-            ),
-            &[],
-        )
-        .await?;
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!();
-    println!("throughput: one table, initial sync, same-run baselines");
-    println!(
-        "  machine:    {cores} cores ({}), PostgreSQL {} (local, TLS), tokio multi-thread",
-        std::env::consts::ARCH,
-        row.get::<_, String>(0)
+/// The narrow suite: the methods interleaved over rounds, so that load from elsewhere hits all.
+async fn narrow(
+    postgres: &LocalPostgres,
+    admin: &Client,
+    config: &HashMap<String, String>,
+    sql: &str,
+    rows: u64,
+    params: &Params,
+) -> Result<(), BoxError> {
+    let mut copy = Vec::new();
+    let mut floor = Vec::new();
+    let mut engine_runs = Vec::new();
+    let mut connector_runs = Vec::new();
+    for round in 1..=params.repeat {
+        copy.push(checked(copy_out(admin, sql).await?, rows)?);
+        let client = postgres.connect(DATABASE).await?;
+        floor.push(checked(query_raw(&client, sql).await?, rows)?);
+        engine_runs.push(checked(engine(config).await?, rows)?);
+        connector_runs.push(checked(connector(config).await?, rows)?);
+        eprintln!("narrow {rows}: round {round}/{} done", params.repeat);
+    }
+    report(
+        &format!("narrow table, {rows} rows"),
+        &[
+            Line { label: "COPY TO STDOUT (baseline)".into(), runs: copy },
+            Line { label: "driver floor (tokio-postgres)".into(), runs: floor },
+            Line { label: "engine alone, no gRPC".into(), runs: engine_runs },
+            Line { label: "connector Update (gRPC)".into(), runs: connector_runs },
+        ],
     );
-    println!(
-        "  table:      {TABLE}, {} rows, 9 columns, heap {} (with indexes {})",
-        params.rows,
-        row.get::<_, String>(1),
-        row.get::<_, String>(2)
-    );
-    println!(
-        "  parameters: BENCH_ROWS={} BENCH_BATCH_SIZE={} BENCH_REPEAT={}{}",
-        params.rows,
-        params.batch_size,
-        params.repeat,
-        params
-            .only
-            .as_deref()
-            .map(|o| format!(" BENCH_ONLY={o}"))
-            .unwrap_or_default()
-    );
-    println!("  scan query: {sql}");
-    println!();
     Ok(())
+}
+
+/// The cost of bounded queries: the connector at several `max_rows_per_query` against one
+/// unbounded query, on the same table.
+async fn bounded(
+    config: &HashMap<String, String>,
+    admin: &Client,
+    sql: &str,
+    rows: u64,
+    params: &Params,
+) -> Result<(), BoxError> {
+    let limits = [100_000u64, 1_000_000, 10_000_000_000];
+    let mut lines: Vec<Line> = vec![Line { label: "COPY TO STDOUT (baseline)".into(), runs: vec![] }];
+    for limit in limits {
+        lines.push(Line {
+            label: if limit >= 10_000_000_000 {
+                "one unbounded query".to_string()
+            } else {
+                format!("max_rows_per_query {limit}")
+            },
+            runs: vec![],
+        });
+    }
+    for _ in 0..params.repeat {
+        lines[0].runs.push(checked(copy_out(admin, sql).await?, rows)?);
+        for (i, limit) in limits.iter().enumerate() {
+            let config = with(config, &[(keys::MAX_ROWS_PER_QUERY, &limit.to_string())]);
+            lines[i + 1].runs.push(checked(connector(&config).await?, rows)?);
+        }
+    }
+    report(&format!("bounded queries, {rows} rows"), &lines);
+    Ok(())
+}
+
+/// Wide rows at default settings: memory must stay bounded whatever the width.
+async fn wide(
+    admin: &Client,
+    base: &HashMap<String, String>,
+    rows: u64,
+    params: &Params,
+) -> Result<(), BoxError> {
+    for (table, value_mib, count) in [("wide_1mb", 1u64, rows), ("wide_16mb", 16, (rows / 16).max(4))] {
+        let started = Instant::now();
+        admin
+            .batch_execute(&format!(
+                "DROP TABLE IF EXISTS {table};
+                 CREATE TABLE {table} (id BIGINT PRIMARY KEY, updated_at TIMESTAMP, payload TEXT);
+                 INSERT INTO {table}
+                   SELECT g, TIMESTAMP '2024-01-01' + g * INTERVAL '1 second',
+                          repeat(md5(g::text), {value_mib} * 32768)
+                   FROM generate_series(1, {count}) g;"
+            ))
+            .await?;
+        eprintln!("filled {table}: {count} rows in {:.1} s", started.elapsed().as_secs_f64());
+        let config = with(base, &[(keys::TABLES, &format!("public.{table}"))]);
+        let sql = scan_sql(&config).await?;
+        let mut copy = Vec::new();
+        let mut connector_runs = Vec::new();
+        for _ in 0..params.repeat {
+            copy.push(checked(copy_out(admin, &sql).await?, count)?);
+            connector_runs.push(checked(connector(&config).await?, count)?);
+        }
+        report(
+            &format!("wide table, {count} rows of {value_mib} MiB values, default settings"),
+            &[
+                Line { label: "COPY TO STDOUT (baseline)".into(), runs: copy },
+                Line { label: "connector Update (gRPC)".into(), runs: connector_runs },
+            ],
+        );
+        admin.batch_execute(&format!("DROP TABLE {table}")).await?;
+    }
+    Ok(())
+}
+
+/// Four tables with `max_parallel_tables` 4, against four COPYs at once.
+async fn parallel(
+    postgres: &LocalPostgres,
+    admin: &Client,
+    base: &HashMap<String, String>,
+    rows: u64,
+    params: &Params,
+) -> Result<(), BoxError> {
+    let tables = ["p1", "p2", "p3", "p4"];
+    let each = rows / 4;
+    for table in tables {
+        fill_narrow(admin, table, each).await?;
+    }
+    let config = with(base, &[(keys::SCHEMAS, "public"), (keys::MAX_PARALLEL_TABLES, "4")]);
+    let mut sqls = Vec::new();
+    for table in tables {
+        sqls.push(scan_sql(&with(base, &[(keys::TABLES, &format!("public.{table}"))])).await?);
+    }
+    let mut copy = Vec::new();
+    let mut connector_runs = Vec::new();
+    for _ in 0..params.repeat {
+        let started = Instant::now();
+        let mut copies = Vec::new();
+        for sql in &sqls {
+            let client = postgres.connect(DATABASE).await?;
+            let sql = sql.clone();
+            copies.push(tokio::spawn(async move { copy_out(&client, &sql).await.map_err(|e| e.to_string()) }));
+        }
+        let mut sample = Sample::default();
+        for copy in copies {
+            let one = copy.await??;
+            sample.rows += one.rows;
+            sample.bytes += one.bytes;
+        }
+        sample.wall = started.elapsed();
+        copy.push(checked(sample, each * 4)?);
+        connector_runs.push(checked(connector(&config).await?, each * 4)?);
+    }
+    report(
+        &format!("parallel: 4 tables of {each} rows, max_parallel_tables 4"),
+        &[
+            Line { label: "4 concurrent COPYs (baseline)".into(), runs: copy },
+            Line { label: "connector Update (gRPC)".into(), runs: connector_runs },
+        ],
+    );
+    for table in tables {
+        admin.batch_execute(&format!("DROP TABLE {table}")).await?;
+    }
+    Ok(())
+}
+
+fn checked(sample: Sample, rows: u64) -> Result<Sample, BoxError> {
+    if sample.rows == rows {
+        Ok(sample)
+    } else {
+        Err(format!("a run read {} rows of {rows}", sample.rows).into())
+    }
 }
 
 /// The database's own export: `COPY (query) TO STDOUT` in text format, every byte consumed.
 /// Text COPY escapes newlines inside values, so rows are the newline count.
 async fn copy_out(client: &Client, sql: &str) -> Result<Sample, BoxError> {
-    let cpu = CpuClock::start();
+    let cpu = this_process_cpu();
     let started = Instant::now();
     let stream = client.copy_out(&format!("COPY ({sql}) TO STDOUT")).await?;
     pin_mut!(stream);
@@ -352,14 +436,14 @@ async fn copy_out(client: &Client, sql: &str) -> Result<Sample, BoxError> {
         sample.rows += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
     }
     sample.wall = started.elapsed();
-    (sample.cpu, sample.consumer_cpu) = cpu.elapsed();
+    sample.work_cpu = since(cpu, this_process_cpu());
     Ok(sample)
 }
 
-/// The driver floor: the same query streamed by tokio-postgres in one go (binary results), every
-/// value decoded to a native type without copying it.
+/// The driver floor: the same query streamed by tokio-postgres, every value decoded to a native
+/// type without copying it: what any client of the database must spend per row.
 async fn query_raw(client: &Client, sql: &str) -> Result<Sample, BoxError> {
-    let cpu = CpuClock::start();
+    let cpu = this_process_cpu();
     let started = Instant::now();
     let statement = client.prepare(sql).await?;
     let stream = client
@@ -378,38 +462,7 @@ async fn query_raw(client: &Client, sql: &str) -> Result<Sample, BoxError> {
     }
     std::hint::black_box(checksum);
     sample.wall = started.elapsed();
-    (sample.cpu, sample.consumer_cpu) = cpu.elapsed();
-    Ok(sample)
-}
-
-/// The same through a portal in a read-only transaction, `batch_size` rows per round trip: the
-/// connector's scan (src/source/scan.rs) without records.
-async fn portal(client: &mut Client, sql: &str, batch_size: u32) -> Result<Sample, BoxError> {
-    let cpu = CpuClock::start();
-    let started = Instant::now();
-    let transaction = client.build_transaction().read_only(true).start().await?;
-    let statement = transaction.prepare(sql).await?;
-    let portal = transaction.bind(&statement, &[]).await?;
-    let limit = i32::try_from(batch_size).unwrap_or(i32::MAX);
-    let mut sample = Sample::default();
-    let mut checksum = 0usize;
-    loop {
-        let rows = transaction.query_portal(&portal, limit).await?;
-        if sample.first_row.is_none() && !rows.is_empty() {
-            sample.first_row = Some(started.elapsed());
-        }
-        for row in &rows {
-            checksum = checksum.wrapping_add(touch(row));
-        }
-        sample.rows += rows.len() as u64;
-        if rows.len() < batch_size as usize {
-            break;
-        }
-    }
-    transaction.commit().await?;
-    std::hint::black_box(checksum);
-    sample.wall = started.elapsed();
-    (sample.cpu, sample.consumer_cpu) = cpu.elapsed();
+    sample.work_cpu = since(cpu, this_process_cpu());
     Ok(sample)
 }
 
@@ -430,6 +483,7 @@ fn touch(row: &Row) -> usize {
             Type::TIMESTAMPTZ => row
                 .get::<_, Option<DateTime<Utc>>>(i)
                 .map_or(0, |v| v.timestamp() as usize),
+            Type::NUMERIC => 16, // binary NUMERIC: tokio-postgres needs a feature to decode it
             Type::BYTEA => row.get::<_, Option<&[u8]>>(i).map_or(0, <[u8]>::len),
             _ => row.get::<_, Option<&str>>(i).map_or(0, str::len),
         });
@@ -437,49 +491,79 @@ fn touch(row: &Row) -> usize {
     n
 }
 
-/// The connector's sync engine on its own, into a channel as deep as the gRPC layer's: what the
-/// Update costs before protobuf encoding and HTTP/2.
+/// The sync engine in this process, into its output channel: rows decoded and records
+/// encoded, checkpoints, no gRPC. Its CPU is this process's.
 async fn engine(config: &HashMap<String, String>) -> Result<Sample, BoxError> {
     let config = Config::from_request(config).await?;
-    let cpu = CpuClock::start();
+    let cpu = this_process_cpu();
     let started = Instant::now();
-    let (output, mut rx) =
-        fivetran_source::sync::Output::channel(fivetran_source::sync::output_budget(&config));
-    let engine = tokio::spawn(fivetran_source::sync::run(
-        config,
-        None,
-        SyncState::new(),
-        output,
-    ));
+    let (output, mut rx) = Output::channel(fivetran_source::sync::output_budget(&config));
+    let engine = tokio::spawn(fivetran_source::sync::run(config, None, SyncState::new(), output));
     let mut sample = Sample::default();
     while let Some(message) = rx.recv().await {
-        sample.messages += 1;
-        let operation = match message.message {
-            fivetran_source::sync::OutgoingMessage::Encoded(bytes) => {
-                UpdateResponse::decode(bytes)
-                    .expect("records decode")
-                    .operation
+        match message.message {
+            OutgoingMessage::Encoded(bytes) => {
+                if sample.first_row.is_none() {
+                    sample.first_row = Some(started.elapsed());
+                }
+                sample.bytes += bytes.len() as u64;
+                // Counted from the bytes without decoding them: one record per Records entry.
+                sample.rows += count_records(&bytes);
             }
-            fivetran_source::sync::OutgoingMessage::Message(message) => message.operation,
-        };
-        count(&mut sample, operation, started);
+            OutgoingMessage::Message(message) => {
+                if matches!(message.operation, Some(Operation::Checkpoint(_))) {
+                    sample.checkpoints += 1;
+                }
+            }
+        }
     }
     engine.await??;
     sample.wall = started.elapsed();
-    (sample.cpu, sample.consumer_cpu) = cpu.elapsed();
+    sample.work_cpu = since(cpu, this_process_cpu());
+    // The TRUNCATE is a record too, not a row.
+    sample.rows = sample.rows.saturating_sub(1);
     Ok(sample)
 }
 
-/// One Update over gRPC, consumed as a host does: every message decoded, its size counted.
-async fn connector(
-    channel: &Channel,
-    config: &HashMap<String, String>,
-) -> Result<Sample, BoxError> {
-    // No `accept_compressed`: hosts do not ask for gzip by default, so the server sends none.
-    let mut client = SourceConnectorClient::new(channel.clone())
+/// The records of an encoded `Records` message (tag 0x32, length, then `0x0A len record`...),
+/// counted by walking the length prefixes: decoding would charge the engine for the host's work.
+fn count_records(bytes: &[u8]) -> u64 {
+    fn varint(bytes: &[u8], at: &mut usize) -> usize {
+        let (mut value, mut shift) = (0usize, 0);
+        loop {
+            let byte = bytes[*at];
+            *at += 1;
+            value |= usize::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                return value;
+            }
+            shift += 7;
+        }
+    }
+    let mut at = 1; // the UpdateResponse.records tag
+    let _records_len = varint(bytes, &mut at);
+    let mut count = 0;
+    while at < bytes.len() {
+        at += 1; // Records.records tag
+        let len = varint(bytes, &mut at);
+        at += len;
+        count += 1;
+    }
+    count
+}
+
+/// One Update of the connector in a process of its own (started for this run), consumed by a
+/// host-like client here: every message decoded.
+async fn connector(config: &HashMap<String, String>) -> Result<Sample, BoxError> {
+    let server = ServerProcess::start()?;
+    let channel = Endpoint::from_shared(format!("http://127.0.0.1:{}", server.port))?
+        .connect()
+        .await?;
+    let mut client = SourceConnectorClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let cpu = CpuClock::start();
+    let server_cpu = server.cpu();
+    let host_cpu = this_process_cpu();
     let started = Instant::now();
     let mut stream = client
         .update(UpdateRequest {
@@ -491,188 +575,131 @@ async fn connector(
         .into_inner();
     let mut sample = Sample::default();
     while let Some(message) = stream.message().await? {
-        sample.messages += 1;
         sample.bytes += message.encoded_len() as u64;
-        if let Some(Operation::Task(task)) = &message.operation {
-            return Err(format!("the Update ended with a Task: {}", task.message).into());
-        }
-        count(&mut sample, message.operation, started);
-    }
-    sample.wall = started.elapsed();
-    (sample.cpu, sample.consumer_cpu) = cpu.elapsed();
-    Ok(sample)
-}
-
-/// Counts the upserted rows and checkpoints of one message.
-fn count(sample: &mut Sample, operation: Option<Operation>, started: Instant) {
-    let mut upserts = 0;
-    match operation {
-        Some(Operation::Records(records)) => {
-            upserts = records
-                .records
-                .iter()
-                .filter(|r| r.r#type == RecordType::Upsert as i32)
-                .count() as u64;
-        }
-        Some(Operation::Record(record)) if record.r#type == RecordType::Upsert as i32 => {
-            upserts = 1;
-        }
-        Some(Operation::Checkpoint(_)) => sample.checkpoints += 1,
-        _ => {}
-    }
-    if upserts > 0 && sample.first_row.is_none() {
-        sample.first_row = Some(started.elapsed());
-    }
-    sample.rows += upserts;
-}
-
-/// The connector's gRPC server on 127.0.0.1 and a free port, as the integration tests run it.
-struct GrpcServer {
-    addr: std::net::SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
-}
-
-impl GrpcServer {
-    async fn start() -> Result<Self, BoxError> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let (shutdown, stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let shutdown = async {
-                let _ = stopped.await;
-            };
-            if let Err(err) = fivetran_source::server::serve(listener, shutdown).await {
-                eprintln!("gRPC server failed: {}", error_chain(&err));
+        match message.operation {
+            Some(Operation::Records(records)) => {
+                let upserts = records
+                    .records
+                    .iter()
+                    .filter(|r| r.r#type == RecordType::Upsert as i32)
+                    .count() as u64;
+                if upserts > 0 && sample.first_row.is_none() {
+                    sample.first_row = Some(started.elapsed());
+                }
+                sample.rows += upserts;
             }
-        });
-        Ok(Self {
-            addr,
-            shutdown: Some(shutdown),
-        })
-    }
-
-    async fn channel(&self) -> Result<Channel, BoxError> {
-        Ok(Endpoint::from_shared(format!("http://{}", self.addr))?
-            .connect()
-            .await?)
-    }
-}
-
-impl Drop for GrpcServer {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-    }
-}
-
-fn report(methods: &[Method], samples: &HashMap<Method, Vec<Sample>>) {
-    println!(
-        "{:<28} {:>9} {:>8} {:>10} {:>7} {:>9} {:>9} {:>9} {:>8}",
-        "method (median of runs)",
-        "rows",
-        "wall s",
-        "rows/s",
-        "MB/s",
-        "1st row ms",
-        "CPU µs/row",
-        "consumer",
-        "vs COPY"
-    );
-    let median_rate = |method: Method| -> Option<f64> {
-        let samples = samples.get(&method)?;
-        Some(samples[0].rows as f64 / median(samples.iter().map(|s| s.wall))?.as_secs_f64())
-    };
-    let copy_rate = median_rate(Method::Copy);
-    for &method in methods {
-        let Some(runs) = samples.get(&method) else {
-            continue;
-        };
-        let rows = runs[0].rows;
-        let wall = median(runs.iter().map(|s| s.wall)).expect("at least one run");
-        let rate = rows as f64 / wall.as_secs_f64();
-        let mb_s = if method.bytes_unit().is_empty() {
-            "-".to_string()
-        } else {
-            format!("{:.1}", runs[0].bytes as f64 / 1e6 / wall.as_secs_f64())
-        };
-        let first = median(runs.iter().filter_map(|s| s.first_row))
-            .map_or("-".to_string(), |d| format!("{:.1}", d.as_secs_f64() * 1e3));
-        let per_row = |cpu: Option<Duration>| {
-            cpu.map_or("-".to_string(), |c| {
-                format!("{:.2}", c.as_secs_f64() * 1e6 / rows as f64)
-            })
-        };
-        let cpu = per_row(median(runs.iter().filter_map(|s| s.cpu)));
-        let consumer = per_row(median(runs.iter().filter_map(|s| s.consumer_cpu)));
-        let vs_copy = copy_rate.map_or("-".to_string(), |c| format!("{:.2}x", rate / c));
-        println!(
-            "{:<28} {:>9} {:>8.3} {:>10.0} {:>7} {:>10} {:>10} {:>9} {:>8}",
-            method.label(),
-            rows,
-            wall.as_secs_f64(),
-            rate,
-            mb_s,
-            first,
-            cpu,
-            consumer,
-            vs_copy
-        );
-    }
-    println!();
-    println!(
-        "  MB/s: COPY text for COPY, protobuf (encoded_len of every message) for the connector."
-    );
-    println!(
-        "  CPU µs/row: this process (user+system), all threads; consumer: the part on the thread"
-    );
-    println!("  reading the results (for the connector: the host side, gRPC client and decoding).");
-    println!();
-    for &method in methods {
-        let Some(runs) = samples.get(&method) else {
-            continue;
-        };
-        let bytes = runs[0].bytes;
-        match method {
-            Method::Copy => println!(
-                "  COPY: {:.1} MB of text, {:.0} bytes/row",
-                bytes as f64 / 1e6,
-                bytes as f64 / runs[0].rows as f64
-            ),
-            Method::Connector => println!(
-                "  connector: {:.1} MB of protobuf, {:.0} bytes/row, {} messages ({:.1} records each), {} checkpoints",
-                bytes as f64 / 1e6,
-                bytes as f64 / runs[0].rows as f64,
-                runs[0].messages,
-                runs[0].rows as f64 / (runs[0].messages - runs[0].checkpoints).max(1) as f64,
-                runs[0].checkpoints
-            ),
+            Some(Operation::Checkpoint(_)) => sample.checkpoints += 1,
+            Some(Operation::Task(task)) => return Err(format!("the Update ended with a Task: {}", task.message).into()),
             _ => {}
         }
     }
-    println!();
-    let ratio = |a: Method, b: Method| -> Option<f64> { Some(median_rate(a)? / median_rate(b)?) };
-    let pairs = [
-        (Method::Connector, Method::Copy, "connector/COPY"),
-        (
-            Method::Connector,
-            Method::QueryRaw,
-            "connector/driver floor",
-        ),
-        (Method::Connector, Method::Portal, "connector/portal fetch"),
-        (
-            Method::Connector,
-            Method::Engine,
-            "connector/engine (gRPC share)",
-        ),
-        (Method::Engine, Method::Copy, "engine/COPY"),
-        (Method::QueryRaw, Method::Copy, "driver floor/COPY"),
-    ];
-    for (a, b, label) in pairs {
-        if let Some(r) = ratio(a, b) {
-            println!("  {label:<30} = {r:.2}x");
-        }
+    sample.wall = started.elapsed();
+    sample.host_cpu = since(host_cpu, this_process_cpu());
+    sample.work_cpu = since(server_cpu, server.cpu());
+    sample.peak_rss = server.peak_rss();
+    Ok(sample)
+}
+
+/// `fivetran_source serve --port 0`, as a host starts it; killed when dropped.
+struct ServerProcess {
+    child: Child,
+    port: u16,
+}
+
+impl ServerProcess {
+    fn start() -> Result<ServerProcess, BoxError> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fivetran_source"))
+            .args(["serve", "--port", "0"])
+            .env("RUST_LOG", "warn,fivetran_source::server=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let port = loop {
+            let Some(line) = lines.next() else {
+                return Err("the server exited before listening".into());
+            };
+            let line = line?;
+            if let Some(addr) = line.split("addr=").nth(1) {
+                let port = addr
+                    .split(|c: char| !c.is_ascii_digit() && c != ':' && c != '[' && c != ']' && c != '.')
+                    .next()
+                    .and_then(|a| a.rsplit(':').next())
+                    .and_then(|p| p.parse().ok())
+                    .ok_or_else(|| format!("no port in {line}"))?;
+                break port;
+            }
+        };
+        // Keep draining its log, so that it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Ok(ServerProcess { child, port })
     }
+
+    fn cpu(&self) -> Option<Duration> {
+        cpu_time(&format!("/proc/{}/stat", self.child.id()))
+    }
+
+    /// VmHWM: the most resident memory the process ever had.
+    fn peak_rss(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn report(title: &str, lines: &[Line]) {
+    println!("### {title}");
+    println!();
+    println!(
+        "| {:<32} | {:>10} | {:>9} | {:>7} | {:>11} | {:>13} | {:>13} | {:>12} |",
+        "method (median of runs)", "rows/s", "MB/s", "vs COPY", "1st row ms", "CPU µs/row", "host µs/row", "peak RSS MiB"
+    );
+    println!("|{:-<34}|{:->12}|{:->11}|{:->9}|{:->13}|{:->15}|{:->15}|{:->14}|", "", "", "", "", "", "", "", "");
+    let rate = |line: &Line| -> f64 {
+        let wall = median(line.runs.iter().map(|s| s.wall)).unwrap_or_default();
+        line.runs[0].rows as f64 / wall.as_secs_f64().max(1e-9)
+    };
+    let baseline = lines.first().map(rate).unwrap_or(1.0);
+    for line in lines {
+        let rows = line.runs[0].rows as f64;
+        let wall = median(line.runs.iter().map(|s| s.wall)).unwrap_or_default();
+        let per_row = |d: Option<Duration>| {
+            d.map_or("-".to_string(), |d| format!("{:.2}", d.as_secs_f64() * 1e6 / rows))
+        };
+        let first = median(line.runs.iter().filter_map(|s| s.first_row))
+            .map_or("-".to_string(), |d| format!("{:.1}", d.as_secs_f64() * 1e3));
+        let rss = line
+            .runs
+            .iter()
+            .filter_map(|s| s.peak_rss)
+            .max()
+            .map_or("-".to_string(), |b| format!("{:.1}", b as f64 / MIB));
+        println!(
+            "| {:<32} | {:>10.0} | {:>9.1} | {:>6.2}x | {:>11} | {:>13} | {:>13} | {:>12} |",
+            line.label,
+            rate(line),
+            line.runs[0].bytes as f64 / 1e6 / wall.as_secs_f64().max(1e-9),
+            rate(line) / baseline,
+            first,
+            per_row(median(line.runs.iter().filter_map(|s| s.work_cpu))),
+            per_row(median(line.runs.iter().filter_map(|s| s.host_cpu))),
+            rss
+        );
+    }
+    println!();
+    println!("  CPU µs/row: the process doing the work (for the connector: its server process alone);");
+    println!("  host µs/row: the gRPC client decoding the stream, in the benchmark's process;");
+    println!("  peak RSS: the connector process's VmHWM (a fresh process per run; the largest run).");
     println!();
 }
 
@@ -682,28 +709,12 @@ fn median(values: impl Iterator<Item = Duration>) -> Option<Duration> {
     values.get(values.len() / 2).copied()
 }
 
-/// CPU time of this process and of the calling thread, from /proc (Linux; `None` elsewhere).
-struct CpuClock {
-    process: Option<Duration>,
-    thread: Option<Duration>,
+fn this_process_cpu() -> Option<Duration> {
+    cpu_time("/proc/self/stat")
 }
 
-impl CpuClock {
-    fn start() -> Self {
-        Self {
-            process: cpu_time("/proc/self/stat"),
-            thread: cpu_time("/proc/thread-self/stat"),
-        }
-    }
-
-    /// (process, calling thread) CPU time since `start`.
-    fn elapsed(&self) -> (Option<Duration>, Option<Duration>) {
-        let since = |start: Option<Duration>, path| Some(cpu_time(path)?.saturating_sub(start?));
-        (
-            since(self.process, "/proc/self/stat"),
-            since(self.thread, "/proc/thread-self/stat"),
-        )
-    }
+fn since(start: Option<Duration>, end: Option<Duration>) -> Option<Duration> {
+    Some(end?.saturating_sub(start?))
 }
 
 /// User+system CPU time from a `stat` file: utime and stime are fields 14 and 15 of the line,
@@ -719,17 +730,9 @@ fn cpu_time(path: &str) -> Option<Duration> {
     ))
 }
 
-/// `sysconf(_SC_CLK_TCK)` without a libc binding: `getconf`, else Linux's usual 100.
+/// `sysconf(_SC_CLK_TCK)`.
 fn clock_ticks() -> u64 {
-    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        std::process::Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .and_then(|s| s.trim().parse().ok())
-            .filter(|&n| n > 0)
-            .unwrap_or(100)
-    })
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(ticks).ok().filter(|&n| n > 0).unwrap_or(100)
 }
