@@ -253,7 +253,7 @@ impl SqlType {
             Self::Integer => text.parse::<i32>().is_ok(),
             Self::BigInt => text.parse::<i64>().is_ok(),
             Self::Numeric { precision, scale } => {
-                is_decimal(text) && {
+                is_decimal(text.as_bytes()) && {
                     let (digits, decimals) = numeric_digits(text);
                     let scale = scale.unwrap_or(decimals);
                     let precision = precision.unwrap_or(MAX_NUMERIC_PRECISION);
@@ -328,15 +328,16 @@ fn numeric_digits(text: &str) -> (u32, u32) {
 }
 
 /// `-123.4500`, `0`; `1e5`, `NaN` and `Infinity` are not decimals.
-pub fn is_decimal(text: &str) -> bool {
-    let digits = text.strip_prefix('-').unwrap_or(text);
-    let (whole, fraction) = match digits.split_once('.') {
-        Some((whole, fraction)) => (whole, Some(fraction)),
+/// Bytes, not `str`: values are checked as they come off the wire, before any UTF-8 check.
+pub fn is_decimal(text: &[u8]) -> bool {
+    let digits = text.strip_prefix(b"-").unwrap_or(text);
+    let (whole, fraction) = match digits.iter().position(|&b| b == b'.') {
+        Some(dot) => (&digits[..dot], Some(&digits[dot + 1..])),
         None => (digits, None),
     };
     !whole.is_empty()
-        && whole.bytes().all(|b| b.is_ascii_digit())
-        && fraction.is_none_or(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()))
+        && whole.iter().all(u8::is_ascii_digit)
+        && fraction.is_none_or(|f| !f.is_empty() && f.iter().all(u8::is_ascii_digit))
 }
 
 #[cfg(test)]
@@ -412,10 +413,10 @@ mod tests {
     #[test]
     fn decimal_text_is_validated() {
         for ok in ["0", "-1.50", "12345678901234567890123456789.123456789"] {
-            assert!(is_decimal(ok), "{ok}");
+            assert!(is_decimal(ok.as_bytes()), "{ok}");
         }
         for bad in ["", "-", "1.", ".5", "NaN", "1e5", "1,5"] {
-            assert!(!is_decimal(bad), "{bad}");
+            assert!(!is_decimal(bad.as_bytes()), "{bad}");
         }
     }
 

@@ -163,8 +163,7 @@ impl Decoder {
             }
             Decoder::Utf8 => utf8(body, range, scratch),
             Decoder::Decimal => {
-                let text = std::str::from_utf8(bytes).unwrap_or("");
-                if !is_decimal(text) {
+                if !is_decimal(bytes) {
                     return Err(format!(
                         "`{}` is not a finite decimal number",
                         shorten_bytes(bytes)
@@ -288,7 +287,8 @@ fn push_scratch(scratch: &mut Vec<u8>, bytes: &[u8]) -> Cell {
 #[inline]
 fn utf8(body: &[u8], range: Range<usize>, scratch: &mut Vec<u8>) -> Cell {
     let bytes = &body[range.clone()];
-    if bytes.is_ascii() || std::str::from_utf8(bytes).is_ok() {
+    // simdutf8: the std check took 8% of the server's time on a narrow table.
+    if simdutf8::basic::from_utf8(bytes).is_ok() {
         row_cell(range)
     } else {
         push_scratch(scratch, String::from_utf8_lossy(bytes).as_bytes())

@@ -75,7 +75,15 @@ pub struct RecordEncoder {
     ready: VecDeque<EncodedRecords>,
     /// Per-row scratch: each column's `ValueType` length.
     sizes: Vec<usize>,
+    /// Capacity a new message starts with: the size of the last one, so that a table's
+    /// messages are built without growing (and copying) their buffer as records arrive.
+    initial_capacity: usize,
 }
+
+/// The least and most a new message reserves up front. Larger messages (wide rows) grow
+/// by the record, reserving each record's exact size.
+const MIN_INITIAL_CAPACITY: usize = 4096;
+const MAX_INITIAL_CAPACITY: usize = 1 << 20;
 
 impl RecordEncoder {
     /// `columns`: name and DataType of the emitted columns, in the order of a row's cells.
@@ -109,6 +117,7 @@ impl RecordEncoder {
             message: BytesMut::new(),
             records: 0,
             ready: VecDeque::new(),
+            initial_capacity: MIN_INITIAL_CAPACITY,
         };
         encoder.start_message();
         encoder
@@ -126,33 +135,35 @@ impl RecordEncoder {
             self.sizes.push(value_len);
             record_len += entry_size(column.key.len(), value_len);
         }
-        self.make_room(record_len);
-
-        let message = &mut self.message;
-        put_tag(message, RECORDS_RECORD, LENGTH_DELIMITED);
-        put_varint(message, record_len as u64);
-        message.put_slice(&self.header);
+        let start = self.make_room(record_len);
+        let mut out = RecordWriter::new(&mut self.message[start..]);
+        out.put_tag(RECORDS_RECORD, LENGTH_DELIMITED);
+        out.put_varint(record_len as u64);
+        out.put_slice(&self.header);
         for ((column, cell), &value_len) in self.columns.iter().zip(cells).zip(&self.sizes) {
             let entry_len = column.key.len() + 1 + varint_len(value_len as u64) + value_len;
-            put_tag(message, RECORD_DATA, LENGTH_DELIMITED);
-            put_varint(message, entry_len as u64);
-            message.put_slice(&column.key);
-            put_tag(message, ENTRY_VALUE, LENGTH_DELIMITED);
-            put_varint(message, value_len as u64);
-            put_value(message, column.field, cell, row, scratch);
+            out.put_tag(RECORD_DATA, LENGTH_DELIMITED);
+            out.put_varint(entry_len as u64);
+            out.put_slice(&column.key);
+            out.put_tag(ENTRY_VALUE, LENGTH_DELIMITED);
+            out.put_varint(value_len as u64);
+            out.put_value(column.field, cell, row, scratch);
         }
+        out.done();
         self.record_added();
     }
 
     /// Appends the table's TRUNCATE record.
     pub fn push_truncate(&mut self) {
         let record_len = self.header.len() + 2;
-        self.make_room(record_len);
-        put_tag(&mut self.message, RECORDS_RECORD, LENGTH_DELIMITED);
-        put_varint(&mut self.message, record_len as u64);
-        self.message.put_slice(&self.header);
-        put_tag(&mut self.message, RECORD_TYPE, VARINT);
-        put_varint(&mut self.message, RecordType::Truncate as u64);
+        let start = self.make_room(record_len);
+        let mut out = RecordWriter::new(&mut self.message[start..]);
+        out.put_tag(RECORDS_RECORD, LENGTH_DELIMITED);
+        out.put_varint(record_len as u64);
+        out.put_slice(&self.header);
+        out.put_tag(RECORD_TYPE, VARINT);
+        out.put_varint(RecordType::Truncate as u64);
+        out.done();
         self.record_added();
     }
 
@@ -169,6 +180,8 @@ impl RecordEncoder {
             return;
         }
         let body_len = self.message.len() - HEADROOM;
+        self.initial_capacity = (self.message.len() + self.message.len() / 8)
+            .clamp(MIN_INITIAL_CAPACITY, MAX_INITIAL_CAPACITY);
         let mut header = [0u8; HEADROOM];
         let mut at = 0;
         header[at] = tag(UPDATE_RESPONSE_RECORDS, LENGTH_DELIMITED) as u8;
@@ -192,18 +205,21 @@ impl RecordEncoder {
 
     fn start_message(&mut self) {
         self.records = 0;
-        self.message.reserve(HEADROOM + 4096);
+        self.message.reserve(self.initial_capacity);
         self.message.put_bytes(0, HEADROOM);
     }
 
-    /// Finishes the current message first if the next record would take it past the limit.
+    /// Finishes the current message first if the next record would take it past the limit,
+    /// then appends room for the record, returning where it starts.
     #[inline]
-    fn make_room(&mut self, record_len: usize) {
+    fn make_room(&mut self, record_len: usize) -> usize {
         let record_size = 1 + varint_len(record_len as u64) + record_len;
         if self.records > 0 && self.pending_bytes() + record_size > self.max_message_bytes {
             self.finish();
         }
-        self.message.reserve(record_size);
+        let start = self.message.len();
+        self.message.resize(start + record_size, 0);
+        start
     }
 
     #[inline]
@@ -212,6 +228,97 @@ impl RecordEncoder {
         if self.records >= MAX_RECORDS_PER_MESSAGE {
             self.finish();
         }
+    }
+}
+
+/// Fills the room [`RecordEncoder::make_room`] made for one record.
+///
+/// Writing into a slice sized in advance keeps every byte a plain store: `BytesMut::put_u8`
+/// checks capacity and calls `memcpy` for each byte, which took a sixth of the server's time.
+struct RecordWriter<'a> {
+    out: &'a mut [u8],
+    at: usize,
+}
+
+impl<'a> RecordWriter<'a> {
+    fn new(out: &'a mut [u8]) -> Self {
+        Self { out, at: 0 }
+    }
+
+    #[inline]
+    fn put_u8(&mut self, byte: u8) {
+        self.out[self.at] = byte;
+        self.at += 1;
+    }
+
+    #[inline]
+    fn put_slice(&mut self, bytes: &[u8]) {
+        self.out[self.at..self.at + bytes.len()].copy_from_slice(bytes);
+        self.at += bytes.len();
+    }
+
+    #[inline]
+    fn put_varint(&mut self, mut value: u64) {
+        while value >= 0x80 {
+            self.put_u8((value as u8) | 0x80);
+            value >>= 7;
+        }
+        self.put_u8(value as u8);
+    }
+
+    #[inline]
+    fn put_tag(&mut self, field: u32, wire_type: u32) {
+        self.put_varint(u64::from(tag(field, wire_type)));
+    }
+
+    #[inline]
+    fn put_value(&mut self, field: u32, cell: &Cell, row: &[u8], scratch: &[u8]) {
+        match *cell {
+            Cell::Null => {
+                self.put_tag(VALUE_NULL, VARINT);
+                self.put_u8(1);
+            }
+            Cell::Bool(v) => {
+                self.put_tag(field, VARINT);
+                self.put_u8(u8::from(v));
+            }
+            Cell::Int(v) => {
+                self.put_tag(field, VARINT);
+                self.put_varint(int_varint(field, v));
+            }
+            Cell::Float(v) => {
+                self.put_tag(field, FIXED32);
+                self.put_slice(&v.to_le_bytes());
+            }
+            Cell::Double(v) => {
+                self.put_tag(field, FIXED64);
+                self.put_slice(&v.to_le_bytes());
+            }
+            Cell::Timestamp { seconds, nanos } => {
+                self.put_tag(field, LENGTH_DELIMITED);
+                self.put_varint(timestamp_len(seconds, nanos) as u64);
+                if seconds != 0 {
+                    self.put_tag(TIMESTAMP_SECONDS, VARINT);
+                    self.put_varint(seconds as u64);
+                }
+                if nanos != 0 {
+                    self.put_tag(TIMESTAMP_NANOS, VARINT);
+                    self.put_varint(nanos as i64 as u64);
+                }
+            }
+            Cell::Row { .. } | Cell::Scratch { .. } => {
+                let bytes = cell.bytes(row, scratch);
+                self.put_tag(field, LENGTH_DELIMITED);
+                self.put_varint(bytes.len() as u64);
+                self.put_slice(bytes);
+            }
+        }
+    }
+
+    /// The sizes computed before writing must have been exact: a gap would be zeros on the wire.
+    #[inline]
+    fn done(self) {
+        debug_assert_eq!(self.at, self.out.len(), "record size computed wrongly");
     }
 }
 
@@ -264,50 +371,6 @@ fn value_len(field: u32, cell: &Cell, row: &[u8], scratch: &[u8]) -> usize {
     }
 }
 
-#[inline]
-fn put_value(buf: &mut BytesMut, field: u32, cell: &Cell, row: &[u8], scratch: &[u8]) {
-    match *cell {
-        Cell::Null => {
-            put_tag(buf, VALUE_NULL, VARINT);
-            buf.put_u8(1);
-        }
-        Cell::Bool(v) => {
-            put_tag(buf, field, VARINT);
-            buf.put_u8(u8::from(v));
-        }
-        Cell::Int(v) => {
-            put_tag(buf, field, VARINT);
-            put_varint(buf, int_varint(field, v));
-        }
-        Cell::Float(v) => {
-            put_tag(buf, field, FIXED32);
-            buf.put_f32_le(v);
-        }
-        Cell::Double(v) => {
-            put_tag(buf, field, FIXED64);
-            buf.put_f64_le(v);
-        }
-        Cell::Timestamp { seconds, nanos } => {
-            put_tag(buf, field, LENGTH_DELIMITED);
-            put_varint(buf, timestamp_len(seconds, nanos) as u64);
-            if seconds != 0 {
-                put_tag(buf, TIMESTAMP_SECONDS, VARINT);
-                put_varint(buf, seconds as u64);
-            }
-            if nanos != 0 {
-                put_tag(buf, TIMESTAMP_NANOS, VARINT);
-                put_varint(buf, nanos as i64 as u64);
-            }
-        }
-        Cell::Row { .. } | Cell::Scratch { .. } => {
-            let bytes = cell.bytes(row, scratch);
-            put_tag(buf, field, LENGTH_DELIMITED);
-            put_varint(buf, bytes.len() as u64);
-            buf.put_slice(bytes);
-        }
-    }
-}
-
 /// An integer as its varint: int32 fields (`short`, `int`) sign-extend a negative value to 64
 /// bits, as protobuf requires.
 #[inline]
@@ -341,11 +404,6 @@ fn tag_len(field: u32) -> usize {
     varint_len(u64::from(tag(field, 0)))
 }
 
-#[inline]
-fn put_tag(buf: &mut BytesMut, field: u32, wire_type: u32) {
-    put_varint(buf, u64::from(tag(field, wire_type)));
-}
-
 fn put_bytes_field(buf: &mut Vec<u8>, field: u32, bytes: &[u8]) {
     let mut scratch = [0u8; 10];
     let n = write_varint(&mut scratch, u64::from(tag(field, LENGTH_DELIMITED)));
@@ -359,15 +417,6 @@ fn put_bytes_field(buf: &mut Vec<u8>, field: u32, bytes: &[u8]) {
 fn varint_len(value: u64) -> usize {
     // 1 byte per 7 bits, at least one.
     (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
-}
-
-#[inline]
-fn put_varint(buf: &mut BytesMut, mut value: u64) {
-    while value >= 0x80 {
-        buf.put_u8((value as u8) | 0x80);
-        value >>= 7;
-    }
-    buf.put_u8(value as u8);
 }
 
 fn write_varint(out: &mut [u8], mut value: u64) -> usize {
