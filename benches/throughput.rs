@@ -35,7 +35,7 @@ use fivetran_source::source::scan::{Resume, ScanSpec};
 use fivetran_source::source::{catalog, error_chain};
 use fivetran_source::state::SyncState;
 use fivetran_source::sync::plan::{self, Mode};
-use fivetran_source::sync::{Output, OutgoingMessage};
+use fivetran_source::sync::{OutgoingMessage, Output};
 use futures_util::{pin_mut, StreamExt};
 use prost::Message as _;
 use tokio_postgres::types::Type;
@@ -224,8 +224,13 @@ async fn fill_narrow(client: &Client, table: &str, rows: u64) -> Result<(), BoxE
             CREATE INDEX {table}_cursor ON {table} (updated_at ASC NULLS FIRST, id);"
         ))
         .await?;
-    client.batch_execute(&format!("VACUUM ANALYZE {table}")).await?;
-    eprintln!("filled {table}: {rows} rows in {:.1} s", started.elapsed().as_secs_f64());
+    client
+        .batch_execute(&format!("VACUUM ANALYZE {table}"))
+        .await?;
+    eprintln!(
+        "filled {table}: {rows} rows in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -268,21 +273,39 @@ async fn narrow(
     let mut floor = Vec::new();
     let mut engine_runs = Vec::new();
     let mut connector_runs = Vec::new();
+    let mut framing_runs = Vec::new();
     for round in 1..=params.repeat {
         copy.push(checked(copy_out(admin, sql).await?, rows)?);
         let client = postgres.connect(DATABASE).await?;
         floor.push(checked(query_raw(&client, sql).await?, rows)?);
         engine_runs.push(checked(engine(config).await?, rows)?);
-        connector_runs.push(checked(connector(config).await?, rows)?);
+        connector_runs.push(checked(connector(config, Host::Decoding).await?, rows)?);
+        framing_runs.push(checked(connector(config, Host::Framing).await?, rows)?);
         eprintln!("narrow {rows}: round {round}/{} done", params.repeat);
     }
     report(
         &format!("narrow table, {rows} rows"),
         &[
-            Line { label: "COPY TO STDOUT (baseline)".into(), runs: copy },
-            Line { label: "driver floor (tokio-postgres)".into(), runs: floor },
-            Line { label: "engine alone, no gRPC".into(), runs: engine_runs },
-            Line { label: "connector Update (gRPC)".into(), runs: connector_runs },
+            Line {
+                label: "COPY TO STDOUT (baseline)".into(),
+                runs: copy,
+            },
+            Line {
+                label: "driver floor (tokio-postgres)".into(),
+                runs: floor,
+            },
+            Line {
+                label: "engine alone, no gRPC".into(),
+                runs: engine_runs,
+            },
+            Line {
+                label: "connector Update (gRPC)".into(),
+                runs: connector_runs,
+            },
+            Line {
+                label: "  same, host only frames".into(),
+                runs: framing_runs,
+            },
         ],
     );
     Ok(())
@@ -298,7 +321,10 @@ async fn bounded(
     params: &Params,
 ) -> Result<(), BoxError> {
     let limits = [100_000u64, 1_000_000, 10_000_000_000];
-    let mut lines: Vec<Line> = vec![Line { label: "COPY TO STDOUT (baseline)".into(), runs: vec![] }];
+    let mut lines: Vec<Line> = vec![Line {
+        label: "COPY TO STDOUT (baseline)".into(),
+        runs: vec![],
+    }];
     for limit in limits {
         lines.push(Line {
             label: if limit >= 10_000_000_000 {
@@ -310,10 +336,14 @@ async fn bounded(
         });
     }
     for _ in 0..params.repeat {
-        lines[0].runs.push(checked(copy_out(admin, sql).await?, rows)?);
+        lines[0]
+            .runs
+            .push(checked(copy_out(admin, sql).await?, rows)?);
         for (i, limit) in limits.iter().enumerate() {
             let config = with(config, &[(keys::MAX_ROWS_PER_QUERY, &limit.to_string())]);
-            lines[i + 1].runs.push(checked(connector(&config).await?, rows)?);
+            lines[i + 1]
+                .runs
+                .push(checked(connector(&config, Host::Framing).await?, rows)?);
         }
     }
     report(&format!("bounded queries, {rows} rows"), &lines);
@@ -327,7 +357,10 @@ async fn wide(
     rows: u64,
     params: &Params,
 ) -> Result<(), BoxError> {
-    for (table, value_mib, count) in [("wide_1mb", 1u64, rows), ("wide_16mb", 16, (rows / 16).max(4))] {
+    for (table, value_mib, count) in [
+        ("wide_1mb", 1u64, rows),
+        ("wide_16mb", 16, (rows / 16).max(4)),
+    ] {
         let started = Instant::now();
         admin
             .batch_execute(&format!(
@@ -339,20 +372,29 @@ async fn wide(
                    FROM generate_series(1, {count}) g;"
             ))
             .await?;
-        eprintln!("filled {table}: {count} rows in {:.1} s", started.elapsed().as_secs_f64());
+        eprintln!(
+            "filled {table}: {count} rows in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
         let config = with(base, &[(keys::TABLES, &format!("public.{table}"))]);
         let sql = scan_sql(&config).await?;
         let mut copy = Vec::new();
         let mut connector_runs = Vec::new();
         for _ in 0..params.repeat {
             copy.push(checked(copy_out(admin, &sql).await?, count)?);
-            connector_runs.push(checked(connector(&config).await?, count)?);
+            connector_runs.push(checked(connector(&config, Host::Decoding).await?, count)?);
         }
         report(
             &format!("wide table, {count} rows of {value_mib} MiB values, default settings"),
             &[
-                Line { label: "COPY TO STDOUT (baseline)".into(), runs: copy },
-                Line { label: "connector Update (gRPC)".into(), runs: connector_runs },
+                Line {
+                    label: "COPY TO STDOUT (baseline)".into(),
+                    runs: copy,
+                },
+                Line {
+                    label: "connector Update (gRPC)".into(),
+                    runs: connector_runs,
+                },
             ],
         );
         admin.batch_execute(&format!("DROP TABLE {table}")).await?;
@@ -373,20 +415,26 @@ async fn parallel(
     for table in tables {
         fill_narrow(admin, table, each).await?;
     }
-    let config = with(base, &[(keys::SCHEMAS, "public"), (keys::MAX_PARALLEL_TABLES, "4")]);
+    let config = with(
+        base,
+        &[(keys::SCHEMAS, "public"), (keys::MAX_PARALLEL_TABLES, "4")],
+    );
     let mut sqls = Vec::new();
     for table in tables {
         sqls.push(scan_sql(&with(base, &[(keys::TABLES, &format!("public.{table}"))])).await?);
     }
     let mut copy = Vec::new();
     let mut connector_runs = Vec::new();
+    let mut framing_runs = Vec::new();
     for _ in 0..params.repeat {
         let started = Instant::now();
         let mut copies = Vec::new();
         for sql in &sqls {
             let client = postgres.connect(DATABASE).await?;
             let sql = sql.clone();
-            copies.push(tokio::spawn(async move { copy_out(&client, &sql).await.map_err(|e| e.to_string()) }));
+            copies.push(tokio::spawn(async move {
+                copy_out(&client, &sql).await.map_err(|e| e.to_string())
+            }));
         }
         let mut sample = Sample::default();
         for copy in copies {
@@ -396,13 +444,27 @@ async fn parallel(
         }
         sample.wall = started.elapsed();
         copy.push(checked(sample, each * 4)?);
-        connector_runs.push(checked(connector(&config).await?, each * 4)?);
+        connector_runs.push(checked(
+            connector(&config, Host::Decoding).await?,
+            each * 4,
+        )?);
+        framing_runs.push(checked(connector(&config, Host::Framing).await?, each * 4)?);
     }
     report(
         &format!("parallel: 4 tables of {each} rows, max_parallel_tables 4"),
         &[
-            Line { label: "4 concurrent COPYs (baseline)".into(), runs: copy },
-            Line { label: "connector Update (gRPC)".into(), runs: connector_runs },
+            Line {
+                label: "4 concurrent COPYs (baseline)".into(),
+                runs: copy,
+            },
+            Line {
+                label: "connector Update (gRPC)".into(),
+                runs: connector_runs,
+            },
+            Line {
+                label: "  same, host only frames".into(),
+                runs: framing_runs,
+            },
         ],
     );
     for table in tables {
@@ -498,7 +560,12 @@ async fn engine(config: &HashMap<String, String>) -> Result<Sample, BoxError> {
     let cpu = this_process_cpu();
     let started = Instant::now();
     let (output, mut rx) = Output::channel(fivetran_source::sync::output_budget(&config));
-    let engine = tokio::spawn(fivetran_source::sync::run(config, None, SyncState::new(), output));
+    let engine = tokio::spawn(fivetran_source::sync::run(
+        config,
+        None,
+        SyncState::new(),
+        output,
+    ));
     let mut sample = Sample::default();
     while let Some(message) = rx.recv().await {
         match message.message {
@@ -507,8 +574,7 @@ async fn engine(config: &HashMap<String, String>) -> Result<Sample, BoxError> {
                     sample.first_row = Some(started.elapsed());
                 }
                 sample.bytes += bytes.len() as u64;
-                // Counted from the bytes without decoding them: one record per Records entry.
-                sample.rows += count_records(&bytes);
+                sample.rows += count_upserts(&bytes);
             }
             OutgoingMessage::Message(message) => {
                 if matches!(message.operation, Some(Operation::Checkpoint(_))) {
@@ -520,14 +586,13 @@ async fn engine(config: &HashMap<String, String>) -> Result<Sample, BoxError> {
     engine.await??;
     sample.wall = started.elapsed();
     sample.work_cpu = since(cpu, this_process_cpu());
-    // The TRUNCATE is a record too, not a row.
-    sample.rows = sample.rows.saturating_sub(1);
     Ok(sample)
 }
 
-/// The records of an encoded `Records` message (tag 0x32, length, then `0x0A len record`...),
-/// counted by walking the length prefixes: decoding would charge the engine for the host's work.
-fn count_records(bytes: &[u8]) -> u64 {
+/// The UPSERT records of an encoded `Records` message (`0x32 len`, then `0x0A len record`...),
+/// counted by walking the length prefixes: decoding would charge the engine for the host's
+/// work. A record is `1: schema, 2: table`, then `3: type` unless it is an UPSERT (the default).
+fn count_upserts(bytes: &[u8]) -> u64 {
     fn varint(bytes: &[u8], at: &mut usize) -> usize {
         let (mut value, mut shift) = (0usize, 0);
         loop {
@@ -542,55 +607,109 @@ fn count_records(bytes: &[u8]) -> u64 {
     }
     let mut at = 1; // the UpdateResponse.records tag
     let _records_len = varint(bytes, &mut at);
-    let mut count = 0;
+    let mut upserts = 0;
     while at < bytes.len() {
         at += 1; // Records.records tag
         let len = varint(bytes, &mut at);
-        at += len;
-        count += 1;
+        let end = at + len;
+        let mut field = at;
+        for _ in 0..2 {
+            field += 1; // schema_name, then table_name
+            field += varint(bytes, &mut field);
+        }
+        let typed = field < end && bytes[field] == 0x18 && bytes[field + 1] != 0;
+        if !typed {
+            upserts += 1;
+        }
+        at = end;
     }
-    count
+    upserts
+}
+
+/// What the host-like client in this process does with the stream.
+#[derive(Clone, Copy, PartialEq)]
+enum Host {
+    /// Decodes every message with prost, as a host does. On a 2-core machine this client,
+    /// the server and PostgreSQL share the cores, so its decoding caps the rate.
+    Decoding,
+    /// Counts records by walking each frame's length prefixes, no decoding: the rate the
+    /// server delivers when the host has cores of its own, as it has in a deployment.
+    Framing,
 }
 
 /// One Update of the connector in a process of its own (started for this run), consumed by a
-/// host-like client here: every message decoded.
-async fn connector(config: &HashMap<String, String>) -> Result<Sample, BoxError> {
+/// host-like client here.
+async fn connector(config: &HashMap<String, String>, host: Host) -> Result<Sample, BoxError> {
     let server = ServerProcess::start()?;
     let channel = Endpoint::from_shared(format!("http://127.0.0.1:{}", server.port))?
         .connect()
         .await?;
-    let mut client = SourceConnectorClient::new(channel)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let server_cpu = server.cpu();
     let host_cpu = this_process_cpu();
     let started = Instant::now();
-    let mut stream = client
-        .update(UpdateRequest {
-            configuration: config.clone(),
-            selection: None,
-            state_json: None,
-        })
-        .await?
-        .into_inner();
+    let request = UpdateRequest {
+        configuration: config.clone(),
+        selection: None,
+        state_json: None,
+    };
     let mut sample = Sample::default();
-    while let Some(message) = stream.message().await? {
-        sample.bytes += message.encoded_len() as u64;
-        match message.operation {
-            Some(Operation::Records(records)) => {
-                let upserts = records
-                    .records
-                    .iter()
-                    .filter(|r| r.r#type == RecordType::Upsert as i32)
-                    .count() as u64;
-                if upserts > 0 && sample.first_row.is_none() {
-                    sample.first_row = Some(started.elapsed());
+    match host {
+        Host::Decoding => {
+            let mut client = SourceConnectorClient::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES);
+            let mut stream = client.update(request).await?.into_inner();
+            while let Some(message) = stream.message().await? {
+                sample.bytes += message.encoded_len() as u64;
+                match message.operation {
+                    Some(Operation::Records(records)) => {
+                        let upserts = records
+                            .records
+                            .iter()
+                            .filter(|r| r.r#type == RecordType::Upsert as i32)
+                            .count() as u64;
+                        if upserts > 0 && sample.first_row.is_none() {
+                            sample.first_row = Some(started.elapsed());
+                        }
+                        sample.rows += upserts;
+                    }
+                    Some(Operation::Checkpoint(_)) => sample.checkpoints += 1,
+                    Some(Operation::Task(task)) => {
+                        return Err(format!("the Update ended with a Task: {}", task.message).into())
+                    }
+                    _ => {}
                 }
-                sample.rows += upserts;
             }
-            Some(Operation::Checkpoint(_)) => sample.checkpoints += 1,
-            Some(Operation::Task(task)) => return Err(format!("the Update ended with a Task: {}", task.message).into()),
-            _ => {}
+        }
+        Host::Framing => {
+            let mut grpc =
+                tonic::client::Grpc::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
+            grpc.ready().await?;
+            let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+                "/fivetran_sdk.v2.SourceConnector/Update",
+            );
+            let mut stream = grpc
+                .server_streaming(tonic::Request::new(request), path, FramesCodec)
+                .await?
+                .into_inner();
+            while let Some(frame) = stream.message().await? {
+                sample.bytes += frame.len() as u64;
+                match frame.first() {
+                    // UpdateResponse.records (field 6, length-delimited)
+                    Some(0x32) => {
+                        let records = count_upserts(&frame);
+                        if records > 0 && sample.first_row.is_none() {
+                            sample.first_row = Some(started.elapsed());
+                        }
+                        sample.rows += records;
+                    }
+                    // UpdateResponse.checkpoint (field 3)
+                    Some(0x1A) => sample.checkpoints += 1,
+                    // UpdateResponse.task (field 5)
+                    Some(0x2A) => return Err("the Update ended with a Task".into()),
+                    _ => {}
+                }
+            }
         }
     }
     sample.wall = started.elapsed();
@@ -598,6 +717,38 @@ async fn connector(config: &HashMap<String, String>) -> Result<Sample, BoxError>
     sample.work_cpu = since(server_cpu, server.cpu());
     sample.peak_rss = server.peak_rss();
     Ok(sample)
+}
+
+/// The Update request encoded by prost; each response handed over as its undecoded bytes.
+#[derive(Clone, Copy)]
+struct FramesCodec;
+
+impl tonic::codec::Codec for FramesCodec {
+    type Encode = UpdateRequest;
+    type Decode = bytes::Bytes;
+    type Encoder = tonic_prost::ProstEncoder<UpdateRequest>;
+    type Decoder = FramesCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        tonic_prost::ProstEncoder::default()
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        FramesCodec
+    }
+}
+
+impl tonic::codec::Decoder for FramesCodec {
+    type Item = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<bytes::Bytes>, tonic::Status> {
+        use bytes::Buf as _;
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
 }
 
 /// `fivetran_source serve --port 0`, as a host starts it; killed when dropped.
@@ -624,7 +775,9 @@ impl ServerProcess {
             let line = line?;
             if let Some(addr) = line.split("addr=").nth(1) {
                 let port = addr
-                    .split(|c: char| !c.is_ascii_digit() && c != ':' && c != '[' && c != ']' && c != '.')
+                    .split(|c: char| {
+                        !c.is_ascii_digit() && c != ':' && c != '[' && c != ']' && c != '.'
+                    })
                     .next()
                     .and_then(|a| a.rsplit(':').next())
                     .and_then(|p| p.parse().ok())
@@ -662,9 +815,19 @@ fn report(title: &str, lines: &[Line]) {
     println!();
     println!(
         "| {:<32} | {:>10} | {:>9} | {:>7} | {:>11} | {:>13} | {:>13} | {:>12} |",
-        "method (median of runs)", "rows/s", "MB/s", "vs COPY", "1st row ms", "CPU µs/row", "host µs/row", "peak RSS MiB"
+        "method (median of runs)",
+        "rows/s",
+        "MB/s",
+        "vs COPY",
+        "1st row ms",
+        "CPU µs/row",
+        "host µs/row",
+        "peak RSS MiB"
     );
-    println!("|{:-<34}|{:->12}|{:->11}|{:->9}|{:->13}|{:->15}|{:->15}|{:->14}|", "", "", "", "", "", "", "", "");
+    println!(
+        "|{:-<34}|{:->12}|{:->11}|{:->9}|{:->13}|{:->15}|{:->15}|{:->14}|",
+        "", "", "", "", "", "", "", ""
+    );
     let rate = |line: &Line| -> f64 {
         let wall = median(line.runs.iter().map(|s| s.wall)).unwrap_or_default();
         line.runs[0].rows as f64 / wall.as_secs_f64().max(1e-9)
@@ -674,7 +837,9 @@ fn report(title: &str, lines: &[Line]) {
         let rows = line.runs[0].rows as f64;
         let wall = median(line.runs.iter().map(|s| s.wall)).unwrap_or_default();
         let per_row = |d: Option<Duration>| {
-            d.map_or("-".to_string(), |d| format!("{:.2}", d.as_secs_f64() * 1e6 / rows))
+            d.map_or("-".to_string(), |d| {
+                format!("{:.2}", d.as_secs_f64() * 1e6 / rows)
+            })
         };
         let first = median(line.runs.iter().filter_map(|s| s.first_row))
             .map_or("-".to_string(), |d| format!("{:.1}", d.as_secs_f64() * 1e3));
@@ -684,11 +849,17 @@ fn report(title: &str, lines: &[Line]) {
             .filter_map(|s| s.peak_rss)
             .max()
             .map_or("-".to_string(), |b| format!("{:.1}", b as f64 / MIB));
+        let bytes = line.runs[0].bytes;
+        let mb_per_s = if bytes == 0 {
+            "-".to_string() // values decoded in place: no byte stream to count
+        } else {
+            format!("{:.1}", bytes as f64 / 1e6 / wall.as_secs_f64().max(1e-9))
+        };
         println!(
-            "| {:<32} | {:>10.0} | {:>9.1} | {:>6.2}x | {:>11} | {:>13} | {:>13} | {:>12} |",
+            "| {:<32} | {:>10.0} | {:>9} | {:>6.2}x | {:>11} | {:>13} | {:>13} | {:>12} |",
             line.label,
             rate(line),
-            line.runs[0].bytes as f64 / 1e6 / wall.as_secs_f64().max(1e-9),
+            mb_per_s,
             rate(line) / baseline,
             first,
             per_row(median(line.runs.iter().filter_map(|s| s.work_cpu))),
@@ -697,9 +868,15 @@ fn report(title: &str, lines: &[Line]) {
         );
     }
     println!();
-    println!("  CPU µs/row: the process doing the work (for the connector: its server process alone);");
-    println!("  host µs/row: the gRPC client decoding the stream, in the benchmark's process;");
-    println!("  peak RSS: the connector process's VmHWM (a fresh process per run; the largest run).");
+    println!(
+        "  CPU µs/row: the process doing the work (for the connector: its server process alone);"
+    );
+    println!(
+        "  host µs/row: the gRPC client in the benchmark's process (decoding, or only framing);"
+    );
+    println!(
+        "  peak RSS: the connector process's VmHWM (a fresh process per run; the largest run)."
+    );
     println!();
 }
 
