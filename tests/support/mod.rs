@@ -23,6 +23,8 @@ use fivetran_source::server::MAX_MESSAGE_BYTES;
 use tokio::sync::oneshot;
 use tonic::transport::{Channel, Endpoint};
 
+#[allow(dead_code)]
+pub mod python;
 pub mod redshift;
 pub mod stream;
 
