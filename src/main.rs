@@ -1,4 +1,5 @@
-//! The one executable: `serve` (what hosts run), `debug` (play the host locally), `demo`.
+//! The one executable: `serve` (what hosts run), `debug` (play the host locally), `reset`
+//! (forget the debug runner's state and warehouse), `demo`.
 //! It only parses the command line and hands over to the library.
 
 use std::process::ExitCode;
@@ -13,7 +14,8 @@ use fivetran_source::{debug, logging, server};
     about = "redshift-sync: sync Amazon Redshift tables incrementally over the connector SDK protocol"
 )]
 struct Cli {
-    /// Port to serve on when no subcommand is given (hosts start the binary as `--port N`).
+    /// Port to serve on when no subcommand is given (hosts start the binary as `--port N`),
+    /// or before `serve`.
     #[arg(long, global = false)]
     port: Option<u16>,
     #[command(subcommand)]
@@ -24,18 +26,33 @@ struct Cli {
 enum Command {
     /// Run the gRPC server (what a connector SDK host starts).
     Serve {
-        /// TCP port to listen on, on every interface (IPv6 and IPv4).
-        #[arg(long, default_value_t = 50051)]
-        port: u16,
+        /// TCP port to listen on, on every interface (IPv6 and IPv4) [default: 50051].
+        #[arg(long)]
+        port: Option<u16>,
     },
     /// Play the host locally: call the server, keep the state file, fill a local warehouse.
     Debug(debug::DebugArgs),
+    /// Delete the debug runner's state file and warehouse, without syncing.
+    Reset(debug::ResetArgs),
     /// A first run with no Redshift: a throwaway local PostgreSQL, two syncs and a sample query.
     Demo(debug::demo::DemoArgs),
 }
 
+const DEFAULT_PORT: u16 = 50051;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let (Some(port), Some(command)) = (cli.port, &cli.command) {
+        let ignored = match command {
+            Command::Serve { .. } => None,
+            Command::Debug(_) => Some("debug runs its server in-process on a free port; use `debug --server HOST:PORT` to call one"),
+            Command::Reset(_) => Some("reset starts no server"),
+            Command::Demo(_) => Some("demo runs its server in-process on a free port"),
+        };
+        if let Some(why) = ignored {
+            eprintln!("warning: `--port {port}` is ignored: {why}");
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -49,8 +66,11 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Debug(args)) => runtime.block_on(debug::run(args)),
         Some(Command::Demo(args)) => runtime.block_on(debug::demo::run(args)),
-        Some(Command::Serve { port }) => runtime.block_on(serve(port)),
-        None => runtime.block_on(serve(cli.port.unwrap_or(50051))),
+        Some(Command::Reset(args)) => debug::run_reset(args),
+        Some(Command::Serve { port }) => {
+            runtime.block_on(serve(port.or(cli.port).unwrap_or(DEFAULT_PORT)))
+        }
+        None => runtime.block_on(serve(cli.port.unwrap_or(DEFAULT_PORT))),
     }
 }
 

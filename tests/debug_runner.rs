@@ -449,6 +449,44 @@ async fn a_failing_configuration_test_stops_the_run() {
         other => panic!("expected TestFailed, got {other:?}"),
     }
     assert!(!files.state.exists(), "a failed run saved state");
+    assert!(
+        !files.warehouse.exists() && !files.warehouse.parent().unwrap().exists(),
+        "a failed first run left an empty warehouse (or its folder) behind"
+    );
+}
+
+/// A run that fails after an earlier one synced keeps the warehouse: it holds that data.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_later_run_keeps_the_warehouse() {
+    let db = all_types_database().await;
+    let files = files();
+    sync(&options(&db.config, &files)).await;
+    let mut config = db.config.clone();
+    config.insert("password".into(), "wrong-password".into());
+    assert!(run_sync(&options(&config, &files)).await.is_err());
+    assert_warehouse_equals_source(&db.client, &files.warehouse).await;
+}
+
+/// `reset` deletes the state and the warehouse, syncs nothing; `--port` before a subcommand
+/// that starts no listening server is reported as ignored.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_reset_subcommand_deletes_state_and_warehouse() {
+    let db = all_types_database().await;
+    let files = files();
+    sync(&options(&db.config, &files)).await;
+    assert!(files.state.exists() && files.warehouse.exists());
+    let output = Command::new(env!("CARGO_BIN_EXE_fivetran_source"))
+        .args(["--port", "7000", "reset", "--state"])
+        .arg(&files.state)
+        .arg("--warehouse")
+        .arg(&files.warehouse)
+        .output()
+        .expect("run reset");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("`--port 7000` is ignored"), "{stderr}");
+    assert!(!files.state.exists(), "reset left the state file");
+    assert!(!files.warehouse.exists(), "reset left the warehouse");
 }
 
 /// `--reset` starts over: a row deleted in the source disappears from the new warehouse.

@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 pub use error::DebugError;
-pub use runner::{run_sync, RunOptions, StopPoint};
+pub use runner::{reset, run_sync, RunOptions, StopPoint};
 pub use summary::Summary;
 
 use crate::logging::{self, LogTarget};
@@ -56,6 +56,32 @@ pub struct DebugArgs {
     /// Delete the state and the warehouse first: a full re-sync.
     #[arg(long)]
     pub reset: bool,
+}
+
+/// `reset`: what `debug --reset` does first, without syncing.
+#[derive(Debug, clap::Args)]
+pub struct ResetArgs {
+    /// The state file to delete.
+    #[arg(long, value_name = "FILE", default_value = "files/state.json")]
+    pub state: PathBuf,
+    /// The SQLite warehouse to delete, with its side files.
+    #[arg(long, value_name = "FILE", default_value = "files/warehouse.db")]
+    pub warehouse: PathBuf,
+}
+
+/// The `reset` subcommand: the next `debug` run is a full re-sync into a new warehouse.
+pub fn run_reset(args: ResetArgs) -> ExitCode {
+    match reset(&args.state, &args.warehouse) {
+        Ok(()) => {
+            println!(
+                "deleted {} and {}; the next `debug` run syncs everything again",
+                args.state.display(),
+                args.warehouse.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => fail(&err),
+    }
 }
 
 /// The `debug` subcommand: prints the summary, or the error and its causes, and says so in

@@ -86,6 +86,7 @@ pub async fn run_sync(options: &RunOptions) -> Result<Summary, DebugError> {
     }
     let state_file = StateFile::new(&options.state);
     let state = state_file.load()?;
+    let new_warehouse = NewWarehouse::before_open(&options.warehouse);
     let mut warehouse = Warehouse::open(&options.warehouse)?;
     let mut connection = Connection::open(&options.server).await?;
     let mut progress = Progress::new(options.progress);
@@ -109,20 +110,22 @@ pub async fn run_sync(options: &RunOptions) -> Result<Summary, DebugError> {
     if result.is_err() {
         // What a crash would lose; the next run replays it from the saved state.
         let _ = warehouse.rollback();
+        if summary.checkpoints == 0 {
+            // Nothing was synced: a warehouse this run created holds no data, only tables.
+            drop(warehouse);
+            new_warehouse.remove();
+        }
     }
     result?;
     summary.elapsed = started.elapsed();
     Ok(summary)
 }
 
-/// Deletes the state file and the warehouse with its SQLite side files.
-fn reset(state: &Path, warehouse: &Path) -> Result<(), DebugError> {
-    let mut paths = vec![state.to_path_buf(), warehouse.to_path_buf()];
-    for suffix in ["-wal", "-shm", "-journal"] {
-        let mut side = warehouse.as_os_str().to_os_string();
-        side.push(suffix);
-        paths.push(PathBuf::from(side));
-    }
+/// Deletes the state file and the warehouse with its SQLite side files: what `debug --reset`
+/// and `reset` do.
+pub fn reset(state: &Path, warehouse: &Path) -> Result<(), DebugError> {
+    let mut paths = vec![state.to_path_buf()];
+    paths.extend(warehouse_files(warehouse));
     for path in paths {
         match std::fs::remove_file(&path) {
             Ok(()) => {}
@@ -131,6 +134,59 @@ fn reset(state: &Path, warehouse: &Path) -> Result<(), DebugError> {
         }
     }
     Ok(())
+}
+
+/// The warehouse file and its SQLite side files.
+fn warehouse_files(warehouse: &Path) -> Vec<PathBuf> {
+    let mut paths = vec![warehouse.to_path_buf()];
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut side = warehouse.as_os_str().to_os_string();
+        side.push(suffix);
+        paths.push(PathBuf::from(side));
+    }
+    paths
+}
+
+/// What a run creates when the warehouse does not exist yet, so that a failed first run can
+/// take it away again instead of leaving an empty warehouse (and folder) behind.
+struct NewWarehouse {
+    /// The warehouse path, when this run creates the file.
+    file: Option<PathBuf>,
+    /// The folders this run creates for it, innermost first.
+    dirs: Vec<PathBuf>,
+}
+
+impl NewWarehouse {
+    fn before_open(warehouse: &Path) -> Self {
+        if warehouse.exists() {
+            return Self {
+                file: None,
+                dirs: Vec::new(),
+            };
+        }
+        let dirs = warehouse
+            .ancestors()
+            .skip(1)
+            .take_while(|dir| !dir.as_os_str().is_empty() && !dir.exists())
+            .map(Path::to_path_buf)
+            .collect();
+        Self {
+            file: Some(warehouse.to_path_buf()),
+            dirs,
+        }
+    }
+
+    /// Best effort: a file that cannot be removed is left, as a failed run would leave it.
+    fn remove(self) {
+        let Some(file) = self.file else { return };
+        for path in warehouse_files(&file) {
+            let _ = std::fs::remove_file(path);
+        }
+        for dir in self.dirs {
+            // Only if empty: the state file, or the user's files, may have been put there.
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
 }
 
 /// One run in progress: the warehouse, the state file and the counts.

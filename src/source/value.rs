@@ -298,7 +298,7 @@ fn utf8(body: &[u8], range: Range<usize>, scratch: &mut Vec<u8>) -> Cell {
 /// Decodes hex text (either case; PostgreSQL's `\x` prefix allowed) into the scratch buffer.
 fn hex_into(text: &[u8], scratch: &mut Vec<u8>) -> Result<Cell, String> {
     let digits = text.strip_prefix(b"\\x").unwrap_or(text);
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err("hex text of odd length".to_string());
     }
     let start = scratch.len();
