@@ -29,6 +29,9 @@ pub enum StateError {
     Malformed(#[source] serde_json::Error),
     #[error("state_json has version {found}, but this connector reads version {STATE_VERSION}; send {{}} to re-sync from scratch")]
     UnknownVersion { found: u64 },
+    /// No name or position this connector writes holds one, and none can reach the database.
+    #[error("state_json has a NUL character in {at}; send the state_json of a checkpoint this connector emitted, or {{}} to re-sync from scratch")]
+    NulCharacter { at: String },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -91,6 +94,9 @@ impl SyncState {
             Some(found) => return Err(StateError::UnknownVersion { found }),
             None => {}
         }
+        if let Some(at) = nul_character_at(&value, "state_json") {
+            return Err(StateError::NulCharacter { at });
+        }
         serde_json::from_value(value).map_err(StateError::Malformed)
     }
 
@@ -117,9 +123,43 @@ impl SyncState {
     }
 }
 
+/// Where the first NUL character in a string or object key of `value` is, as a dotted path.
+fn nul_character_at(value: &serde_json::Value, path: &str) -> Option<String> {
+    use serde_json::Value;
+    match value {
+        Value::String(text) if text.contains('\0') => Some(path.to_string()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_character_at(item, &format!("{path}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(key, item)| {
+            let at = format!("{path}.{}", crate::config::shorten(key));
+            if key.contains('\0') {
+                Some(at)
+            } else {
+                nul_character_at(item, &at)
+            }
+        }),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nul_anywhere_is_refused_with_where() {
+        let state = r#"{"version": 1, "tables": {"public": {"t": {"mode": "incremental",
+            "cursor_column": "updated_at", "key_columns": ["id"],
+            "position": {"cursor": "2024-01-01", "key": ["1\u0000"]}}}}}"#;
+        match SyncState::parse(Some(state)) {
+            Err(StateError::NulCharacter { at }) => {
+                assert_eq!(at, "state_json.tables.public.t.position.key[0]")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn absent_empty_and_braces_are_a_first_sync() {

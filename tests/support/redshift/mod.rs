@@ -78,6 +78,10 @@ struct Shared {
     fetches: AtomicU64,
     /// What Redshift refused, in order: the tests' evidence of what the connector sent.
     refusals: Mutex<Vec<String>>,
+    /// Sessions that got as far as a startup message.
+    sessions: AtomicU64,
+    /// The SQL of every Query and Parse, as the connector sent it, in order.
+    sql: Mutex<Vec<String>>,
     /// Result column types of statements, by database and SQL (for the binary-format rule).
     described: Mutex<HashMap<(String, String), Vec<u32>>>,
     /// Relations that run on the leader node, by database and name.
@@ -115,6 +119,8 @@ impl RedshiftProxy {
             settings: Mutex::new(settings),
             fetches: AtomicU64::new(0),
             refusals: Mutex::new(Vec::new()),
+            sessions: AtomicU64::new(0),
+            sql: Mutex::new(Vec::new()),
             described: Mutex::new(HashMap::new()),
             leader_node: Mutex::new(HashMap::new()),
         });
@@ -164,6 +170,16 @@ impl RedshiftProxy {
         self.shared.refusals.lock().unwrap().clone()
     }
 
+    /// Sessions opened through the proxy so far (counted at their startup message).
+    pub fn sessions(&self) -> u64 {
+        self.shared.sessions.load(Ordering::SeqCst)
+    }
+
+    /// The SQL of every statement the connector sent so far, in order.
+    pub fn sql(&self) -> Vec<String> {
+        self.shared.sql.lock().unwrap().clone()
+    }
+
     /// The connector's configuration for `database` through this proxy.
     pub fn connector_configuration(&self, database: &str) -> HashMap<String, String> {
         let mut config = self.shared.postgres.connector_configuration(database);
@@ -205,6 +221,7 @@ async fn serve(shared: Arc<Shared>, client: TcpStream) -> std::io::Result<()> {
             _ => break packet,
         }
     };
+    shared.sessions.fetch_add(1, Ordering::SeqCst);
     let database = startup_parameter(&startup, "database").unwrap_or_default();
     let mut backend = TcpStream::connect(("127.0.0.1", shared.postgres.port())).await?;
     backend.set_nodelay(true)?;
@@ -380,6 +397,7 @@ async fn inspect(
     match tag {
         b'Q' => {
             let text = cstring(&mut body);
+            shared.sql.lock().unwrap().push(text.clone());
             let judged = judge(session, &text);
             if let Some(rejection) = judged.rejection {
                 return Verdict::Refuse(rejection.code, rejection.message, None);
@@ -391,6 +409,7 @@ async fn inspect(
         b'P' => {
             let name = cstring(&mut body);
             let text = cstring(&mut body);
+            shared.sql.lock().unwrap().push(text.clone());
             let judged = judge(session, &text);
             if let Some(rejection) = judged.rejection {
                 return Verdict::Refuse(rejection.code, rejection.message, None);
