@@ -22,8 +22,16 @@ pub mod keys {
     pub const HOST: &str = "host";
     pub const PORT: &str = "port";
     pub const DATABASE: &str = "database";
+    pub const AUTH: &str = "auth";
     pub const USER: &str = "user";
     pub const PASSWORD: &str = "password";
+    pub const REGION: &str = "region";
+    pub const CLUSTER_IDENTIFIER: &str = "cluster_identifier";
+    pub const WORKGROUP: &str = "workgroup";
+    pub const DB_USER: &str = "db_user";
+    pub const AUTO_CREATE: &str = "auto_create";
+    pub const DB_GROUPS: &str = "db_groups";
+    pub const AWS_ENDPOINT_URL: &str = "aws_endpoint_url";
     pub const SSLMODE: &str = "sslmode";
     pub const SSLROOTCERT: &str = "sslrootcert";
     pub const SCHEMAS: &str = "schemas";
@@ -42,8 +50,16 @@ pub mod keys {
         HOST,
         PORT,
         DATABASE,
+        AUTH,
         USER,
         PASSWORD,
+        REGION,
+        CLUSTER_IDENTIFIER,
+        WORKGROUP,
+        DB_USER,
+        AUTO_CREATE,
+        DB_GROUPS,
+        AWS_ENDPOINT_URL,
         SSLMODE,
         SSLROOTCERT,
         SCHEMAS,
@@ -295,16 +311,73 @@ impl fmt::Display for TablePattern {
 /// Connection settings: what it takes to open a session.
 #[derive(Debug, Clone)]
 pub struct ConnectionConfig {
+    /// Empty with IAM sign-in: the cluster's or workgroup's endpoint, asked from AWS.
     pub host: String,
-    pub port: u16,
+    /// `None`: the endpoint's port when the host is asked from AWS, else [`DEFAULT_PORT`].
+    pub port: Option<u16>,
     pub database: String,
-    pub user: String,
-    pub password: Secret,
+    pub authentication: Authentication,
     pub sslmode: SslMode,
     pub root_certificates: RootCertificates,
     pub connect_timeout: Duration,
     /// Zero: no statement timeout.
     pub query_timeout: Duration,
+}
+
+impl ConnectionConfig {
+    /// The configured port, or Redshift's default.
+    pub fn port_or_default(&self) -> u16 {
+        self.port.unwrap_or(DEFAULT_PORT)
+    }
+}
+
+/// How the connector signs in to the database.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Authentication {
+    /// A database user and its password (`auth` = password, the default).
+    Password { user: String, password: Secret },
+    /// Temporary credentials from Redshift's APIs, signed with the AWS credentials of the
+    /// standard chain (`auth` = iam), as AWS's own drivers offer.
+    Iam(IamSignIn),
+}
+
+impl Authentication {
+    /// The database user as configured, for messages (`None`: decided by AWS at sign-in).
+    pub fn configured_user(&self) -> Option<&str> {
+        match self {
+            Self::Password { user, .. } => Some(user),
+            Self::Iam(iam) => match &iam.target {
+                IamTarget::Cluster {
+                    db_user: Some(user),
+                    ..
+                } => Some(user),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// Where temporary database credentials come from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IamSignIn {
+    pub region: String,
+    pub target: IamTarget,
+    /// An AWS API endpoint to use instead of the region's (a VPC interface endpoint, say).
+    pub endpoint_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum IamTarget {
+    /// A provisioned cluster: GetClusterCredentials for `db_user`, or, without one,
+    /// GetClusterCredentialsWithIAM (the database user is the IAM identity).
+    Cluster {
+        identifier: String,
+        db_user: Option<String>,
+        auto_create: bool,
+        db_groups: Vec<String>,
+    },
+    /// A Serverless workgroup: GetCredentials (the database user is the IAM identity).
+    Workgroup { name: String },
 }
 
 /// What to sync and how.
@@ -382,12 +455,21 @@ impl Config {
         }
         let reader = MapReader(map);
 
-        let host = reader.required(keys::HOST)?;
+        let authentication = parse_authentication(map, &reader)?;
+        let host =
+            match (&authentication, reader.optional(keys::HOST)) {
+                (_, Some(host)) => host,
+                (Authentication::Iam(_), None) => String::new(),
+                (Authentication::Password { .. }, None) => return Err(ConfigError::new(
+                    keys::HOST,
+                    "is required (the cluster's endpoint; with `auth` = iam it may be left empty)",
+                )),
+            };
         validate_host(&host)?;
         let port = match reader.optional(keys::PORT) {
-            None => DEFAULT_PORT,
+            None => None,
             Some(text) => match text.parse::<u16>() {
-                Ok(port) if port > 0 => port,
+                Ok(port) if port > 0 => Some(port),
                 _ => return Err(ConfigError::new(
                     keys::PORT,
                     "must be a TCP port number between 1 and 65535 (Redshift's default is 5439)",
@@ -395,17 +477,6 @@ impl Config {
             },
         };
         let database = reader.required(keys::DATABASE)?;
-        let user = reader.required(keys::USER)?;
-        // The password is taken verbatim: leading/trailing spaces may be part of it.
-        let password = match map.get(keys::PASSWORD) {
-            Some(p) if !p.is_empty() => Secret::new(p.clone()),
-            _ => {
-                return Err(ConfigError::new(
-                    keys::PASSWORD,
-                    "is required (the database user's password, or temporary IAM credentials' password)",
-                ))
-            }
-        };
         let sslmode = match reader.optional(keys::SSLMODE) {
             None => SslMode::Require,
             Some(text) => SslMode::parse(&text.to_ascii_lowercase()).ok_or_else(|| {
@@ -481,8 +552,7 @@ impl Config {
                 host,
                 port,
                 database,
-                user,
-                password,
+                authentication,
                 sslmode,
                 root_certificates,
                 connect_timeout,
@@ -569,6 +639,146 @@ fn check_pem(pem: &[u8]) -> Result<(), ConfigError> {
                 "holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)",
             )
         })
+}
+
+/// `auth` and the keys of the chosen method. Keys of the other method are refused rather than
+/// ignored: a password left beside `auth` = iam would otherwise look like it was used.
+fn parse_authentication(
+    map: &HashMap<String, String>,
+    reader: &MapReader<'_>,
+) -> Result<Authentication, ConfigError> {
+    const IAM_KEYS: &[&str] = &[
+        keys::REGION,
+        keys::CLUSTER_IDENTIFIER,
+        keys::WORKGROUP,
+        keys::DB_USER,
+        keys::AUTO_CREATE,
+        keys::DB_GROUPS,
+        keys::AWS_ENDPOINT_URL,
+    ];
+    let method = reader
+        .optional(keys::AUTH)
+        .map(|m| m.to_ascii_lowercase())
+        .unwrap_or_else(|| "password".to_string());
+    match method.as_str() {
+        "password" => {
+            // `auto_create` = false is the form's default, and means nothing here.
+            let set = |key: &str| match reader.optional(key) {
+                Some(value) => !(key == keys::AUTO_CREATE && value.eq_ignore_ascii_case("false")),
+                None => false,
+            };
+            if let Some(key) = IAM_KEYS.iter().find(|key| set(key)) {
+                return Err(ConfigError::new(
+                    key,
+                    "is only used with `auth` = iam; set `auth` to iam, or leave it empty",
+                ));
+            }
+            let user = reader.required(keys::USER)?;
+            // The password is taken verbatim: leading/trailing spaces may be part of it.
+            let password = match map.get(keys::PASSWORD) {
+                Some(p) if !p.is_empty() => Secret::new(p.clone()),
+                _ => {
+                    return Err(ConfigError::new(
+                        keys::PASSWORD,
+                        "is required (the database user's password), unless `auth` = iam",
+                    ))
+                }
+            };
+            Ok(Authentication::Password { user, password })
+        }
+        "iam" => {
+            if map.get(keys::PASSWORD).is_some_and(|p| !p.is_empty()) {
+                return Err(ConfigError::new(
+                    keys::PASSWORD,
+                    "is not used with `auth` = iam (temporary passwords come from AWS); leave it empty",
+                ));
+            }
+            let region = reader.required(keys::REGION)?;
+            if !region
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            {
+                return Err(ConfigError::new(
+                    keys::REGION,
+                    format!(
+                        "`{}` is not an AWS region name such as us-east-1",
+                        shorten(&region)
+                    ),
+                ));
+            }
+            let endpoint_url = reader.optional(keys::AWS_ENDPOINT_URL);
+            if let Some(url) = &endpoint_url {
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    return Err(ConfigError::new(
+                        keys::AWS_ENDPOINT_URL,
+                        "must be an http(s):// URL, e.g. https://redshift.us-east-1.amazonaws.com",
+                    ));
+                }
+            }
+            let cluster = reader.optional(keys::CLUSTER_IDENTIFIER);
+            let workgroup = reader.optional(keys::WORKGROUP);
+            let target = match (cluster, workgroup) {
+                (Some(identifier), None) => {
+                    // `db_user`, else `user`: AWS's drivers also take the user as DbUser.
+                    let db_user = reader
+                        .optional(keys::DB_USER)
+                        .or_else(|| reader.optional(keys::USER));
+                    let auto_create = reader.boolean(keys::AUTO_CREATE)?.unwrap_or(false);
+                    let db_groups = reader
+                        .list(keys::DB_GROUPS)?
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(str::to_string)
+                        .collect::<Vec<_>>();
+                    if db_user.is_none() && (auto_create || !db_groups.is_empty()) {
+                        let key = if auto_create { keys::AUTO_CREATE } else { keys::DB_GROUPS };
+                        return Err(ConfigError::new(
+                            key,
+                            "needs `db_user` (without one the database user is the IAM identity, which AWS creates and groups itself)",
+                        ));
+                    }
+                    IamTarget::Cluster {
+                        identifier,
+                        db_user,
+                        auto_create,
+                        db_groups,
+                    }
+                }
+                (None, Some(name)) => {
+                    for key in [keys::DB_USER, keys::USER, keys::AUTO_CREATE, keys::DB_GROUPS] {
+                        if reader.optional(key).is_some() {
+                            return Err(ConfigError::new(
+                                key,
+                                "is not used with a Serverless `workgroup`: the database user is the IAM identity; leave it empty",
+                            ));
+                        }
+                    }
+                    IamTarget::Workgroup { name }
+                }
+                (Some(_), Some(_)) => {
+                    return Err(ConfigError::new(
+                        keys::WORKGROUP,
+                        "and `cluster_identifier` are both set; give the cluster (provisioned) or the workgroup (Serverless)",
+                    ))
+                }
+                (None, None) => {
+                    return Err(ConfigError::new(
+                        keys::CLUSTER_IDENTIFIER,
+                        "or `workgroup` is required with `auth` = iam",
+                    ))
+                }
+            };
+            Ok(Authentication::Iam(IamSignIn {
+                region,
+                target,
+                endpoint_url,
+            }))
+        }
+        other => Err(ConfigError::new(
+            keys::AUTH,
+            format!("`{}` is not one of: password, iam", shorten(other)),
+        )),
+    }
 }
 
 /// A host name or IP address; a port or scheme in it is a common mistake worth naming.
@@ -775,6 +985,19 @@ impl MapReader<'_> {
         }
     }
 
+    fn boolean(&self, key: &str) -> Result<Option<bool>, ConfigError> {
+        match self
+            .optional(key)
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
+            None => Ok(None),
+            Some("true") => Ok(Some(true)),
+            Some("false") => Ok(Some(false)),
+            Some(_) => Err(ConfigError::new(key, "must be true or false")),
+        }
+    }
+
     fn seconds(&self, key: &str, min: u64, max: u64) -> Result<Option<Duration>, ConfigError> {
         Ok(self
             .number(key, min, max, "seconds")?
@@ -802,10 +1025,142 @@ mod tests {
         ]
     }
 
+    fn iam(pairs: &[(&'static str, &'static str)]) -> Result<Config, ConfigError> {
+        let mut all = vec![("host", ""), ("database", "dev"), ("auth", "IAM")];
+        all.extend_from_slice(pairs);
+        Config::from_map(&map(&all))
+    }
+
+    #[test]
+    fn iam_sign_in_takes_a_cluster_or_a_workgroup() {
+        let config = iam(&[
+            ("region", "eu-west-1"),
+            ("cluster_identifier", "examplecluster"),
+            ("db_user", "alice"),
+            ("auto_create", "true"),
+            ("db_groups", "analysts, loaders"),
+        ])
+        .unwrap();
+        assert_eq!(config.connection.host, "");
+        assert_eq!(config.connection.port, None);
+        assert_eq!(
+            config.connection.authentication,
+            Authentication::Iam(IamSignIn {
+                region: "eu-west-1".into(),
+                target: IamTarget::Cluster {
+                    identifier: "examplecluster".into(),
+                    db_user: Some("alice".into()),
+                    auto_create: true,
+                    db_groups: vec!["analysts".into(), "loaders".into()],
+                },
+                endpoint_url: None,
+            })
+        );
+        // `user` stands in for `db_user`, as in AWS's drivers; neither: the IAM identity.
+        let config = iam(&[
+            ("region", "us-east-1"),
+            ("cluster_identifier", "c"),
+            ("user", "bob"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.connection.authentication.configured_user(),
+            Some("bob")
+        );
+        let config = iam(&[("region", "us-east-1"), ("cluster_identifier", "c")]).unwrap();
+        assert_eq!(config.connection.authentication.configured_user(), None);
+        let config = iam(&[("region", "us-east-1"), ("workgroup", "wg")]).unwrap();
+        assert!(matches!(
+            config.connection.authentication,
+            Authentication::Iam(IamSignIn {
+                target: IamTarget::Workgroup { .. },
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn iam_sign_in_refuses_what_it_would_ignore() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("cluster_identifier", "c")], "region"),
+            (&[("region", "us-east-1")], "cluster_identifier"),
+            (
+                &[
+                    ("region", "us-east-1"),
+                    ("cluster_identifier", "c"),
+                    ("workgroup", "w"),
+                ],
+                "workgroup",
+            ),
+            (
+                &[
+                    ("region", "us-east-1"),
+                    ("cluster_identifier", "c"),
+                    ("password", "x"),
+                ],
+                "password",
+            ),
+            (
+                &[
+                    ("region", "us-east-1"),
+                    ("cluster_identifier", "c"),
+                    ("auto_create", "yes"),
+                ],
+                "auto_create",
+            ),
+            (
+                &[
+                    ("region", "us-east-1"),
+                    ("cluster_identifier", "c"),
+                    ("auto_create", "true"),
+                ],
+                "auto_create",
+            ),
+            (
+                &[
+                    ("region", "us-east-1"),
+                    ("workgroup", "w"),
+                    ("db_user", "a"),
+                ],
+                "db_user",
+            ),
+            (&[("region", "US East"), ("workgroup", "w")], "region"),
+            (
+                &[
+                    ("region", "us-east-1"),
+                    ("workgroup", "w"),
+                    ("aws_endpoint_url", "localhost:1"),
+                ],
+                "aws_endpoint_url",
+            ),
+        ];
+        for (pairs, key) in cases {
+            let err = iam(pairs).map(|_| ()).unwrap_err();
+            assert_eq!(err.key, *key, "{pairs:?}: {err}");
+        }
+        // IAM keys without `auth` = iam, and a host-less password configuration.
+        let mut pairs = minimal();
+        pairs.push(("region", "us-east-1"));
+        assert_eq!(Config::from_map(&map(&pairs)).unwrap_err().key, "region");
+        let mut pairs = minimal();
+        pairs[0] = ("host", "");
+        assert_eq!(Config::from_map(&map(&pairs)).unwrap_err().key, "host");
+        let mut pairs = minimal();
+        pairs.push(("auth", "kerberos"));
+        assert_eq!(Config::from_map(&map(&pairs)).unwrap_err().key, "auth");
+    }
+
     #[test]
     fn defaults_apply_to_a_minimal_configuration() {
         let config = Config::from_map(&map(&minimal())).unwrap();
-        assert_eq!(config.connection.port, 5439);
+        assert_eq!(config.connection.port_or_default(), 5439);
+        assert_eq!(
+            config.connection.authentication,
+            Authentication::Password {
+                user: "awsuser".into(),
+                password: Secret::new("s3cret!")
+            }
+        );
         assert_eq!(config.connection.sslmode, SslMode::Require);
         assert_eq!(
             config.connection.root_certificates,

@@ -169,9 +169,12 @@ async fn the_connector_configuration_is_valid_and_verify_full() {
     let connection = config.connection;
     assert_eq!(connection.host, "localhost");
     // Through the Redshift-shaped proxy in front of the server.
-    assert_eq!(connection.port, support::proxy().port());
+    assert_eq!(connection.port, Some(support::proxy().port()));
     assert_eq!(connection.database, db.name);
-    assert_eq!(connection.user, cluster().admin_user());
+    assert_eq!(
+        connection.authentication.configured_user(),
+        Some(cluster().admin_user())
+    );
     assert_eq!(connection.sslmode, SslMode::VerifyFull);
     assert_eq!(
         connection.root_certificates,

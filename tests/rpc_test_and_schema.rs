@@ -33,8 +33,16 @@ const KEYS: &[&str] = &[
     "host",
     "port",
     "database",
+    "auth",
     "user",
     "password",
+    "region",
+    "cluster_identifier",
+    "workgroup",
+    "db_user",
+    "auto_create",
+    "db_groups",
+    "aws_endpoint_url",
     "sslmode",
     "sslrootcert",
     "schemas",
@@ -270,7 +278,8 @@ async fn the_form_has_every_key_the_tests_and_selection() {
             field.name
         );
         assert!(field.r#type.is_some(), "`{}` has no field type", field.name);
-        let required = ["host", "database", "user", "password"].contains(&field.name.as_str());
+        // Only the database is needed by both sign-in methods; the rest is checked per `auth`.
+        let required = field.name == "database";
         assert_eq!(
             field.required,
             Some(required),

@@ -38,7 +38,7 @@ pub async fn select(config: &Config) -> Result<Result<usize, String>, RpcError> 
         };
         return Ok(Err(format!(
             "user `{}` can read no table in {scope}; grant USAGE ON SCHEMA and SELECT ON ALL TABLES IN SCHEMA, or check `schemas` and `tables`",
-            config.connection.user
+            session.user()
         )));
     }
     let mut last_error = None;

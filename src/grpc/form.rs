@@ -6,6 +6,7 @@ use crate::config::{
 };
 use crate::proto::{
     form_field, ConfigurationFormResponse, ConfigurationTest, DropdownField, FormField, TextField,
+    ToggleField,
 };
 
 pub const TEST_CONNECT: &str = "connect";
@@ -33,8 +34,8 @@ pub fn configuration_form() -> ConfigurationFormResponse {
     let mut password = text(
         keys::PASSWORD,
         "Password",
-        true,
-        "The user's password, or the temporary password GetClusterCredentials/GetCredentials returned.",
+        false,
+        "With auth = password: the user's password. Empty with auth = iam.",
         None,
     );
     password.r#type = Some(form_field::Type::TextField(TextField::Password as i32));
@@ -51,6 +52,27 @@ pub fn configuration_form() -> ConfigurationFormResponse {
         default_value: Some("require".to_string()),
         placeholder: None,
     };
+    let auth = FormField {
+        name: keys::AUTH.to_string(),
+        label: "Sign-in".to_string(),
+        required: Some(false),
+        description: Some(
+            "password: a database user and password. iam: temporary database credentials from AWS (GetClusterCredentials, GetClusterCredentialsWithIAM or Serverless GetCredentials), signed with the AWS credentials of the standard chain (environment, profile, web identity, instance or container role), renewed as they expire.".to_string(),
+        ),
+        r#type: Some(form_field::Type::DropdownField(DropdownField {
+            dropdown_field: vec!["password".to_string(), "iam".to_string()],
+        })),
+        default_value: Some("password".to_string()),
+        placeholder: None,
+    };
+    let mut auto_create = text(
+        keys::AUTO_CREATE,
+        "Create the database user",
+        false,
+        "auth = iam, provisioned, with db_user: create db_user if it does not exist (needs redshift:CreateClusterUser).",
+        Some("false"),
+    );
+    auto_create.r#type = Some(form_field::Type::ToggleField(ToggleField {}));
     let port = DEFAULT_PORT.to_string();
     let batch = DEFAULT_BATCH_SIZE.to_string();
     let batch_bytes = DEFAULT_MAX_BATCH_BYTES.to_string();
@@ -58,8 +80,8 @@ pub fn configuration_form() -> ConfigurationFormResponse {
     let mut host = text(
         keys::HOST,
         "Host",
-        true,
-        "The cluster or workgroup endpoint, without port.",
+        false,
+        "The cluster or workgroup endpoint, without port. With auth = iam it may be left empty: the endpoint is asked from AWS.",
         None,
     );
     host.placeholder =
@@ -69,10 +91,18 @@ pub fn configuration_form() -> ConfigurationFormResponse {
         table_selection_supported: true,
         fields: vec![
             host,
-            text(keys::PORT, "Port", false, "The cluster's port.", Some(&port)),
+            text(keys::PORT, "Port", false, "The cluster's port; empty = 5439, or the endpoint's with auth = iam and no host.", Some(&port)),
             text(keys::DATABASE, "Database", true, "The database to sync from, e.g. dev.", None),
-            text(keys::USER, "User", true, "A user with USAGE on the schemas and SELECT on the tables (IAM:name for temporary IAM credentials).", None),
+            auth,
+            text(keys::USER, "User", false, "With auth = password: a user with USAGE on the schemas and SELECT on the tables. With auth = iam on a provisioned cluster: the database user to sign in as, when db_user is empty.", None),
             password,
+            text(keys::REGION, "AWS region", false, "auth = iam: the region of the cluster or workgroup, e.g. us-east-1.", None),
+            text(keys::CLUSTER_IDENTIFIER, "Cluster identifier", false, "auth = iam, provisioned cluster: its identifier. Leave empty for Serverless.", None),
+            text(keys::WORKGROUP, "Serverless workgroup", false, "auth = iam, Redshift Serverless: the workgroup name (the database user is the IAM identity). Leave empty for a provisioned cluster.", None),
+            text(keys::DB_USER, "Database user (IAM)", false, "auth = iam, provisioned: the database user GetClusterCredentials signs in as; empty (and no user) = GetClusterCredentialsWithIAM, signing in as the IAM identity.", None),
+            auto_create,
+            text(keys::DB_GROUPS, "Database groups (IAM)", false, "auth = iam, provisioned, with db_user: comma-separated groups the user joins for the session (needs redshift:JoinGroup).", None),
+            text(keys::AWS_ENDPOINT_URL, "AWS API endpoint", false, "auth = iam: an endpoint for the Redshift API other than the region's (e.g. a VPC interface endpoint). Empty = the region's.", None),
             sslmode,
             text(keys::SSLROOTCERT, "Root certificate", false, "PEM text of the CA to trust for verify-ca/verify-full, or the path of a PEM file (at most 1 MiB); empty = the system roots (which trust Redshift's certificates).", None),
             text(keys::SCHEMAS, "Schemas", false, "Comma-separated schemas to sync; empty = every schema but the system ones. Names resolve as in SQL: unquoted names are lower case, \"Quoted\" names keep their case.", None),

@@ -6,7 +6,7 @@
 use tonic::{Code, Status};
 
 use crate::config::ConfigError;
-use crate::source::SourceError;
+use crate::source::{IamError, SourceError};
 use crate::state::StateError;
 use crate::sync::SyncError;
 
@@ -42,6 +42,17 @@ fn source_code(err: &SourceError) -> Code {
         SourceError::Database {
             transient: true, ..
         } => Code::Unavailable,
+        SourceError::Iam(iam) => match iam.as_ref() {
+            IamError::AccessDenied { .. } => Code::PermissionDenied,
+            IamError::NotFound { .. } => Code::InvalidArgument,
+            IamError::NoCredentials { .. } | IamError::BadCredentials { .. } => {
+                Code::Unauthenticated
+            }
+            IamError::Request {
+                transient: true, ..
+            } => Code::Unavailable,
+            IamError::Request { .. } => Code::Internal,
+        },
         SourceError::FetchSizeRefused { .. }
         | SourceError::PortalLost { .. }
         | SourceError::Decode { .. }
@@ -72,7 +83,10 @@ mod tests {
 
     #[test]
     fn codes_follow_what_the_user_must_do() {
-        let auth = SourceError::AuthenticationFailed { user: "u".into() };
+        let auth = SourceError::AuthenticationFailed {
+            user: "u".into(),
+            iam: false,
+        };
         assert_eq!(
             Status::from(RpcError::from(auth)).code(),
             Code::Unauthenticated

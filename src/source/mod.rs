@@ -13,6 +13,7 @@
 //! "cancelled on user's request" or name the WLM rule).
 
 pub mod catalog;
+pub mod iam;
 pub mod scan;
 pub mod session;
 pub mod types;
@@ -22,10 +23,11 @@ pub mod wire;
 use std::time::Duration;
 
 pub use catalog::{Catalog, ColumnInfo, TableInfo};
+pub use iam::IamError;
 pub use session::{connect, Flavour, Session};
 use wire::{DbError, WireError};
 
-use crate::config::ConnectionConfig;
+use crate::config::{Authentication, ConnectionConfig};
 
 /// Everything that can go wrong talking to the warehouse. Messages say what to fix; none ever
 /// contains the password (the server never echoes it, and we never format the config into one).
@@ -49,8 +51,12 @@ pub enum SourceError {
     TlsNotOffered { host: String, sslmode: &'static str },
     #[error("TLS with {host} failed ({reason}); with sslmode=verify-ca/verify-full the server certificate must chain to `sslrootcert` (or the system roots) and, for verify-full, name the host; use sslmode=require to encrypt without verifying")]
     Tls { host: String, reason: String },
-    #[error("password authentication failed for user `{user}`; check `user` and `password` (temporary IAM credentials expire after 15-60 minutes)")]
-    AuthenticationFailed { user: String },
+    #[error("password authentication failed for user `{user}`; {}", if *.iam {
+        "the password was a new temporary one from AWS: check that the cluster allows IAM sign-in for this user and `database`"
+    } else {
+        "check `user` and `password`"
+    })]
+    AuthenticationFailed { user: String, iam: bool },
     #[error("user `{user}` must log in with an authentication method this connector cannot perform ({detail}); use a user created with a plain or MD5 password, or IAM sign-in (`auth` = iam)")]
     UnsupportedAuthentication { user: String, detail: String },
     #[error("database `{database}` does not exist; check `database` (Redshift's default database is `dev`)")]
@@ -84,6 +90,15 @@ pub enum SourceError {
         message: String,
         transient: bool,
     },
+    /// Boxed: the AWS error's texts would otherwise make every `Result` of this layer large.
+    #[error("IAM sign-in: {0}")]
+    Iam(Box<IamError>),
+}
+
+impl From<IamError> for SourceError {
+    fn from(err: IamError) -> Self {
+        Self::Iam(Box::new(err))
+    }
 }
 
 impl SourceError {
@@ -94,6 +109,7 @@ impl SourceError {
             | Self::ConnectTimeout { .. }
             | Self::ConnectionLost { .. } => true,
             Self::Database { transient, .. } => *transient,
+            Self::Iam(iam) => iam.is_transient(),
             _ => false,
         }
     }
@@ -101,6 +117,9 @@ impl SourceError {
     /// Whether the user must change something (credentials, grants, TLS settings, the host)
     /// before any retry can succeed. In Update these end the sync with a `Task` for the user.
     pub fn needs_user_action(&self) -> bool {
+        if let Self::Iam(iam) = self {
+            return iam.needs_user_action();
+        }
         matches!(
             self,
             Self::UnknownHost { .. }
@@ -129,9 +148,9 @@ impl SourceError {
     }
 
     /// Classifies a failed connection attempt: what the user must fix, or a transient failure.
-    pub fn from_connect(config: &ConnectionConfig, err: WireError) -> Self {
-        let host = config.host.clone();
-        let port = config.port;
+    pub fn from_connect(config: &ConnectionConfig, sign_in: &iam::SignIn, err: WireError) -> Self {
+        let host = sign_in.host.clone();
+        let port = sign_in.port;
         match err {
             WireError::Resolve {
                 permanent: true, ..
@@ -154,13 +173,14 @@ impl SourceError {
             },
             WireError::Tls(reason) => Self::Tls { host, reason },
             WireError::UnsupportedAuthentication { method } => Self::UnsupportedAuthentication {
-                user: config.user.clone(),
+                user: sign_in.user.clone(),
                 detail: method,
             },
             WireError::Db(db) => match db.code.as_str() {
                 // invalid_password, invalid_authorization_specification (no such user, pg_hba reject)
                 "28P01" | "28000" => Self::AuthenticationFailed {
-                    user: config.user.clone(),
+                    user: sign_in.user.clone(),
+                    iam: matches!(config.authentication, Authentication::Iam(_)),
                 },
                 "3D000" => Self::UnknownDatabase {
                     database: config.database.clone(),

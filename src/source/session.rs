@@ -16,8 +16,8 @@
 use std::collections::HashMap;
 
 use super::wire::{self, CancelToken, Column, ConnectOptions, Connection};
-use super::SourceError;
-use crate::config::ConnectionConfig;
+use super::{iam, SourceError};
+use crate::config::{Authentication, ConnectionConfig};
 
 /// Shown in Redshift's STL_CONNECTION_LOG / pg_stat_activity so DBAs can tell whose queries these are.
 pub const APPLICATION_NAME: &str = "redshift-sync";
@@ -52,38 +52,58 @@ pub struct Prepared {
 pub struct Session {
     pub(super) connection: Connection,
     flavour: Flavour,
+    /// The database user signed in as (with IAM, the one AWS named, e.g. `IAM:alice`).
+    user: String,
     /// Statements already prepared on this session, by SQL text: a table's scan prepares its
     /// query once and runs it for every bounded query.
     prepared: HashMap<String, Prepared>,
 }
 
 /// Connects, authenticates and applies the session settings.
+///
+/// With IAM sign-in, a password the database refuses is forgotten and one new password is
+/// fetched and tried: it may have expired early (clocks disagree) or been superseded.
 pub async fn connect(config: &ConnectionConfig) -> Result<Session, SourceError> {
+    match connect_once(config).await {
+        Err(SourceError::AuthenticationFailed { user, .. })
+            if matches!(config.authentication, Authentication::Iam(_)) =>
+        {
+            tracing::info!(%user, "the database refused the temporary password; fetching a new one");
+            iam::forget(config);
+            connect_once(config).await
+        }
+        result => result,
+    }
+}
+
+async fn connect_once(config: &ConnectionConfig) -> Result<Session, SourceError> {
+    let sign_in = iam::sign_in(config).await?;
     let tls =
         wire::tls::TlsMode::new(config.sslmode, &config.root_certificates).map_err(|reason| {
             SourceError::Tls {
-                host: config.host.clone(),
+                host: sign_in.host.clone(),
                 reason,
             }
         })?;
     let options = ConnectOptions {
-        host: &config.host,
-        port: config.port,
+        host: &sign_in.host,
+        port: sign_in.port,
         database: &config.database,
-        user: &config.user,
-        password: config.password.expose(),
+        user: &sign_in.user,
+        password: sign_in.password.expose(),
         tls: &tls,
         timeout: config.connect_timeout,
         application_name: APPLICATION_NAME,
     };
     let connection = Connection::connect(&options)
         .await
-        .map_err(|err| SourceError::from_connect(config, err))?;
+        .map_err(|err| SourceError::from_connect(config, &sign_in, err))?;
     let flavour =
         Flavour::from_server_version(connection.parameter("server_version").unwrap_or(""));
     let mut session = Session {
         connection,
         flavour,
+        user: sign_in.user,
         prepared: HashMap::new(),
     };
     session.apply_settings(config).await?;
@@ -93,6 +113,10 @@ pub async fn connect(config: &ConnectionConfig) -> Result<Session, SourceError> 
 impl Session {
     pub fn flavour(&self) -> Flavour {
         self.flavour
+    }
+
+    pub fn user(&self) -> &str {
+        &self.user
     }
 
     async fn apply_settings(&mut self, config: &ConnectionConfig) -> Result<(), SourceError> {

@@ -24,6 +24,8 @@ use tokio::sync::oneshot;
 use tonic::transport::{Channel, Endpoint};
 
 #[allow(dead_code)]
+pub mod aws;
+#[allow(dead_code)]
 pub mod python;
 pub mod redshift;
 pub mod stream;
@@ -204,3 +206,76 @@ impl Drop for TestServer {
 /// An error with all its causes on one line, for panic messages.
 #[allow(unused_imports)]
 pub use fivetran_source::source::error_chain as chain;
+
+/// The connector's executable serving on a free port, as a host starts it, with an
+/// environment of the test's choosing (AWS credentials, say); killed when dropped.
+#[allow(dead_code)]
+pub struct ServerProcess {
+    child: std::process::Child,
+    port: u16,
+}
+
+#[allow(dead_code)]
+impl ServerProcess {
+    /// `env` is all the environment it gets, besides PATH.
+    pub fn start(env: &[(&str, &str)]) -> ServerProcess {
+        use std::io::{BufRead, BufReader};
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_fivetran_source"));
+        command
+            .args(["serve", "--port", "0"])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("start the connector");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let port = loop {
+            let line = lines
+                .next()
+                .expect("the server exited before listening")
+                .expect("read the server's log");
+            if let Some(addr) = line.split("addr=").nth(1) {
+                let addr: String = addr
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit() || matches!(c, ':' | '[' | ']' | '.'))
+                    .collect();
+                break addr
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or_else(|| panic!("no port in {line}"));
+            }
+        };
+        // Pass its log on (the test's output shows it on failure); never block its writes.
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                println!("server: {line}");
+            }
+        });
+        ServerProcess { child, port }
+    }
+
+    pub async fn client(&self) -> SourceConnectorClient<Channel> {
+        let channel = Endpoint::from_shared(format!("http://127.0.0.1:{}", self.port))
+            .expect("a valid endpoint URI")
+            .connect()
+            .await
+            .expect("connect to the server process");
+        SourceConnectorClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,488 @@
+//! The AWS side of IAM sign-in for the tests: moto, the AWS API emulator (from PyPI, in the
+//! tests' venv), behind a small HTTP front that the connector is pointed at
+//! (`aws_endpoint_url`).
+//!
+//! ```text
+//!  connector ── AWS API (SigV4) ──► front ──► moto (IAM users and policies enforced)
+//!                                     └── installs each temporary password in PostgreSQL
+//! ```
+//!
+//! moto authenticates every call and checks it against the IAM users `aws_setup.py` created,
+//! so AccessDenied is moto's own answer. The front does what moto cannot:
+//! - a password moto hands out must work on the database, so the front creates (or alters)
+//!   that database user in PostgreSQL, `VALID UNTIL` the expiration it returns, before it
+//!   answers; PostgreSQL then refuses it once it has expired, as Redshift does;
+//! - [`FrontSettings`] shortens lifetimes and can install a password already expired;
+//! - `DescribeClusters` names the test proxy as the cluster's endpoint;
+//! - moto has no Redshift Serverless and no `GetClusterCredentialsWithIAM`: the front answers
+//!   those itself, in AWS's documented shapes, allowing the `syncer` user only.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+
+use fivetran_source::local_postgres::LocalPostgres;
+
+pub const REGION: &str = "us-east-1";
+pub const CLUSTER: &str = "sync-cluster";
+pub const WORKGROUP: &str = "sync-workgroup";
+
+/// An IAM user's access key, as the standard credential chain would find it.
+#[derive(Debug, Clone)]
+pub struct AccessKey {
+    pub id: String,
+    pub secret: String,
+}
+
+/// How the front bends the answers, for one test.
+#[derive(Debug, Clone, Default)]
+pub struct FrontSettings {
+    /// Temporary passwords expire this long after they are handed out (AWS: 15-60 minutes).
+    pub lifetime: Option<Duration>,
+    /// The next this-many passwords are installed already expired in the database, while the
+    /// answer still says they are valid: the database refuses a password the connector
+    /// believes good.
+    pub expired_in_database: u32,
+}
+
+struct Shared {
+    postgres: &'static LocalPostgres,
+    moto: SocketAddr,
+    /// The port `DescribeClusters` and `GetWorkgroup` give as the endpoint's.
+    database_port: u16,
+    settings: Mutex<FrontSettings>,
+    /// Calls per action, counted as they arrive.
+    calls: Mutex<HashMap<String, usize>>,
+    /// Access key id -> IAM user name, for the answers the front gives itself.
+    users: HashMap<String, String>,
+}
+
+/// moto and its front; both stop when this is dropped.
+pub struct AwsEmulator {
+    moto: Child,
+    front: SocketAddr,
+    shared: Arc<Shared>,
+    pub syncer: AccessKey,
+    pub outsider: AccessKey,
+}
+
+impl AwsEmulator {
+    /// Starts moto, sets up its account, and starts the front. Endpoints it reports point
+    /// at `database_port` on localhost (the test's Redshift-shaped proxy).
+    pub fn start(postgres: &'static LocalPostgres, database_port: u16) -> AwsEmulator {
+        let python = super::python::python();
+        let moto_port = free_port();
+        let moto = Command::new(super::python::venv().join("bin/moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &moto_port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let moto_addr: SocketAddr = ([127, 0, 0, 1], moto_port).into();
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(moto_addr).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "moto did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let output = Command::new(python)
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/support/aws_setup.py"
+            ))
+            .arg(format!("http://{moto_addr}"))
+            .output()
+            .expect("run aws_setup.py");
+        assert!(
+            output.status.success(),
+            "aws_setup.py failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let keys: serde_json::Value =
+            serde_json::from_slice(&output.stdout).expect("aws_setup.py prints JSON");
+        let key = |user: &str| AccessKey {
+            id: keys[user]["access_key_id"].as_str().unwrap().to_string(),
+            secret: keys[user]["secret_access_key"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        };
+        let (syncer, outsider) = (key("syncer"), key("outsider"));
+        let shared = Arc::new(Shared {
+            postgres,
+            moto: moto_addr,
+            database_port,
+            settings: Mutex::new(FrontSettings::default()),
+            calls: Mutex::new(HashMap::new()),
+            users: HashMap::from([
+                (syncer.id.clone(), "syncer".to_string()),
+                (outsider.id.clone(), "outsider".to_string()),
+            ]),
+        });
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the front");
+        listener.set_nonblocking(true).unwrap();
+        let front = listener.local_addr().unwrap();
+        let serving = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("aws-front".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("the front's runtime");
+                runtime.block_on(serve(serving, listener));
+            })
+            .expect("the front's thread");
+        AwsEmulator {
+            moto,
+            front,
+            shared,
+            syncer,
+            outsider,
+        }
+    }
+
+    /// What the connector's `aws_endpoint_url` is set to.
+    pub fn endpoint_url(&self) -> String {
+        format!("http://{}", self.front)
+    }
+
+    pub fn set(&self, settings: FrontSettings) {
+        *self.shared.settings.lock().unwrap() = settings;
+    }
+
+    /// How many calls of `action` (e.g. `GetClusterCredentials`) arrived so far.
+    pub fn calls(&self, action: &str) -> usize {
+        self.shared
+            .calls
+            .lock()
+            .unwrap()
+            .get(action)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for AwsEmulator {
+    fn drop(&mut self) {
+        let _ = self.moto.kill();
+        let _ = self.moto.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().unwrap().port()
+}
+
+async fn serve(shared: Arc<Shared>, listener: std::net::TcpListener) {
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let shared = Arc::clone(&shared);
+                async move { Ok::<_, Infallible>(handle(&shared, request).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// A request as it arrived: enough to forward it unchanged (its signature stays valid).
+struct Received {
+    parts: hyper::http::request::Parts,
+    body: Bytes,
+}
+
+impl Received {
+    /// The Query protocol's form parameters (Redshift's API).
+    fn form(&self) -> HashMap<String, String> {
+        String::from_utf8_lossy(&self.body)
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(k, v)| (percent_decode(k), percent_decode(v)))
+            .collect()
+    }
+
+    /// The JSON protocol's operation (Redshift Serverless's API), from `X-Amz-Target`.
+    fn json_target(&self) -> Option<String> {
+        let target = self.parts.headers.get("x-amz-target")?.to_str().ok()?;
+        target.split_once('.').map(|(_, op)| op.to_string())
+    }
+
+    /// The IAM user whose access key signed the request.
+    fn user(&self, shared: &Shared) -> Option<String> {
+        let auth = self.parts.headers.get("authorization")?.to_str().ok()?;
+        let key = auth.split("Credential=").nth(1)?.split('/').next()?;
+        shared.users.get(key).cloned()
+    }
+}
+
+async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let (parts, body) = request.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let received = Received { parts, body };
+    let (action, json) = match received.json_target() {
+        Some(op) => (op, true),
+        None => (
+            received.form().get("Action").cloned().unwrap_or_default(),
+            false,
+        ),
+    };
+    *shared
+        .calls
+        .lock()
+        .unwrap()
+        .entry(action.clone())
+        .or_default() += 1;
+    match (json, action.as_str()) {
+        (true, _) | (false, "GetClusterCredentialsWithIAM") => {
+            answer_emulated(shared, &received, &action).await
+        }
+        _ => {
+            let (status, body) = forward(shared, &received).await;
+            if status != 200 {
+                // moto wraps Query-protocol errors in <Errors>, which AWS does not (and the
+                // Rust SDK then finds no error code): give the documented shape.
+                let text = String::from_utf8_lossy(&body)
+                    .replace("<Errors><Error>", "<Error>")
+                    .replace("</Error></Errors>", "</Error>");
+                return reply(status, "text/xml", text.into());
+            }
+            let text = String::from_utf8_lossy(&body).into_owned();
+            let text = match action.as_str() {
+                "GetClusterCredentials" => {
+                    let form = received.form();
+                    let database = form.get("DbName").cloned().unwrap_or_default();
+                    issue_xml(shared, &text, &database).await
+                }
+                "DescribeClusters" => replace_element(
+                    &replace_element(&text, "Address", "localhost"),
+                    "Port",
+                    &shared.database_port.to_string(),
+                ),
+                _ => text,
+            };
+            reply(200, "text/xml", text.into())
+        }
+    }
+}
+
+/// Sends the request to moto as it came, and returns moto's status and body.
+async fn forward(shared: &Shared, received: &Received) -> (u16, Bytes) {
+    let stream = tokio::net::TcpStream::connect(shared.moto)
+        .await
+        .expect("connect to moto");
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream))
+            .await
+            .expect("HTTP to moto");
+    tokio::spawn(connection);
+    let mut request = Request::builder()
+        .method(received.parts.method.clone())
+        .uri(received.parts.uri.clone());
+    for (name, value) in &received.parts.headers {
+        request = request.header(name, value);
+    }
+    let response = sender
+        .send_request(request.body(Full::new(received.body.clone())).unwrap())
+        .await
+        .expect("moto answers");
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, body)
+}
+
+/// Takes the temporary credentials out of a `GetClusterCredentials` answer, installs them in
+/// the database, and returns the answer with the expiration the settings call for.
+async fn issue_xml(shared: &Shared, xml: &str, database: &str) -> String {
+    let user = element(xml, "DbUser").expect("DbUser in the answer");
+    let password = element(xml, "DbPassword").expect("DbPassword in the answer");
+    let expires = install(shared, &user, &password, database).await;
+    replace_element(xml, "Expiration", &rfc3339(expires))
+}
+
+/// Creates or updates the database user with `password`, valid until the expiration it
+/// returns (or already expired, if the settings ask for that).
+async fn install(shared: &Shared, user: &str, password: &str, database: &str) -> SystemTime {
+    let expires = {
+        let mut settings = shared.settings.lock().unwrap();
+        let expires = SystemTime::now() + settings.lifetime.unwrap_or(Duration::from_secs(900));
+        if settings.expired_in_database > 0 {
+            settings.expired_in_database -= 1;
+            (expires, SystemTime::now() - Duration::from_secs(3600))
+        } else {
+            (expires, expires)
+        }
+    };
+    let (answered, valid_until) = expires;
+    let admin = shared
+        .postgres
+        .connect(database)
+        .await
+        .expect("admin connection for the new user");
+    let quoted = user.replace('"', "\"\"");
+    let password = password.replace('\'', "''");
+    let until = rfc3339(valid_until);
+    admin
+        .batch_execute(&format!(
+            "DO $$ BEGIN
+               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{}') THEN
+                 CREATE ROLE \"{quoted}\" LOGIN;
+               END IF;
+             END $$;
+             ALTER ROLE \"{quoted}\" PASSWORD '{password}' VALID UNTIL '{until}';
+             GRANT pg_read_all_data TO \"{quoted}\";",
+            user.replace('\'', "''")
+        ))
+        .await
+        .expect("install the temporary user");
+    answered
+}
+
+/// The operations moto lacks, answered here in AWS's shapes. Only `syncer` is allowed.
+async fn answer_emulated(
+    shared: &Shared,
+    received: &Received,
+    action: &str,
+) -> Response<Full<Bytes>> {
+    let Some(user) = received.user(shared) else {
+        return reply(403, "application/json", r#"{"__type":"UnrecognizedClientException","message":"The security token included in the request is invalid."}"#.into());
+    };
+    if user != "syncer" {
+        let message = format!(
+            "User: arn:aws:iam::123456789012:user/{user} is not authorized to perform: {action}"
+        );
+        return if action == "GetClusterCredentialsWithIAM" {
+            reply(403, "text/xml", format!("<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>{message}</Message></Error><RequestId>front</RequestId></ErrorResponse>").into())
+        } else {
+            reply(
+                400,
+                "application/x-amz-json-1.1",
+                format!(r#"{{"__type":"AccessDeniedException","message":"{message}"}}"#).into(),
+            )
+        };
+    }
+    let json: serde_json::Value = serde_json::from_slice(&received.body).unwrap_or_default();
+    match action {
+        "GetClusterCredentialsWithIAM" => {
+            let database = received.form().get("DbName").cloned().unwrap_or_default();
+            let db_user = format!("IAM:{user}");
+            let password = random_password();
+            let expires = install(shared, &db_user, &password, &database).await;
+            reply(200, "text/xml", format!(
+                "<GetClusterCredentialsWithIAMResponse xmlns=\"http://redshift.amazonaws.com/doc/2012-12-01/\"><GetClusterCredentialsWithIAMResult><DbUser>{db_user}</DbUser><DbPassword>{password}</DbPassword><Expiration>{}</Expiration></GetClusterCredentialsWithIAMResult><ResponseMetadata><RequestId>front</RequestId></ResponseMetadata></GetClusterCredentialsWithIAMResponse>",
+                rfc3339(expires)
+            ).into())
+        }
+        "GetCredentials" | "GetWorkgroup" if json["workgroupName"] != WORKGROUP => reply(
+            400,
+            "application/x-amz-json-1.1",
+            r#"{"__type":"ResourceNotFoundException","message":"Workgroup not found"}"#.into(),
+        ),
+        "GetCredentials" => {
+            let database = json["dbName"].as_str().unwrap_or("dev").to_string();
+            let db_user = format!("IAM:{user}");
+            let password = random_password();
+            let expires = install(shared, &db_user, &password, &database).await;
+            let body = serde_json::json!({
+                "dbUser": db_user,
+                "dbPassword": password,
+                "expiration": expires.duration_since(UNIX_EPOCH).unwrap().as_secs(),
+            });
+            reply(200, "application/x-amz-json-1.1", body.to_string().into())
+        }
+        "GetWorkgroup" => {
+            let body = serde_json::json!({ "workgroup": {
+                "workgroupName": WORKGROUP,
+                "status": "AVAILABLE",
+                "endpoint": { "address": "localhost", "port": shared.database_port },
+            }});
+            reply(200, "application/x-amz-json-1.1", body.to_string().into())
+        }
+        _ => reply(
+            400,
+            "application/x-amz-json-1.1",
+            r#"{"__type":"UnknownOperationException"}"#.into(),
+        ),
+    }
+}
+
+fn reply(status: u16, content_type: &str, body: Bytes) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .header("x-amzn-requestid", "front")
+        .body(Full::new(body))
+        .unwrap()
+}
+
+fn element(xml: &str, name: &str) -> Option<String> {
+    let start = xml.find(&format!("<{name}>"))? + name.len() + 2;
+    let end = start + xml[start..].find(&format!("</{name}>"))?;
+    Some(xml[start..end].to_string())
+}
+
+fn replace_element(xml: &str, name: &str, value: &str) -> String {
+    let (open, close) = (format!("<{name}>"), format!("</{name}>"));
+    match (xml.find(&open), xml.find(&close)) {
+        (Some(start), Some(end)) => format!("{}{open}{value}{}", &xml[..start], &xml[end..]),
+        _ => xml.to_string(),
+    }
+}
+
+fn rfc3339(at: SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(at).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn random_password() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).unwrap();
+    hex::encode(bytes)
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(byte) => {
+                        out.push(byte);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
