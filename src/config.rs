@@ -1151,6 +1151,15 @@ mod tests {
     }
 
     #[test]
+    fn the_example_configuration_is_valid() {
+        let example: HashMap<String, String> =
+            serde_json::from_str(include_str!("../configuration.example.json"))
+                .expect("configuration.example.json is a JSON object of strings");
+        let config = Config::from_map(&example).unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(config.sync.cursor_lag, Duration::from_secs(300));
+    }
+
+    #[test]
     fn defaults_apply_to_a_minimal_configuration() {
         let config = Config::from_map(&map(&minimal())).unwrap();
         assert_eq!(config.connection.port_or_default(), 5439);
