@@ -47,6 +47,16 @@ const MIB: f64 = 1024.0 * 1024.0;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// A comma list from the environment.
+fn list(name: &str, default: &str) -> Vec<String> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.to_string())
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 /// What the run is asked to do, from the environment.
 struct Params {
     rows: u64,
@@ -68,14 +78,6 @@ impl Params {
                     .unwrap_or_else(|_| panic!("{name}={text:?} is not a number")),
             }
         }
-        let list = |name: &str, default: &str| -> Vec<String> {
-            std::env::var(name)
-                .unwrap_or_else(|_| default.to_string())
-                .split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect()
-        };
         Self {
             rows: number("BENCH_ROWS", 1_000_000u64).max(1),
             scales: list("BENCH_SCALES", "1,5")
@@ -320,12 +322,15 @@ async fn bounded(
     rows: u64,
     params: &Params,
 ) -> Result<(), BoxError> {
-    let limits = [100_000u64, 1_000_000, 10_000_000_000];
+    let limits: Vec<u64> = list("BENCH_LIMITS", "100000,1000000,10000000000")
+        .iter()
+        .map(|s| s.parse().expect("BENCH_LIMITS: numbers"))
+        .collect();
     let mut lines: Vec<Line> = vec![Line {
         label: "COPY TO STDOUT (baseline)".into(),
         runs: vec![],
     }];
-    for limit in limits {
+    for &limit in &limits {
         lines.push(Line {
             label: if limit >= 10_000_000_000 {
                 "one unbounded query".to_string()
@@ -761,7 +766,12 @@ impl ServerProcess {
     fn start() -> Result<ServerProcess, BoxError> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_fivetran_source"))
             .args(["serve", "--port", "0"])
-            .env("RUST_LOG", "warn,fivetran_source::server=info")
+            // BENCH_SERVER_LOG: the server's log filter, to see where a run spends its time.
+            .env(
+                "RUST_LOG",
+                std::env::var("BENCH_SERVER_LOG")
+                    .unwrap_or_else(|_| "warn,fivetran_source::server=info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -785,8 +795,15 @@ impl ServerProcess {
                 break port;
             }
         };
-        // Keep draining its log, so that it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        // Keep draining its log, so that it never blocks on a full pipe; shown when asked for.
+        let show = std::env::var_os("BENCH_SERVER_LOG").is_some();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if show {
+                    eprintln!("server: {line}");
+                }
+            }
+        });
         Ok(ServerProcess { child, port })
     }
 

@@ -261,6 +261,19 @@ impl ServerProcess {
         ServerProcess { child, port }
     }
 
+    /// The most resident memory the process has had (VmHWM), in MiB.
+    pub fn peak_rss_mib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the server's /proc status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .expect("VmHWM in /proc status");
+        kib / 1024
+    }
+
     pub async fn client(&self) -> SourceConnectorClient<Channel> {
         let channel = Endpoint::from_shared(format!("http://127.0.0.1:{}", self.port))
             .expect("a valid endpoint URI")
