@@ -10,7 +10,7 @@ mod support;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use fivetran_source::proto::{test_response, SchemaRequest, TestRequest};
+use fivetran_source::proto::SchemaRequest;
 use support::redshift::{RedshiftProxy, Settings};
 use support::{own_proxy, stream, TestDb, TestServer};
 use tonic::Code;
@@ -49,17 +49,7 @@ struct Refusal {
 /// Test (`connect`), Schema and Update with `config`: how each refused it.
 async fn every_rpc(server: &TestServer, config: &HashMap<String, String>) -> Vec<Refusal> {
     let mut client = server.client().await;
-    let test = client
-        .test(TestRequest {
-            name: "connect".into(),
-            configuration: config.clone(),
-        })
-        .await
-        .expect("Test answers bad configuration with a failure")
-        .into_inner();
-    let Some(test_response::Response::Failure(test_failure)) = test.response else {
-        panic!("Test passed a bad configuration: {test:?}");
-    };
+    let test_failure = support::connect_test_failure(&mut client, config).await;
     let schema = client
         .schema(SchemaRequest {
             configuration: config.clone(),
@@ -159,18 +149,11 @@ async fn a_port_in_host_is_named_without_a_session() {
         let refusals = every_rpc(&server, &with(&config, &[("host", host)])).await;
         assert_refused(&refusals, "`port`");
     }
-    // An IPv6 address is a host, not a host and a port.
-    let test = server
-        .client()
-        .await
-        .test(TestRequest {
-            name: "connect".into(),
-            configuration: with(&config, &[("host", "::1:5439")]),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(!format!("{test:?}").contains("includes a port"), "{test:?}");
+    // An IPv6 address is a host, not a host and a port: the test fails to connect instead.
+    let mut client = server.client().await;
+    let ipv6 = with(&config, &[("host", "::1:5439")]);
+    let failure = support::connect_test_failure(&mut client, &ipv6).await;
+    assert!(!failure.contains("includes a port"), "{failure}");
     assert_eq!(proxy.sessions(), 0);
 }
 
@@ -183,18 +166,8 @@ async fn a_host_that_does_not_resolve_fails_at_once() {
     let mut client = server.client().await;
     let config = with(&config, &[("host", "no-such-cluster.invalid")]);
     let started = Instant::now();
-    let test = client
-        .test(TestRequest {
-            name: "connect".into(),
-            configuration: config.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(
-        matches!(&test.response, Some(test_response::Response::Failure(m)) if m.contains("does not resolve")),
-        "{test:?}"
-    );
+    let failure = support::connect_test_failure(&mut client, &config).await;
+    assert!(failure.contains("does not resolve"), "{failure}");
     let schema = client
         .schema(SchemaRequest {
             configuration: config.clone(),

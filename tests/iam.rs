@@ -8,7 +8,7 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use fivetran_source::proto::{test_response, SchemaRequest, TestRequest};
+use fivetran_source::proto::SchemaRequest;
 use support::aws::{AccessKey, AwsEmulator, FrontSettings, CLUSTER, REGION, WORKGROUP};
 use support::redshift::{Faults, RedshiftProxy, Settings};
 use support::{cluster, own_proxy, stream, ServerProcess, TestDb};
@@ -201,17 +201,7 @@ async fn access_denied_names_the_missing_permission() {
         ],
     );
 
-    let test = client
-        .test(TestRequest {
-            name: "connect".into(),
-            configuration: config.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let Some(test_response::Response::Failure(failure)) = test.response else {
-        panic!("{test:?}");
-    };
+    let failure = support::connect_test_failure(&mut client, &config).await;
     assert!(
         failure.contains("redshift:GetClusterCredentials"),
         "{failure}"

@@ -227,8 +227,7 @@ async fn fetch(
                 .send()
                 .await
                 .map_err(|err| classify(ACTION, &needs, &target, region, err))?;
-            let (user, password) = (out.db_user, out.db_password);
-            (user, password, out.expiration)
+            (out.db_user, out.db_password, out.expiration)
         }
         IamTarget::Cluster {
             identifier,

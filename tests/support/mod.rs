@@ -207,6 +207,28 @@ impl Drop for TestServer {
 #[allow(unused_imports)]
 pub use fivetran_source::source::error_chain as chain;
 
+/// Runs the `connect` test, which must fail, and returns its failure message (Test answers
+/// problems with the configuration or the cluster as a failure for the user to read).
+#[allow(dead_code)]
+pub async fn connect_test_failure(
+    client: &mut SourceConnectorClient<Channel>,
+    config: &HashMap<String, String>,
+) -> String {
+    use fivetran_source::proto::{test_response, TestRequest};
+    let response = client
+        .test(TestRequest {
+            name: "connect".into(),
+            configuration: config.clone(),
+        })
+        .await
+        .unwrap_or_else(|status| panic!("Test answered a status, not a failure: {status:?}"))
+        .into_inner();
+    match response.response {
+        Some(test_response::Response::Failure(failure)) => failure,
+        other => panic!("the connect test did not fail: {other:?}"),
+    }
+}
+
 /// The connector's executable serving on a free port, as a host starts it, with an
 /// environment of the test's choosing (AWS credentials, say); killed when dropped.
 #[allow(dead_code)]
