@@ -561,6 +561,16 @@ impl TableSync {
             key: key.iter().flatten().cloned().collect(),
         };
         set_position(&mut self.state, position);
+        self.send_with_checkpoint(shared).await?;
+        self.rows += self.uncommitted_rows;
+        self.uncommitted_rows = 0;
+        self.batch_bytes = 0;
+        self.report();
+        Ok(())
+    }
+
+    /// Sends the batch's messages and then a checkpoint of the table's state, as one step.
+    async fn send_with_checkpoint(&mut self, shared: &Shared) -> Result<(), SyncError> {
         shared
             .checkpoints
             .commit(
@@ -570,12 +580,7 @@ impl TableSync {
                 self.state.clone(),
                 &mut self.counters,
             )
-            .await?;
-        self.rows += self.uncommitted_rows;
-        self.uncommitted_rows = 0;
-        self.batch_bytes = 0;
-        self.report();
-        Ok(())
+            .await
     }
 
     /// A keyless full pass cannot resume in the middle: after a failure it starts over.
@@ -609,16 +614,7 @@ impl TableSync {
             self.encoder.finish();
             self.collect_finished();
         }
-        shared
-            .checkpoints
-            .commit(
-                &shared.output,
-                self.batch.drain(..),
-                &self.plan.table.name,
-                self.state.clone(),
-                &mut self.counters,
-            )
-            .await?;
+        self.send_with_checkpoint(shared).await?;
         tracing::info!(
             table = %self.plan.table.name,
             rows = self.rows,

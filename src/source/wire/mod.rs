@@ -577,7 +577,7 @@ async fn negotiate_tls(
     let tls = tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
         .await
-        .map_err(|err| WireError::Tls(source_text(&err)))?;
+        .map_err(|err| WireError::Tls(super::error_chain(&err)))?;
     Ok(Stream::Tls(Box::new(tls)))
 }
 
@@ -714,21 +714,6 @@ fn authentication_method_name(code: i32) -> String {
         14 => "Redshift's identity-provider token (14)".to_string(),
         other => format!("unknown ({other})"),
     }
-}
-
-/// An error's text with its causes (the TLS errors keep the useful part in their source).
-fn source_text(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
