@@ -85,6 +85,21 @@ fn by_id(log: &UpdateLog, table: &str) -> BTreeMap<String, Row> {
         .collect()
 }
 
+/// Checks that every row `sql` returns (an `id`, then each other column's expected text)
+/// arrived in `synced` with exactly those values.
+async fn assert_arrived(
+    client: &tokio_postgres::Client,
+    synced: &BTreeMap<String, Row>,
+    sql: &str,
+) {
+    for row in query_rows(client, sql).await {
+        let id = &row["id"];
+        for (column, expected) in row.iter().filter(|(column, _)| *column != "id") {
+            assert_eq!(&synced[id][column], expected, "{column} of row {id}");
+        }
+    }
+}
+
 /// The `ValueType` fields `column` of `table` arrived in (NULLs left out).
 fn kinds(log: &UpdateLog, table: &str, column: &str) -> BTreeSet<&'static str> {
     log.records_of(table)
@@ -175,16 +190,14 @@ async fn super_values_arrive_whole_and_sql_nulls_stay_null() {
     let (proxy, config) = own(&db, Settings::default());
     let log = sync(&config).await;
     let docs = by_id(&log, "docs");
-    let expected = query_rows(
+    assert_eq!(docs["1"]["doc"], stream::NULL, "a SQL NULL arrives as NULL");
+    assert_eq!(docs["2"]["doc"], "null", "a JSON null is a value");
+    assert_arrived(
         &db.client,
+        &docs,
         "SELECT id::text AS id, doc::jsonb::text AS doc FROM public.docs WHERE id > 2 ORDER BY id",
     )
     .await;
-    assert_eq!(docs["1"]["doc"], stream::NULL, "a SQL NULL arrives as NULL");
-    assert_eq!(docs["2"]["doc"], "null", "a JSON null is a value");
-    for row in &expected {
-        assert_eq!(docs[&row["id"]]["doc"], row["doc"], "doc {}", row["id"]);
-    }
     assert!(docs["4"]["doc"].len() > 300_000);
     assert_eq!(kinds(&log, "docs", "doc"), BTreeSet::from(["json"]));
     assert_eq!(proxy.refusals(), Vec::<String>::new());
@@ -218,20 +231,12 @@ async fn geometries_arrive_as_their_exact_hex_ewkb() {
     let (proxy, config) = own(&db, Settings::default());
     let log = sync(&config).await;
     let shapes = by_id(&log, "shapes");
-    let expected = query_rows(
+    assert_arrived(
         &db.client,
+        &shapes,
         "SELECT id::text AS id, shape::text AS shape, area::text AS area FROM public.shapes ORDER BY id",
     )
     .await;
-    for row in &expected {
-        for column in ["shape", "area"] {
-            assert_eq!(
-                shapes[&row["id"]][column], row[column],
-                "{column} of {}",
-                row["id"]
-            );
-        }
-    }
     assert_eq!(shapes["1"]["shape"], point);
     assert_eq!(kinds(&log, "shapes", "shape"), BTreeSet::from(["string"]));
     assert_eq!(proxy.refusals(), Vec::<String>::new());
@@ -265,14 +270,12 @@ async fn varbyte_values_arrive_intact_whatever_their_size() {
     let (proxy, config) = own(&db, Settings::default());
     let log = sync(&config).await;
     let blobs = by_id(&log, "blobs");
-    let expected = query_rows(
+    assert_arrived(
         &db.client,
+        &blobs,
         "SELECT id::text AS id, COALESCE(encode(data::bytea, 'hex'), 'NULL') AS data FROM public.blobs ORDER BY id",
     )
     .await;
-    for row in &expected {
-        assert_eq!(blobs[&row["id"]]["data"], row["data"], "blob {}", row["id"]);
-    }
     assert_eq!(blobs["5"]["data"].len(), 2 * 1024 * 1024, "1 MiB, as hex");
     assert_eq!(kinds(&log, "blobs", "data"), BTreeSet::from(["binary"]));
     assert_eq!(proxy.refusals(), Vec::<String>::new());
