@@ -1,0 +1,194 @@
+//! How the connector signs in: a password, or temporary credentials from AWS (IAM).
+//! Keys of the other method are refused rather than ignored: a password left beside
+//! `auth` = iam would otherwise look like it was used.
+
+use super::reader::MapReader;
+use super::secret::Secret;
+use super::{keys, shorten, ConfigError};
+
+/// How the connector signs in to the database.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Authentication {
+    /// A database user and its password (`auth` = password, the default).
+    Password { user: String, password: Secret },
+    /// Temporary credentials from Redshift's APIs, signed with the AWS credentials of the
+    /// standard chain (`auth` = iam), as AWS's own drivers offer.
+    Iam(IamSignIn),
+}
+
+impl Authentication {
+    /// The database user as configured, for messages (`None`: decided by AWS at sign-in).
+    pub fn configured_user(&self) -> Option<&str> {
+        match self {
+            Self::Password { user, .. } => Some(user),
+            Self::Iam(iam) => match &iam.target {
+                IamTarget::Cluster {
+                    db_user: Some(user),
+                    ..
+                } => Some(user),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// Where temporary database credentials come from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IamSignIn {
+    pub region: String,
+    pub target: IamTarget,
+    /// An AWS API endpoint to use instead of the region's (a VPC interface endpoint, say).
+    pub endpoint_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum IamTarget {
+    /// A provisioned cluster: GetClusterCredentials for `db_user`, or, without one,
+    /// GetClusterCredentialsWithIAM (the database user is the IAM identity).
+    Cluster {
+        identifier: String,
+        db_user: Option<String>,
+        auto_create: bool,
+        db_groups: Vec<String>,
+    },
+    /// A Serverless workgroup: GetCredentials (the database user is the IAM identity).
+    Workgroup { name: String },
+}
+
+/// `auth` and the keys of the chosen method. Keys of the other method are refused rather than
+/// ignored: a password left beside `auth` = iam would otherwise look like it was used.
+pub(super) fn parse(reader: &MapReader<'_>) -> Result<Authentication, ConfigError> {
+    let map = reader.0;
+    const IAM_KEYS: &[&str] = &[
+        keys::REGION,
+        keys::CLUSTER_IDENTIFIER,
+        keys::WORKGROUP,
+        keys::DB_USER,
+        keys::AUTO_CREATE,
+        keys::DB_GROUPS,
+        keys::AWS_ENDPOINT_URL,
+    ];
+    let method = reader
+        .optional(keys::AUTH)
+        .map(|m| m.to_ascii_lowercase())
+        .unwrap_or_else(|| "password".to_string());
+    match method.as_str() {
+        "password" => {
+            // `auto_create` = false is the form's default, and means nothing here.
+            let set = |key: &str| match reader.optional(key) {
+                Some(value) => !(key == keys::AUTO_CREATE && value.eq_ignore_ascii_case("false")),
+                None => false,
+            };
+            if let Some(key) = IAM_KEYS.iter().find(|key| set(key)) {
+                return Err(ConfigError::new(
+                    key,
+                    "is only used with `auth` = iam; set `auth` to iam, or leave it empty",
+                ));
+            }
+            let user = reader.required(keys::USER)?;
+            // The password is taken verbatim: leading/trailing spaces may be part of it.
+            let password = match map.get(keys::PASSWORD) {
+                Some(p) if !p.is_empty() => Secret::new(p.clone()),
+                _ => {
+                    return Err(ConfigError::new(
+                        keys::PASSWORD,
+                        "is required (the database user's password), unless `auth` = iam",
+                    ))
+                }
+            };
+            Ok(Authentication::Password { user, password })
+        }
+        "iam" => {
+            if map.get(keys::PASSWORD).is_some_and(|p| !p.is_empty()) {
+                return Err(ConfigError::new(
+                    keys::PASSWORD,
+                    "is not used with `auth` = iam (temporary passwords come from AWS); leave it empty",
+                ));
+            }
+            let region = reader.required(keys::REGION)?;
+            if !region
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            {
+                return Err(ConfigError::new(
+                    keys::REGION,
+                    format!(
+                        "`{}` is not an AWS region name such as us-east-1",
+                        shorten(&region)
+                    ),
+                ));
+            }
+            let endpoint_url = reader.optional(keys::AWS_ENDPOINT_URL);
+            if let Some(url) = &endpoint_url {
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    return Err(ConfigError::new(
+                        keys::AWS_ENDPOINT_URL,
+                        "must be an http(s):// URL, e.g. https://redshift.us-east-1.amazonaws.com",
+                    ));
+                }
+            }
+            let cluster = reader.optional(keys::CLUSTER_IDENTIFIER);
+            let workgroup = reader.optional(keys::WORKGROUP);
+            let target = match (cluster, workgroup) {
+                (Some(identifier), None) => {
+                    // `db_user`, else `user`: AWS's drivers also take the user as DbUser.
+                    let db_user = reader
+                        .optional(keys::DB_USER)
+                        .or_else(|| reader.optional(keys::USER));
+                    let auto_create = reader.boolean(keys::AUTO_CREATE)?.unwrap_or(false);
+                    let db_groups = reader
+                        .list(keys::DB_GROUPS)?
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(str::to_string)
+                        .collect::<Vec<_>>();
+                    if db_user.is_none() && (auto_create || !db_groups.is_empty()) {
+                        let key = if auto_create { keys::AUTO_CREATE } else { keys::DB_GROUPS };
+                        return Err(ConfigError::new(
+                            key,
+                            "needs `db_user` (without one the database user is the IAM identity, which AWS creates and groups itself)",
+                        ));
+                    }
+                    IamTarget::Cluster {
+                        identifier,
+                        db_user,
+                        auto_create,
+                        db_groups,
+                    }
+                }
+                (None, Some(name)) => {
+                    for key in [keys::DB_USER, keys::USER, keys::AUTO_CREATE, keys::DB_GROUPS] {
+                        if reader.optional(key).is_some() {
+                            return Err(ConfigError::new(
+                                key,
+                                "is not used with a Serverless `workgroup`: the database user is the IAM identity; leave it empty",
+                            ));
+                        }
+                    }
+                    IamTarget::Workgroup { name }
+                }
+                (Some(_), Some(_)) => {
+                    return Err(ConfigError::new(
+                        keys::WORKGROUP,
+                        "and `cluster_identifier` are both set; give the cluster (provisioned) or the workgroup (Serverless)",
+                    ))
+                }
+                (None, None) => {
+                    return Err(ConfigError::new(
+                        keys::CLUSTER_IDENTIFIER,
+                        "or `workgroup` is required with `auth` = iam",
+                    ))
+                }
+            };
+            Ok(Authentication::Iam(IamSignIn {
+                region,
+                target,
+                endpoint_url,
+            }))
+        }
+        other => Err(ConfigError::new(
+            keys::AUTH,
+            format!("`{}` is not one of: password, iam", shorten(other)),
+        )),
+    }
+}

@@ -1,0 +1,56 @@
+//! Every configuration key, in the order the configuration form shows them.
+
+pub const HOST: &str = "host";
+pub const PORT: &str = "port";
+pub const DATABASE: &str = "database";
+pub const AUTH: &str = "auth";
+pub const USER: &str = "user";
+pub const PASSWORD: &str = "password";
+pub const REGION: &str = "region";
+pub const CLUSTER_IDENTIFIER: &str = "cluster_identifier";
+pub const WORKGROUP: &str = "workgroup";
+pub const DB_USER: &str = "db_user";
+pub const AUTO_CREATE: &str = "auto_create";
+pub const DB_GROUPS: &str = "db_groups";
+pub const AWS_ENDPOINT_URL: &str = "aws_endpoint_url";
+pub const SSLMODE: &str = "sslmode";
+pub const SSLROOTCERT: &str = "sslrootcert";
+pub const SCHEMAS: &str = "schemas";
+pub const TABLES: &str = "tables";
+pub const CURSOR_COLUMN: &str = "cursor_column";
+pub const CURSOR_LAG_S: &str = "cursor_lag_s";
+pub const BATCH_SIZE: &str = "batch_size";
+pub const MAX_BATCH_BYTES: &str = "max_batch_bytes";
+pub const MAX_ROWS_PER_QUERY: &str = "max_rows_per_query";
+pub const MAX_PARALLEL_TABLES: &str = "max_parallel_tables";
+pub const CONNECT_TIMEOUT_S: &str = "connect_timeout_s";
+pub const QUERY_TIMEOUT_S: &str = "query_timeout_s";
+
+/// All keys the connector understands; anything else is rejected as a probable typo.
+pub const ALL: &[&str] = &[
+    HOST,
+    PORT,
+    DATABASE,
+    AUTH,
+    USER,
+    PASSWORD,
+    REGION,
+    CLUSTER_IDENTIFIER,
+    WORKGROUP,
+    DB_USER,
+    AUTO_CREATE,
+    DB_GROUPS,
+    AWS_ENDPOINT_URL,
+    SSLMODE,
+    SSLROOTCERT,
+    SCHEMAS,
+    TABLES,
+    CURSOR_COLUMN,
+    CURSOR_LAG_S,
+    BATCH_SIZE,
+    MAX_BATCH_BYTES,
+    MAX_ROWS_PER_QUERY,
+    MAX_PARALLEL_TABLES,
+    CONNECT_TIMEOUT_S,
+    QUERY_TIMEOUT_S,
+];

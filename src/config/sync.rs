@@ -1,0 +1,188 @@
+//! What to sync and how: schemas, tables, cursor columns, batch and query sizes, parallelism.
+
+use std::time::Duration;
+
+use super::names::{
+    single_name, split_unquoted, table_pattern, Identifier, TableName, TablePattern,
+};
+use super::reader::MapReader;
+use super::{keys, shorten, ConfigError};
+
+pub const DEFAULT_CURSOR_COLUMN: &str = "updated_at";
+/// Rows per fetch round trip, and at most between checkpoints. Rows stream through as they
+/// arrive, so memory does not grow with it; it sets how often a checkpoint is taken.
+pub const DEFAULT_BATCH_SIZE: u32 = 5_000;
+pub const MAX_BATCH_SIZE: u32 = 1_000_000;
+/// Bytes of records at most between checkpoints and in one `Records` message: wide rows
+/// checkpoint by size before they reach `batch_size` rows.
+pub const DEFAULT_MAX_BATCH_BYTES: u64 = 8 * 1024 * 1024;
+pub const MIN_MAX_BATCH_BYTES: u64 = 64 * 1024;
+/// Hosts accept messages up to 128 MiB; a batch must leave room for its framing.
+pub const MAX_MAX_BATCH_BYTES: u64 = 64 * 1024 * 1024;
+/// Rows one query may read before the next query resumes after it: Redshift materialises a
+/// query's result on the leader node, holds a WLM slot while it runs, and query monitoring
+/// rules often abort queries by returned rows. Chosen by `cargo bench` (benches/README.md):
+/// at a million rows per query the resume costs a few percent.
+pub const DEFAULT_MAX_ROWS_PER_QUERY: u64 = 1_000_000;
+pub const MAX_MAX_ROWS_PER_QUERY: u64 = 10_000_000_000;
+/// One table at a time unless asked: each concurrent scan holds one of the cluster's WLM query
+/// slots for as long as it runs, which other users of a shared cluster need too.
+pub const DEFAULT_MAX_PARALLEL_TABLES: usize = 1;
+pub const MAX_PARALLEL_TABLES: usize = 32;
+
+/// Schemas that hold catalogs, never user data (redshift.md, Catalog).
+pub const SYSTEM_SCHEMAS: &[&str] = &[
+    "pg_catalog",
+    "information_schema",
+    "pg_internal",
+    "catalog_history",
+    "pg_toast",
+    "pg_automv",
+    "pg_auto_copy",
+    "pg_mv",
+    "pg_s3",
+];
+
+/// What to sync and how.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// Schemas to discover; `None` = every non-system schema.
+    pub schemas: Option<Vec<Identifier>>,
+    /// Optional include list; `None` = every readable table of the schemas.
+    pub tables: Option<Vec<TablePattern>>,
+    pub default_cursor_column: Identifier,
+    pub cursor_column_overrides: Vec<(TablePattern, Identifier)>,
+    pub batch_size: u32,
+    pub max_batch_bytes: u64,
+    pub max_rows_per_query: u64,
+    /// Rows whose TIMESTAMP/TIMESTAMPTZ cursor is newer than the database's clock minus this
+    /// are left for a later sync, so a checkpoint never passes rows that may still commit with
+    /// an older cursor value (redshift.md, "Time and the cursor"). Zero: no bound.
+    pub cursor_lag: Duration,
+    /// Tables synced at once within one Update, each on a session of its own.
+    pub max_parallel_tables: usize,
+}
+
+impl SyncConfig {
+    /// The cursor column configured for a table (the last matching override, else the default).
+    pub fn cursor_column_for(&self, table: &TableName) -> &Identifier {
+        self.cursor_column_overrides
+            .iter()
+            .rev()
+            .find(|(pattern, _)| pattern.matches(table))
+            .map_or(&self.default_cursor_column, |(_, column)| column)
+    }
+
+    /// Whether the schema/table filters admit this table.
+    pub fn includes(&self, table: &TableName) -> bool {
+        let schema_ok = self
+            .schemas
+            .as_ref()
+            .is_none_or(|schemas| schemas.iter().any(|s| s.matches(&table.schema)));
+        let table_ok = self
+            .tables
+            .as_ref()
+            .is_none_or(|tables| tables.iter().any(|t| t.matches(table)));
+        schema_ok && table_ok
+    }
+}
+
+/// The sync keys of the request.
+pub(super) fn parse(reader: &MapReader<'_>) -> Result<SyncConfig, ConfigError> {
+    let schemas = match reader.list(keys::SCHEMAS)? {
+        None => None,
+        Some(items) => Some(
+            items
+                .into_iter()
+                .map(|item| single_name(keys::SCHEMAS, item))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
+    let tables = match reader.list(keys::TABLES)? {
+        None => None,
+        Some(items) => Some(
+            items
+                .into_iter()
+                .map(|item| table_pattern(keys::TABLES, item))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
+    let (default_cursor_column, cursor_column_overrides) = parse_cursor_columns(reader)?;
+    let cursor_lag = reader
+        .seconds(keys::CURSOR_LAG_S, 0, 30 * 24 * 3600)?
+        .unwrap_or(Duration::ZERO);
+    let batch_size = reader
+        .number(keys::BATCH_SIZE, 1, u64::from(MAX_BATCH_SIZE), "rows")?
+        .map_or(DEFAULT_BATCH_SIZE, |n| n as u32);
+    let max_batch_bytes = reader
+        .number(
+            keys::MAX_BATCH_BYTES,
+            MIN_MAX_BATCH_BYTES,
+            MAX_MAX_BATCH_BYTES,
+            "bytes",
+        )?
+        .unwrap_or(DEFAULT_MAX_BATCH_BYTES);
+    let max_rows_per_query = reader
+        .number(keys::MAX_ROWS_PER_QUERY, 1, MAX_MAX_ROWS_PER_QUERY, "rows")?
+        .unwrap_or(DEFAULT_MAX_ROWS_PER_QUERY);
+    let max_parallel_tables = reader
+        .number(
+            keys::MAX_PARALLEL_TABLES,
+            1,
+            MAX_PARALLEL_TABLES as u64,
+            "tables",
+        )?
+        .map_or(DEFAULT_MAX_PARALLEL_TABLES, |n| n as usize);
+    Ok(SyncConfig {
+        schemas,
+        tables,
+        default_cursor_column,
+        cursor_column_overrides,
+        batch_size,
+        max_batch_bytes,
+        max_rows_per_query,
+        cursor_lag,
+        max_parallel_tables,
+    })
+}
+
+/// `cursor_column`: a comma list of one default column name and/or `schema.table:column`
+/// overrides, e.g. `updated_at, public.orders:modified_at`.
+fn parse_cursor_columns(
+    reader: &MapReader<'_>,
+) -> Result<(Identifier, Vec<(TablePattern, Identifier)>), ConfigError> {
+    let key = keys::CURSOR_COLUMN;
+    let mut default = None;
+    let mut overrides = Vec::new();
+    for item in reader.list(key)?.unwrap_or_default() {
+        let parts = split_unquoted(key, item, ':')?;
+        match parts.as_slice() {
+            [table, column] => {
+                if column.trim().is_empty() {
+                    return Err(ConfigError::new(
+                        key,
+                        format!("`{}`: the column name after `:` is empty", shorten(item)),
+                    ));
+                }
+                overrides.push((table_pattern(key, table)?, single_name(key, column)?));
+            }
+            [column] if default.is_none() => default = Some(single_name(key, column)?),
+            [_] => {
+                return Err(ConfigError::new(
+                    key,
+                    "names more than one default column; give one name and schema.table:column overrides",
+                ))
+            }
+            _ => {
+                return Err(ConfigError::new(
+                    key,
+                    format!("`{}`: an override is schema.table:column", shorten(item)),
+                ))
+            }
+        }
+    }
+    Ok((
+        default.unwrap_or_else(|| Identifier::unquoted(DEFAULT_CURSOR_COLUMN)),
+        overrides,
+    ))
+}
