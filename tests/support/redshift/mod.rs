@@ -736,6 +736,11 @@ async fn backend_to_client(
                 _ => frame(tag, &body),
             }
         };
-        client.lock().await.write_all(&out).await?;
+        let mut client = client.lock().await;
+        client.write_all(&out).await?;
+        // A TLS stream's write may leave its records in the TLS buffer when the socket is
+        // full (a slow reader): without a flush they stay there, and the connector waits for
+        // them forever.
+        client.flush().await?;
     }
 }
