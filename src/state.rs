@@ -66,7 +66,9 @@ pub enum TableState {
     },
 }
 
-/// The (cursor, key) of the last row sent. A `None` cursor is a row whose cursor column is NULL
+/// Where a table's scan stands (see `sync::position`, which alone decides what it means for
+/// the next query). Of kind [`PositionKind::Row`] (the usual one, left out of the JSON) it is
+/// the (cursor, key) of the last row sent. A `None` cursor is a row whose cursor column is NULL
 /// (those come first in an initial sync). An empty `key` means the table has no primary key: a
 /// resume then re-reads the rows sharing `cursor` (idempotent for hosts, which key such rows
 /// by a hash of their values).
@@ -76,6 +78,58 @@ pub struct Position {
     pub cursor: Option<String>,
     #[serde(default)]
     pub key: Vec<String>,
+    #[serde(default, skip_serializing_if = "PositionKind::is_row")]
+    pub kind: PositionKind,
+}
+
+/// What a [`Position`] stands for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PositionKind {
+    /// The last row sent.
+    #[default]
+    Row,
+    /// Every row whose cursor is at most `cursor` was sent (with a `None` cursor: every row
+    /// whose cursor is NULL); the scan goes on with greater cursor values.
+    AfterCursor,
+    /// A table without a primary key where more rows share `cursor` than one query may read:
+    /// those rows are being read by one query of their own, which a resume runs again.
+    Tied,
+}
+
+impl PositionKind {
+    fn is_row(&self) -> bool {
+        *self == PositionKind::Row
+    }
+}
+
+impl Position {
+    /// The last row sent.
+    pub fn row(cursor: Option<String>, key: Vec<String>) -> Self {
+        Self {
+            cursor,
+            key,
+            kind: PositionKind::Row,
+        }
+    }
+
+    /// Past every row whose cursor is at most `cursor`.
+    pub fn after_cursor(cursor: Option<String>) -> Self {
+        Self {
+            cursor,
+            key: Vec::new(),
+            kind: PositionKind::AfterCursor,
+        }
+    }
+
+    /// Inside the group of rows sharing `cursor`, of a table without a primary key.
+    pub fn tied(cursor: Option<String>) -> Self {
+        Self {
+            cursor,
+            key: Vec::new(),
+            kind: PositionKind::Tied,
+        }
+    }
 }
 
 impl SyncState {
@@ -176,10 +230,10 @@ mod tests {
             TableState::Incremental {
                 cursor_column: "updated_at".into(),
                 key_columns: vec!["id".into()],
-                position: Some(Position {
-                    cursor: Some("2024-01-01 00:00:00.000001".into()),
-                    key: vec!["7".into()],
-                }),
+                position: Some(Position::row(
+                    Some("2024-01-01 00:00:00.000001".into()),
+                    vec!["7".into()],
+                )),
             },
         );
         state.set_table(
@@ -190,7 +244,19 @@ mod tests {
                 position: None,
             },
         );
-        let parsed = SyncState::parse(Some(&state.to_json())).unwrap();
+        state.set_table(
+            &TableName::new("public", "facts"),
+            TableState::Incremental {
+                cursor_column: "loaded_at".into(),
+                key_columns: vec![],
+                position: Some(Position::tied(Some("2024-01-01 00:00:00.000000".into()))),
+            },
+        );
+        let json = state.to_json();
+        assert!(json.contains(r#""kind":"tied""#), "{json}");
+        // The usual kind is left out, so states of earlier versions read the same.
+        assert_eq!(json.matches(r#""kind""#).count(), 1, "{json}");
+        let parsed = SyncState::parse(Some(&json)).unwrap();
         assert_eq!(parsed, state);
     }
 

@@ -259,9 +259,9 @@ async fn null_cursor_rows_are_delivered_and_a_checkpoint_among_them_resumes_exac
     assert_eq!(checked, 6 + 1);
 }
 
-/// Without a primary key the scan resumes *at* the checkpoint's cursor value: rows sharing it
-/// may come again (hosts key such rows by a hash of their values), but nothing is lost and
-/// nothing else repeats.
+/// Without a primary key the scan resumes past the last cursor value it completed, or at the
+/// value of a pass's end: only rows sharing the checkpoint's value may come again (hosts key
+/// such rows by a hash of their values), nothing is lost and nothing else repeats.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_table_without_a_primary_key_resumes_without_loss() {
     let db = support::fresh_database().await;
@@ -295,7 +295,8 @@ async fn a_table_without_a_primary_key_resumes_without_loss() {
     assert_eq!(delivered.iter().cloned().collect::<BTreeSet<_>>(), expected);
 
     let resumes = resume_from_each_checkpoint(&mut client, &config, None, &first).await;
-    assert_eq!(resumes.len(), 8 + 1);
+    // At least one checkpoint a batch of four (rows go out by cursor value, five of them).
+    assert!(resumes.len() >= 30 / 4, "{} checkpoints", resumes.len());
     for (i, (at, resumed)) in resumes.iter().enumerate() {
         let before: BTreeSet<Row> = upserts_before(&first, at, "events").into_iter().collect();
         let after_rows = resumed.upserts_of("events");

@@ -255,7 +255,7 @@ mod tests {
         );
         assert_eq!(config.sync.batch_size, DEFAULT_BATCH_SIZE);
         assert_eq!(config.sync.max_batch_bytes, DEFAULT_MAX_BATCH_BYTES);
-        assert_eq!(config.sync.max_rows_per_query, DEFAULT_MAX_ROWS_PER_QUERY);
+        assert_eq!(config.sync.max_rows_per_query, RowsPerQuery::Auto);
         assert!(config.sync.schemas.is_none());
         assert!(config.sync.tables.is_none());
     }

@@ -19,11 +19,7 @@ pub const DEFAULT_MAX_BATCH_BYTES: u64 = 8 * 1024 * 1024;
 pub const MIN_MAX_BATCH_BYTES: u64 = 64 * 1024;
 /// Hosts accept messages up to 128 MiB; a batch must leave room for its framing.
 pub const MAX_MAX_BATCH_BYTES: u64 = 64 * 1024 * 1024;
-/// Rows one query may read before the next query resumes after it: Redshift materialises a
-/// query's result on the leader node, holds a WLM slot while it runs, and query monitoring
-/// rules often abort queries by returned rows. Chosen by `cargo bench` (benches/README.md):
-/// at a million rows per query the resume costs a few percent.
-pub const DEFAULT_MAX_ROWS_PER_QUERY: u64 = 1_000_000;
+/// The largest `max_rows_per_query` a user may set.
 pub const MAX_MAX_ROWS_PER_QUERY: u64 = 10_000_000_000;
 /// One table at a time unless asked: each concurrent scan holds one of the cluster's WLM query
 /// slots for as long as it runs, which other users of a shared cluster need too.
@@ -54,13 +50,28 @@ pub struct SyncConfig {
     pub cursor_column_overrides: Vec<(TablePattern, Identifier)>,
     pub batch_size: u32,
     pub max_batch_bytes: u64,
-    pub max_rows_per_query: u64,
+    pub max_rows_per_query: RowsPerQuery,
     /// Rows whose TIMESTAMP/TIMESTAMPTZ cursor is newer than the database's clock minus this
     /// are left for a later sync, so a checkpoint never passes rows that may still commit with
     /// an older cursor value (redshift.md, "Time and the cursor"). Zero: no bound.
     pub cursor_lag: Duration,
     /// Tables synced at once within one Update, each on a session of its own.
     pub max_parallel_tables: usize,
+}
+
+/// How many rows one query may read before the next resumes after it.
+///
+/// Redshift materialises a query's whole result on the leader node before the first fetch,
+/// within a cursor limit per cluster, and holds a WLM slot while it runs; but every bounded
+/// query re-reads and re-sorts the rows after its start, so a table read by `N / L` queries of
+/// `L` rows costs `O(N² / L)`. `Auto` sizes each query by bytes instead of rows (see
+/// `sync::position::rows_per_query`): as many rows as fit the result budget, so most tables are
+/// one query and the largest a few.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowsPerQuery {
+    Auto,
+    /// A fixed number, for clusters whose query monitoring rules abort by returned rows.
+    AtMost(u64),
 }
 
 impl SyncConfig {
@@ -122,9 +133,16 @@ pub(super) fn parse(reader: &MapReader<'_>) -> Result<SyncConfig, ConfigError> {
             "bytes",
         )?
         .unwrap_or(DEFAULT_MAX_BATCH_BYTES);
-    let max_rows_per_query = reader
-        .number(keys::MAX_ROWS_PER_QUERY, 1, MAX_MAX_ROWS_PER_QUERY, "rows")?
-        .unwrap_or(DEFAULT_MAX_ROWS_PER_QUERY);
+    let max_rows_per_query = match reader.optional(keys::MAX_ROWS_PER_QUERY) {
+        Some(text) if text.eq_ignore_ascii_case("auto") => RowsPerQuery::Auto,
+        Some(_) => reader
+            .number(keys::MAX_ROWS_PER_QUERY, 1, MAX_MAX_ROWS_PER_QUERY, "rows")
+            .map_err(|err| {
+                ConfigError::new(keys::MAX_ROWS_PER_QUERY, format!("{}, or auto", err.rule))
+            })?
+            .map_or(RowsPerQuery::Auto, RowsPerQuery::AtMost),
+        None => RowsPerQuery::Auto,
+    };
     let max_parallel_tables = reader
         .number(
             keys::MAX_PARALLEL_TABLES,

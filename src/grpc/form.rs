@@ -1,9 +1,6 @@
 //! The configuration form hosts show to users: every configuration key, and the tests.
 
-use crate::config::{
-    keys, SslMode, DEFAULT_BATCH_SIZE, DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_ROWS_PER_QUERY,
-    DEFAULT_PORT,
-};
+use crate::config::{keys, SslMode, DEFAULT_BATCH_SIZE, DEFAULT_MAX_BATCH_BYTES, DEFAULT_PORT};
 use crate::proto::{
     form_field, ConfigurationFormResponse, ConfigurationTest, DropdownField, FormField, TextField,
     ToggleField,
@@ -76,7 +73,6 @@ pub fn configuration_form() -> ConfigurationFormResponse {
     let port = DEFAULT_PORT.to_string();
     let batch = DEFAULT_BATCH_SIZE.to_string();
     let batch_bytes = DEFAULT_MAX_BATCH_BYTES.to_string();
-    let rows_per_query = DEFAULT_MAX_ROWS_PER_QUERY.to_string();
     let mut host = text(
         keys::HOST,
         "Host",
@@ -111,7 +107,7 @@ pub fn configuration_form() -> ConfigurationFormResponse {
             text(keys::CURSOR_LAG_S, "Cursor lag (s)", false, "Leave rows whose TIMESTAMP/TIMESTAMPTZ cursor is newer than this many seconds for the next sync, so rows that commit late with an older updated_at (e.g. stamped with SYSDATE in a long load) are not skipped. Set it to your longest load transaction; 0 = off.", Some("0")),
             text(keys::BATCH_SIZE, "Batch size", false, "Rows fetched per round trip; a checkpoint follows each batch.", Some(&batch)),
             text(keys::MAX_BATCH_BYTES, "Batch size in bytes", false, "A batch also ends (and a checkpoint follows) after this many bytes of records: wide rows are checkpointed by size. Memory stays bounded whatever the row width.", Some(&batch_bytes)),
-            text(keys::MAX_ROWS_PER_QUERY, "Rows per query", false, "No query reads more rows than this; a larger table is read by consecutive queries, each resuming after the last. Lower it if query monitoring rules abort queries by returned rows.", Some(&rows_per_query)),
+            text(keys::MAX_ROWS_PER_QUERY, "Rows per query", false, "auto (the default): each query reads as many rows as fit 1 GiB of results (shared by the tables synced at once), so most tables are one query. A number: no query reads more rows than that, a larger table is read by consecutive queries; set one below a query monitoring rule that aborts queries by returned rows.", Some("auto")),
             text(keys::MAX_PARALLEL_TABLES, "Parallel tables", false, "Tables synced at once, each on its own connection and WLM query slot (1 to 32).", Some("1")),
             text(keys::CONNECT_TIMEOUT_S, "Connect timeout (s)", false, "Seconds to wait for a connection.", Some("30")),
             text(keys::QUERY_TIMEOUT_S, "Query timeout (s)", false, "statement_timeout in seconds (includes WLM queue time on Redshift); 0 = none.", Some("0")),

@@ -30,7 +30,8 @@ use super::session::{Flavour, Prepared, Session};
 use super::wire::{oid, Column, Fetched, Format};
 use super::SourceError;
 
-/// Where a scan starts.
+/// Where a query starts, in the scan's order (the cursor NULLS FIRST, then the key). Which one a
+/// table's next query uses is decided by `sync::position`; this module only writes its SQL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resume {
     /// Every row, including those whose cursor is NULL (they come first).
@@ -39,9 +40,15 @@ pub enum Resume {
     AfterKey(Vec<String>),
     /// Still among the NULL-cursor rows: those with a greater key, then every non-NULL cursor.
     AfterNullCursor(Vec<String>),
-    /// Rows after (cursor, key). With no key columns: rows at or after the cursor (a bounded
-    /// re-read of the rows sharing it, which hosts absorb because such rows are keyed by hash).
-    AfterCursor { cursor: String, key: Vec<String> },
+    /// Rows strictly after (cursor, key) (tables with a primary key).
+    AfterRow { cursor: String, key: Vec<String> },
+    /// Rows at or after the cursor value (tables without a primary key: the rows sharing it are
+    /// read again, which hosts absorb because they key such rows by a hash of their values).
+    AtCursor(String),
+    /// Rows whose cursor is greater than this value; `None`: every row whose cursor is not NULL.
+    AfterCursor(Option<String>),
+    /// Only the rows whose cursor is this value (`None`: NULL), in no particular order.
+    OnlyCursor(Option<String>),
 }
 
 /// Which columns to read and in what order to read them.
@@ -118,18 +125,9 @@ impl ScanSpec<'_> {
         };
         let after = match (resume, self.cursor) {
             (Resume::FromStart, _) => None,
-            (Resume::AfterKey(key), _) => key_terms(&mut query, key).map(|terms| {
-                // As for the cursor below: a leading range on the first key term.
-                match terms.as_slice() {
-                    [first, _, ..] => format!(
-                        "{} >= {} AND ({})",
-                        first.column,
-                        first.value,
-                        after(&terms)
-                    ),
-                    _ => after(&terms),
-                }
-            }),
+            (Resume::AfterKey(key), _) => {
+                key_terms(&mut query, key).map(|terms| leading_range(&terms, after))
+            }
             (Resume::AfterNullCursor(key), Some(c)) => key_terms(&mut query, key).map(|terms| {
                 format!(
                     "({c} IS NULL AND ({})) OR {c} IS NOT NULL",
@@ -137,7 +135,7 @@ impl ScanSpec<'_> {
                     c = column(c)
                 )
             }),
-            (Resume::AfterCursor { cursor, key }, Some(c)) => {
+            (Resume::AfterRow { cursor, key }, Some(c)) => {
                 let value = bind(&mut query, c, cursor);
                 let c = column(c);
                 Some(match key_terms(&mut query, key) {
@@ -148,12 +146,45 @@ impl ScanSpec<'_> {
                         "{c} >= {value} AND ({c} > {value} OR ({c} = {value} AND ({})))",
                         after(&terms)
                     ),
-                    None => format!("{c} >= {value}"),
+                    None => format!("{c} > {value}"),
                 })
             }
-            // A cursor position without a cursor column cannot happen: the plan only builds
-            // cursor resumes for incremental tables.
-            (Resume::AfterNullCursor(_) | Resume::AfterCursor { .. }, None) => None,
+            (Resume::AtCursor(cursor), Some(c)) => {
+                let value = bind(&mut query, c, cursor);
+                Some(leading_range(
+                    &self.cursor_terms(c, &column(c), &value),
+                    at_or_after,
+                ))
+            }
+            (Resume::AfterCursor(Some(cursor)), Some(c)) => {
+                let value = bind(&mut query, c, cursor);
+                Some(leading_range(
+                    &self.cursor_terms(c, &column(c), &value),
+                    after,
+                ))
+            }
+            (Resume::AfterCursor(None), Some(c)) => Some(format!("{} IS NOT NULL", column(c))),
+            (Resume::OnlyCursor(Some(cursor)), Some(c)) => {
+                let value = bind(&mut query, c, cursor);
+                Some(
+                    self.cursor_terms(c, &column(c), &value)
+                        .iter()
+                        .map(|t| format!("{} = {}", t.column, t.value))
+                        .collect::<Vec<_>>()
+                        .join(" AND "),
+                )
+            }
+            (Resume::OnlyCursor(None), Some(c)) => Some(format!("{} IS NULL", column(c))),
+            // A cursor position without a cursor column cannot happen: `sync::position` only
+            // builds cursor resumes for incremental tables.
+            (
+                Resume::AfterNullCursor(_)
+                | Resume::AfterRow { .. }
+                | Resume::AtCursor(_)
+                | Resume::AfterCursor(_)
+                | Resume::OnlyCursor(_),
+                None,
+            ) => None,
         };
         let below_bound = match (self.upper_bound, self.cursor) {
             (Some(bound), Some(c)) => {
@@ -167,11 +198,17 @@ impl ScanSpec<'_> {
             (after, bound) => after.or(bound),
         };
 
+        // Rows that share one cursor value have no order to keep (they are read whole, in one
+        // query): no sort.
+        let unordered = matches!(resume, Resume::OnlyCursor(_));
         let mut order: Vec<String> = Vec::new();
-        if let Some(c) = self.cursor {
-            order.push(format!("{} ASC NULLS FIRST", column(c)));
+        if let Some(c) = self.cursor.filter(|_| !unordered) {
+            for (i, term) in self.cursor_terms(c, &column(c), "").iter().enumerate() {
+                let nulls = if i == 0 { " NULLS FIRST" } else { "" };
+                order.push(format!("{} ASC{nulls}", term.column));
+            }
         }
-        for &k in self.key {
+        for &k in self.key.iter().filter(|_| !unordered) {
             order.extend(
                 self.key_terms(k, &column(k), "")
                     .into_iter()
@@ -201,6 +238,22 @@ impl ScanSpec<'_> {
         query
     }
 
+    /// The terms the cursor contributes to the order. Rows of a table with a key that tie on
+    /// the cursor are ordered by the key, so the cursor is compared as it is. Without a key,
+    /// rows are told apart by cursor value alone (`sync::position` holds back the rows of one
+    /// value until it is complete), so a text cursor must compare as its bytes do: the same
+    /// two terms as a text key.
+    fn cursor_terms(&self, index: usize, column: &str, value: &str) -> Vec<Term> {
+        if self.key.is_empty() {
+            self.key_terms(index, column, value)
+        } else {
+            vec![Term {
+                column: column.to_string(),
+                value: value.to_string(),
+            }]
+        }
+    }
+
     /// The terms key column `index` contributes to the order (see the module documentation).
     fn key_terms(&self, index: usize, column: &str, value: &str) -> Vec<Term> {
         let sql_type = &self.table.columns[index].sql_type;
@@ -226,6 +279,28 @@ impl ScanSpec<'_> {
         }
         terms
     }
+}
+
+/// `t1 >= v1 AND (<rest>)` when there are several terms: the same as `<rest>` alone, in a form
+/// an index range scan (PostgreSQL) or zone maps (Redshift) can use.
+fn leading_range(terms: &[Term], rest: fn(&[Term]) -> String) -> String {
+    match terms {
+        [first, _, ..] => format!("{} >= {} AND ({})", first.column, first.value, rest(terms)),
+        _ => rest(terms),
+    }
+}
+
+/// `t1 > v1 OR (t1 = v1 AND (t2 > v2 OR ... OR (tn-1 = vn-1 AND tn >= vn)))` over the terms.
+fn at_or_after(terms: &[Term]) -> String {
+    let Some((last, rest)) = terms.split_last() else {
+        return "TRUE".to_string();
+    };
+    let mut predicate = format!("{} >= {}", last.column, last.value);
+    for term in rest.iter().rev() {
+        let (column, value) = (&term.column, &term.value);
+        predicate = format!("{column} > {value} OR ({column} = {value} AND ({predicate}))");
+    }
+    predicate
 }
 
 /// `t1 > v1 OR (t1 = v1 AND (t2 > v2 OR ...))` over the terms.
@@ -301,6 +376,28 @@ impl Session {
 }
 
 impl Portal<'_> {
+    /// Ends the query after a batch, before its last row (the rest is left to a later query):
+    /// closes the portal and ends its transaction, leaving the session ready for the next.
+    pub async fn close_early(&mut self) -> Result<(), SourceError> {
+        match self.state {
+            PortalState::Done => Ok(()),
+            PortalState::Suspended => {
+                self.state = PortalState::Done;
+                self.session
+                    .connection
+                    .close_portal(PORTAL)
+                    .await
+                    .map_err(SourceError::from_wire)?;
+                self.session.simple("COMMIT").await
+            }
+            PortalState::Fetching => Err(SourceError::Database {
+                code: "scan".to_string(),
+                message: "a query can only be ended early between batches".to_string(),
+                transient: false,
+            }),
+        }
+    }
+
     /// The next row, the end of a batch, or the end of the query (its transaction committed).
     pub async fn next(&mut self) -> Result<ScanEvent<'_>, SourceError> {
         match self.state {
@@ -421,7 +518,7 @@ mod tests {
     #[test]
     fn resume_expands_the_row_comparison_over_every_term() {
         let table = table();
-        let query = spec(&table, &[0, 1, 2], Some(2), &[0, 1]).query(&Resume::AfterCursor {
+        let query = spec(&table, &[0, 1, 2], Some(2), &[0, 1]).query(&Resume::AfterRow {
             cursor: "2024-01-01 00:00:00.000001".into(),
             key: vec!["eu".into(), "7".into()],
         });
@@ -455,7 +552,7 @@ mod tests {
         let table = table();
         let mut spec = spec(&table, &[1, 2], Some(2), &[1]);
         spec.limit = Some(1_000_000);
-        let query = spec.query(&Resume::AfterCursor {
+        let query = spec.query(&Resume::AfterRow {
             cursor: "2024-01-01 00:00:00".into(),
             key: vec!["3".into()],
         });
@@ -473,7 +570,7 @@ mod tests {
         assert!(query.sql.contains(
             "WHERE \"src\".\"updated_at\" IS NULL OR \"src\".\"updated_at\" <= CAST($1::VARCHAR(65535) AS TIMESTAMP) ORDER BY"
         ), "{}", query.sql);
-        let query = spec.query(&Resume::AfterCursor {
+        let query = spec.query(&Resume::AfterRow {
             cursor: "2024-01-01 00:00:00.000000".into(),
             key: vec!["3".into()],
         });
@@ -491,13 +588,55 @@ mod tests {
     #[test]
     fn keyless_tables_resume_inclusively_and_null_cursors_come_first() {
         let table = table();
-        let query = spec(&table, &[2], Some(2), &[]).query(&Resume::AfterCursor {
-            cursor: "2024-01-01 00:00:00.000000".into(),
-            key: vec![],
-        });
+        let keyless = spec(&table, &[2], Some(2), &[]);
+        let ts = "CAST($1::VARCHAR(65535) AS TIMESTAMP)";
+        let at = "2024-01-01 00:00:00.000000".to_string();
+        let query = keyless.query(&Resume::AtCursor(at.clone()));
         assert!(query
             .sql
-            .contains("WHERE \"src\".\"updated_at\" >= CAST($1::VARCHAR(65535) AS TIMESTAMP)"));
+            .contains(&format!("WHERE \"src\".\"updated_at\" >= {ts} ORDER BY")));
+        let query = keyless.query(&Resume::AfterCursor(Some(at.clone())));
+        assert!(query
+            .sql
+            .contains(&format!("WHERE \"src\".\"updated_at\" > {ts} ORDER BY")));
+        let query = keyless.query(&Resume::AfterCursor(None));
+        assert!(query
+            .sql
+            .contains("WHERE \"src\".\"updated_at\" IS NOT NULL ORDER BY"));
+        // A group of rows sharing one value is read without a sort.
+        let query = keyless.query(&Resume::OnlyCursor(Some(at)));
+        assert!(
+            query
+                .sql
+                .ends_with(&format!("WHERE \"src\".\"updated_at\" = {ts}")),
+            "{}",
+            query.sql
+        );
+        let query = keyless.query(&Resume::OnlyCursor(None));
+        assert!(
+            query.sql.ends_with("WHERE \"src\".\"updated_at\" IS NULL"),
+            "{}",
+            query.sql
+        );
+
+        // A text cursor without a key compares as its bytes: case-sensitively, then by length.
+        let by_text = spec(&table, &[0], Some(0), &[]);
+        let cs_col = "COLLATE(\"src\".\"region\", 'case_sensitive')";
+        let cs_val = "COLLATE($1::VARCHAR(65535), 'case_sensitive')";
+        let len_col = "OCTET_LENGTH(\"src\".\"region\")";
+        let len_val = "OCTET_LENGTH($1::VARCHAR(65535))";
+        let query = by_text.query(&Resume::AtCursor("eu".into()));
+        assert!(query.sql.contains(&format!(
+            "WHERE {cs_col} >= {cs_val} AND ({cs_col} > {cs_val} OR ({cs_col} = {cs_val} AND ({len_col} >= {len_val}))) ORDER BY {cs_col} ASC NULLS FIRST, {len_col} ASC"
+        )), "{}", query.sql);
+        let query = by_text.query(&Resume::OnlyCursor(Some("eu".into())));
+        assert!(
+            query.sql.ends_with(&format!(
+                "WHERE {cs_col} = {cs_val} AND {len_col} = {len_val}"
+            )),
+            "{}",
+            query.sql
+        );
 
         let query =
             spec(&table, &[1, 2], Some(2), &[1]).query(&Resume::AfterNullCursor(vec!["5".into()]));

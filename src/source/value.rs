@@ -444,10 +444,70 @@ pub fn position_text(sql_type: &SqlType, cell: &Cell, bytes: &[u8]) -> Option<St
     })
 }
 
+/// Bytes that are equal exactly when two cursor values are equal in the scan's order, so that
+/// the rows of one value can be told from the next (`sync::position` holds them back by it): a
+/// tag for NULL, then the value. Binary integers, booleans and timestamps are exact as they
+/// are; floats are equal at -0 and 0 (as SQL compares them); decimals equal at `1.5` and `1.50`
+/// (PostgreSQL keeps the scale of an unconstrained NUMERIC; Redshift's is always declared);
+/// text by its bytes (the scan orders the text cursor of a table without a key by its bytes,
+/// see `source::scan`).
+pub fn group_key(sql_type: &SqlType, cell: &Cell, row: &[u8], scratch: &[u8], out: &mut Vec<u8>) {
+    out.push(u8::from(*cell != Cell::Null));
+    match *cell {
+        Cell::Null => {}
+        Cell::Bool(v) => out.push(u8::from(v)),
+        Cell::Int(v) => out.extend_from_slice(&v.to_be_bytes()),
+        Cell::Float(v) => out.extend_from_slice(&canonical_float(f64::from(v)).to_be_bytes()),
+        Cell::Double(v) => out.extend_from_slice(&canonical_float(v).to_be_bytes()),
+        Cell::Timestamp { seconds, nanos } => {
+            out.extend_from_slice(&seconds.to_be_bytes());
+            out.extend_from_slice(&nanos.to_be_bytes());
+        }
+        Cell::Row { .. } | Cell::Scratch { .. } => {
+            let bytes = cell.bytes(row, scratch);
+            match sql_type {
+                SqlType::Numeric { .. } => out.extend_from_slice(canonical_decimal(bytes)),
+                _ => out.extend_from_slice(bytes),
+            }
+        }
+    }
+}
+
+/// The bits of a float, one per value SQL tells apart: -0 is 0, every NaN is one NaN.
+fn canonical_float(value: f64) -> u64 {
+    if value == 0.0 {
+        0
+    } else if value.is_nan() {
+        f64::NAN.to_bits()
+    } else {
+        value.to_bits()
+    }
+}
+
+/// A decimal's text without trailing fractional zeros (`-1.500` -> `-1.5`, `2.00` -> `2`,
+/// `-0.0` -> `0`).
+fn canonical_decimal(text: &[u8]) -> &[u8] {
+    let trimmed = match text.iter().position(|&b| b == b'.') {
+        Some(dot) => {
+            let end = text.iter().rposition(|&b| b != b'0').map_or(0, |i| i + 1);
+            let end = if end == dot + 1 { dot } else { end.max(dot) };
+            &text[..end]
+        }
+        None => text,
+    };
+    match trimmed {
+        b"-0" => b"0",
+        other => other,
+    }
+}
+
 /// Rust prints the shortest text that reads back to the same float, which the server parses
-/// exactly; only the special values are spelled differently.
+/// exactly; only the special values are spelled differently, and -0 is written 0 (equal in
+/// SQL, so one value has one position).
 fn float_text(value: f64, shortest: String) -> String {
-    if value.is_nan() {
+    if value == 0.0 {
+        "0".to_string()
+    } else if value.is_nan() {
         "NaN".to_string()
     } else if value.is_infinite() {
         if value > 0.0 { "Infinity" } else { "-Infinity" }.to_string()
@@ -582,6 +642,46 @@ mod tests {
         );
         // A column whose type changed since the catalog was read.
         assert!(Decoder::for_column(&SqlType::Integer, oid::INT8).is_err());
+    }
+
+    #[test]
+    fn group_keys_are_equal_exactly_for_values_sql_finds_equal() {
+        let key = |sql_type: &SqlType, cell: Cell, row: &[u8]| {
+            let mut out = Vec::new();
+            group_key(sql_type, &cell, row, &[], &mut out);
+            out
+        };
+        let double = |v| key(&SqlType::Double, Cell::Double(v), &[]);
+        assert_eq!(double(0.0), double(-0.0));
+        assert_eq!(double(f64::NAN), double(-f64::NAN));
+        assert_ne!(double(1.0), double(1.0 + f64::EPSILON));
+        let numeric = SqlType::Numeric {
+            precision: None,
+            scale: None,
+        };
+        let decimal = |text: &[u8]| {
+            key(
+                &numeric,
+                Cell::Row {
+                    start: 0,
+                    end: text.len() as u32,
+                },
+                text,
+            )
+        };
+        assert_eq!(decimal(b"1.50"), decimal(b"1.5"));
+        assert_eq!(decimal(b"2.000"), decimal(b"2"));
+        assert_eq!(decimal(b"-0.00"), decimal(b"0"));
+        assert_eq!(decimal(b"10"), decimal(b"10.0"));
+        assert_ne!(decimal(b"10"), decimal(b"1"));
+        assert_ne!(decimal(b"0.10"), decimal(b"0.01"));
+        // NULL is neither an empty text nor a zero.
+        let empty = key(&SqlType::Text, Cell::Row { start: 0, end: 0 }, b"");
+        assert_ne!(key(&SqlType::Text, Cell::Null, b""), empty);
+        assert_ne!(
+            key(&SqlType::Integer, Cell::Null, b""),
+            key(&SqlType::Integer, Cell::Int(0), b"")
+        );
     }
 
     #[test]

@@ -37,6 +37,7 @@ mod checkpoints;
 pub mod encode;
 pub mod output;
 pub mod plan;
+pub mod position;
 mod table;
 
 use std::sync::atomic::AtomicU32;
@@ -93,7 +94,7 @@ pub fn output_budget(config: &Config) -> usize {
 /// state that cannot be resumed is the caller's input error. Needs the catalog.
 fn check_states(plans: &[plan::TablePlan], state: &SyncState) -> Result<(), SyncError> {
     for plan in plans {
-        table::check_state(plan, state.table(&plan.table.name)).map_err(|reason| {
+        position::check_state(plan, state.table(&plan.table.name)).map_err(|reason| {
             SyncError::StateMismatch {
                 table: plan.table.name.clone(),
                 reason,

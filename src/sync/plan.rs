@@ -244,7 +244,7 @@ mod tests {
             cursor_column_overrides: Default::default(),
             batch_size: 10,
             max_batch_bytes: crate::config::DEFAULT_MAX_BATCH_BYTES,
-            max_rows_per_query: crate::config::DEFAULT_MAX_ROWS_PER_QUERY,
+            max_rows_per_query: crate::config::RowsPerQuery::Auto,
             cursor_lag: std::time::Duration::ZERO,
             max_parallel_tables: 1,
         }

@@ -25,15 +25,16 @@ use super::checkpoints::Checkpoints;
 use super::encode::{EncodedRecords, RecordEncoder};
 use super::output::{Counters, Output};
 use super::plan::{Mode, TablePlan};
+use super::position::{self, AfterQuery, HoldLimits, NextQuery, Progress, RowAction, Shape};
 use super::SyncError;
 use crate::config::{Config, ConnectionConfig};
 use crate::source::scan::{Resume, ScanEvent, ScanSpec};
 use crate::source::session::Canceller;
 use crate::source::types::SqlType;
-use crate::source::value::{Cell, Decoder, RowDecoder, SavedValues};
+use crate::source::value::{group_key, position_text, Cell, Decoder, RowDecoder, SavedValues};
 use crate::source::wire::Format;
 use crate::source::{self, Flavour, Session, SourceError};
-use crate::state::{Position, TableState};
+use crate::state::TableState;
 
 /// Attempts after a transient failure without progress (connection lost, cluster restart,
 /// serialization conflict) before the Update gives up with an error status.
@@ -84,132 +85,6 @@ async fn pause(delay: Duration, output: &Output) -> Result<(), SyncError> {
     }
 }
 
-/// How the table starts in this Update.
-struct Start {
-    /// Send a TRUNCATE first: an initial sync, or a new full pass.
-    truncate: bool,
-    /// Why the table restarts from scratch although it has state.
-    restart_reason: Option<String>,
-    state: TableState,
-}
-
-fn decide_start(plan: &TablePlan, previous: Option<&TableState>) -> Start {
-    let key_columns = plan.key_columns();
-    let fresh = |restart_reason: Option<String>| Start {
-        truncate: true,
-        restart_reason,
-        state: match plan.cursor_column() {
-            Some(cursor) => TableState::Incremental {
-                cursor_column: cursor.to_string(),
-                key_columns: key_columns.clone(),
-                position: None,
-            },
-            None => TableState::Full {
-                key_columns: key_columns.clone(),
-                in_progress: true,
-                position: None,
-            },
-        },
-    };
-    let Some(previous) = previous else {
-        return fresh(None);
-    };
-    let resume = || Start {
-        truncate: false,
-        restart_reason: None,
-        state: previous.clone(),
-    };
-    match (previous, plan.cursor_column()) {
-        (
-            TableState::Incremental {
-                cursor_column,
-                key_columns: keys,
-                ..
-            },
-            Some(cursor),
-        ) if cursor_column == cursor && *keys == key_columns => resume(),
-        // A full pass under way resumes after its last key; without a key it cannot.
-        (
-            TableState::Full {
-                key_columns: keys,
-                in_progress: true,
-                position: Some(p),
-            },
-            None,
-        ) if *keys == key_columns && !p.key.is_empty() => resume(),
-        // A finished full pass: the next one starts over, as full mode promises.
-        (TableState::Full { .. }, None) => fresh(None),
-        _ => fresh(Some(
-            "its cursor column or primary key changed since the last sync, so it is re-synced \
-             from the start"
-                .to_string(),
-        )),
-    }
-}
-
-/// Checks that the state's position for this table fits its columns (the cursor's type, the
-/// number and types of key values, within each column's range) wherever the state would be
-/// resumed from; a state for other columns is not resumed (the table restarts) and needs no
-/// check.
-pub(super) fn check_state(plan: &TablePlan, previous: Option<&TableState>) -> Result<(), String> {
-    let Some(previous) = previous else {
-        return Ok(());
-    };
-    let start = decide_start(plan, Some(previous));
-    if start.truncate {
-        return Ok(());
-    }
-    let position = match &start.state {
-        TableState::Incremental { position, .. } | TableState::Full { position, .. } => position,
-    };
-    let Some(position) = position else {
-        return Ok(());
-    };
-    let columns = &plan.table.columns;
-    if !position.key.is_empty() && position.key.len() != plan.key.len() {
-        return Err(format!(
-            "position has {} key values for {} key columns",
-            position.key.len(),
-            plan.key.len()
-        ));
-    }
-    if let (Mode::Incremental { cursor }, Some(text)) = (&plan.mode, &position.cursor) {
-        columns[*cursor]
-            .sql_type
-            .check_position_text(text)
-            .map_err(|reason| format!("cursor `{}`: {reason}", columns[*cursor].name))?;
-    }
-    for (&index, text) in plan.key.iter().zip(&position.key) {
-        columns[index]
-            .sql_type
-            .check_position_text(text)
-            .map_err(|reason| format!("key `{}`: {reason}", columns[index].name))?;
-    }
-    Ok(())
-}
-
-/// Where the scan resumes, from the table's state.
-fn resume_from(state: &TableState) -> Resume {
-    match state {
-        TableState::Incremental { position: None, .. }
-        | TableState::Full { position: None, .. } => Resume::FromStart,
-        TableState::Full {
-            position: Some(p), ..
-        } => Resume::AfterKey(p.key.clone()),
-        TableState::Incremental {
-            position: Some(p), ..
-        } => match &p.cursor {
-            // Without a key there is no way to resume among the NULL-cursor rows: re-read them.
-            None if p.key.is_empty() => Resume::FromStart,
-            None => Resume::AfterNullCursor(p.key.clone()),
-            Some(cursor) => Resume::AfterCursor {
-                cursor: cursor.clone(),
-                key: p.key.clone(),
-            },
-        },
-    }
-}
-
 /// Why one attempt at a table stopped.
 enum Stop {
     HostGone,
@@ -241,10 +116,15 @@ pub(super) async fn sync_table(
     let output = &shared.output;
     let mut table = TableSync::new(&shared, &plan).await;
     if let Mode::Full { reason } = &plan.mode {
+        let unbounded = if plan.key.is_empty() {
+            "; without a primary key to resume by, it is read by one query without a row limit"
+        } else {
+            ""
+        };
         table
             .warning(
                 output,
-                format!("table {name} is synced in full on every sync because {reason}; configure `cursor_column` to sync it incrementally"),
+                format!("table {name} is synced in full on every sync because {reason}; configure `cursor_column` to sync it incrementally{unbounded}"),
             )
             .await?;
     }
@@ -274,7 +154,9 @@ pub(super) async fn sync_table(
         }
         // Every retry reads on from the last checkpoint; a keyless full pass cannot, and
         // starts over with its TRUNCATE.
-        table.restart_keyless_pass();
+        if table.progress.attempt_failed(table.rows) {
+            table.truncate_pending = true;
+        }
         match err {
             SourceError::FetchSizeRefused { .. }
                 if shared.fetch_limit.load(Ordering::Relaxed) > SINGLE_NODE_FETCH_LIMIT =>
@@ -319,9 +201,11 @@ pub(super) async fn sync_table(
 /// A table's sync in progress, across attempts.
 struct TableSync {
     plan: Arc<TablePlan>,
-    /// The table's state as last committed.
-    state: TableState,
+    /// Where the scan stands, as last committed.
+    progress: Progress,
     restart_reason: Option<String>,
+    /// Warned that more rows share one cursor value than a query may read.
+    warned_tied: bool,
     /// Sent with the table's first records (or alone at its end), before the checkpoint that
     /// first records the table in the state.
     truncate_pending: bool,
@@ -338,7 +222,14 @@ struct TableSync {
     position_types: Vec<SqlType>,
     cells: Vec<Cell>,
     scratch: Vec<u8>,
+    /// Rows held back until their cursor value is complete (tables without a key).
+    held: HeldRows,
+    group_key: Vec<u8>,
+    /// Rows sent in this Update (across attempts).
     rows: u64,
+    /// `DataRow` bytes and rows read so far: the average sizes the next query.
+    wire_bytes: u64,
+    wire_rows: u64,
     counters: Counters,
     started: Instant,
     last_report: Instant,
@@ -346,7 +237,7 @@ struct TableSync {
 
 impl TableSync {
     async fn new(shared: &Shared, plan: &Arc<TablePlan>) -> Self {
-        let start = decide_start(
+        let start = position::table_start(
             plan,
             shared.checkpoints.table(&plan.table.name).await.as_ref(),
         );
@@ -379,9 +270,10 @@ impl TableSync {
                 .iter()
                 .map(|&i| columns[i].sql_type.clone())
                 .collect(),
+            progress: Progress::new(Shape::of(plan), start.position),
             plan: Arc::clone(plan),
-            state: start.state,
             restart_reason: start.restart_reason,
+            warned_tied: false,
             truncate_pending: start.truncate,
             batch: Vec::new(),
             batch_bytes: 0,
@@ -389,7 +281,11 @@ impl TableSync {
             uncommitted_rows: 0,
             cells: Vec::new(),
             scratch: Vec::new(),
+            held: HeldRows::default(),
+            group_key: Vec::new(),
             rows: 0,
+            wire_bytes: 0,
+            wire_rows: 0,
             counters: Counters::default(),
             started: now,
             last_report: now,
@@ -400,8 +296,7 @@ impl TableSync {
         output.warning(message, &mut self.counters).await
     }
 
-    /// One attempt: a session, then bounded queries until a query returns fewer rows than
-    /// `max_rows_per_query`.
+    /// One attempt: a session, then the queries `position` asks for until the pass is done.
     async fn scan(&mut self, shared: &Shared, read_whole_queries: bool) -> Result<(), Stop> {
         let config = &shared.config;
         let mut session = connect_with_retry(&config.connection, &shared.output).await?;
@@ -413,8 +308,13 @@ impl TableSync {
             Mode::Incremental { cursor } => Some(cursor),
             Mode::Full { .. } => None,
         };
-        let limit = config.sync.max_rows_per_query;
+        let limits = HoldLimits {
+            rows: u64::from(config.sync.batch_size),
+            bytes: config.sync.max_batch_bytes,
+        };
         loop {
+            let rows_per_query = self.rows_per_query(config);
+            let next = self.progress.start_query(rows_per_query, limits);
             let spec = ScanSpec {
                 table: &self.plan.table,
                 flavour: session.flavour(),
@@ -422,10 +322,10 @@ impl TableSync {
                 cursor,
                 key: &self.plan.key,
                 upper_bound: upper_bound.as_deref(),
-                limit: Some(limit),
+                limit: next.limit,
             };
-            let query = spec.query(&resume_from(&self.state));
-            tracing::debug!(table = %self.plan.table.name, sql = %query.sql, "scan query");
+            let query = spec.query(&next.resume);
+            tracing::debug!(table = %self.plan.table.name, sql = %query.sql, limit = ?next.limit, "scan query");
             let fetch_rows = if read_whole_queries {
                 0
             } else {
@@ -434,24 +334,67 @@ impl TableSync {
                     .batch_size
                     .min(shared.fetch_limit.load(Ordering::Relaxed))
             };
-            let rows = self
+            let (after, rows) = self
                 .run_query(shared, &mut session, &query, fetch_rows)
                 .await?;
-            if rows < limit {
+            self.warn_of_a_tied_group(shared, &next, rows, rows_per_query)
+                .await?;
+            if after == AfterQuery::Done {
                 cancel.0 = None;
                 return Ok(());
             }
         }
     }
 
-    /// Runs one bounded query to its end; returns how many rows it read.
+    /// After the rows sharing one cursor value were read by one query without a limit: a
+    /// Warning, once, saying why a query read more rows than `max_rows_per_query`.
+    async fn warn_of_a_tied_group(
+        &mut self,
+        shared: &Shared,
+        query: &NextQuery,
+        rows: u64,
+        rows_per_query: u64,
+    ) -> Result<(), SyncError> {
+        let Resume::OnlyCursor(cursor) = &query.resume else {
+            return Ok(());
+        };
+        if rows <= rows_per_query || std::mem::replace(&mut self.warned_tied, true) {
+            return Ok(());
+        }
+        let value = cursor
+            .as_deref()
+            .map_or("NULL".to_string(), |c| format!("`{c}`"));
+        let message = format!(
+            "table {} has no primary key and {rows} rows share the cursor value {value}, more than one query may read ({rows_per_query} rows): they were read by one query without a row limit; a primary key (or a finer cursor) keeps every query bounded",
+            self.plan.table.name,
+        );
+        self.warning(&shared.output, message).await
+    }
+
+    /// Rows the next query may read: the setting, or as many as fit the result budget at the
+    /// average row size seen so far (the declared maximum before the first row).
+    fn rows_per_query(&self, config: &Config) -> u64 {
+        // A quarter more than the average, for rows wider than those seen so far.
+        let row_bytes = match self.wire_bytes.checked_div(self.wire_rows) {
+            Some(average) => average * 5 / 4 + 1,
+            None => position::declared_row_bytes(&self.plan),
+        };
+        position::rows_per_query(
+            config.sync.max_rows_per_query,
+            config.sync.max_parallel_tables,
+            row_bytes,
+        )
+    }
+
+    /// Runs one query to its end (or, when `position` says so, to the end of a batch):
+    /// whether the pass goes on, and how many rows the query returned.
     async fn run_query(
         &mut self,
         shared: &Shared,
         session: &mut Session,
         query: &source::scan::ScanQuery,
         fetch_rows: u32,
-    ) -> Result<u64, Stop> {
+    ) -> Result<(AfterQuery, u64), Stop> {
         let plan = Arc::clone(&self.plan);
         let mut decoders = Vec::with_capacity(plan.select.len());
         let (mut portal, _columns) = session
@@ -491,20 +434,95 @@ impl TableSync {
                     decoder
                         .decode(body, &mut self.cells, &mut self.scratch)
                         .map_err(|err| decode_error(&plan, err.column, err.reason))?;
-                    self.push(body)?;
                     rows += 1;
+                    self.wire_bytes += body.len() as u64;
+                    match self.row_action(body) {
+                        RowAction::Send => self.push(body)?,
+                        RowAction::Hold => self.held.hold(&self.cells, body, &self.scratch),
+                        RowAction::SendHeldThenHold => {
+                            self.send_held();
+                            self.held.hold(&self.cells, body, &self.scratch);
+                        }
+                        RowAction::DropHeld => self.held.clear(),
+                        RowAction::Skip => {}
+                    }
                     if self.uncommitted_rows >= batch_size
                         || self.batch_bytes + self.encoder.pending_bytes() >= max_batch_bytes
                     {
                         self.commit(shared).await?;
                     }
                 }
-                ScanEvent::BatchEnd => self.commit(shared).await?,
+                ScanEvent::BatchEnd => {
+                    self.commit(shared).await?;
+                    if self.progress.stopping() {
+                        portal.close_early().await?;
+                        break;
+                    }
+                }
                 ScanEvent::End => break,
             }
         }
+        self.wire_rows += rows;
+        let end = self.progress.query_ended().map_err(|err| {
+            Stop::Source(SourceError::Database {
+                code: "scan".to_string(),
+                message: err.to_string(),
+                transient: false,
+            })
+        })?;
+        if end.send_held {
+            self.send_held();
+        }
+        self.held.clear();
         self.commit(shared).await?;
-        Ok(rows)
+        Ok((end.after, rows))
+    }
+
+    /// What `position` says to do with the decoded row.
+    #[inline]
+    fn row_action(&mut self, row: &[u8]) -> RowAction {
+        if !self.progress.holds_rows() {
+            return self.progress.row(&[], 0, || None);
+        }
+        let Mode::Incremental { cursor } = self.plan.mode else {
+            unreachable!("rows are held back only when read by a cursor")
+        };
+        let sql_type = &self.plan.table.columns[cursor].sql_type;
+        let cell = self.cells[self.position_indexes[0]];
+        self.group_key.clear();
+        group_key(sql_type, &cell, row, &self.scratch, &mut self.group_key);
+        let scratch = &self.scratch;
+        self.progress.row(&self.group_key, row.len() as u64, || {
+            let bytes = cell.bytes(row, scratch);
+            let cell = match cell {
+                Cell::Row { .. } | Cell::Scratch { .. } => Cell::Row {
+                    start: 0,
+                    end: bytes.len() as u32,
+                },
+                other => other,
+            };
+            position_text(sql_type, &cell, bytes)
+        })
+    }
+
+    /// Encodes the rows held back, whose cursor value is complete.
+    fn send_held(&mut self) {
+        let emitted = self.plan.emitted.len();
+        if self.held.is_empty() {
+            return;
+        }
+        if std::mem::take(&mut self.truncate_pending) {
+            self.encoder.push_truncate();
+        }
+        for (cells, row, scratch) in self.held.rows() {
+            self.encoder.push_upsert(&cells[..emitted], row, scratch);
+            self.uncommitted_rows += 1;
+            while let Some(message) = self.encoder.take_ready() {
+                self.batch_bytes += message.bytes.len();
+                self.batch.push(message);
+            }
+        }
+        self.held.clear();
     }
 
     /// Encodes the decoded row and remembers its position.
@@ -527,8 +545,10 @@ impl TableSync {
         let emitted = self.plan.emitted.len();
         self.encoder
             .push_upsert(&self.cells[..emitted], row, &self.scratch);
-        self.saved
-            .save(&self.position_indexes, &self.cells, row, &self.scratch);
+        if !self.plan.key.is_empty() {
+            self.saved
+                .save(&self.position_indexes, &self.cells, row, &self.scratch);
+        }
         self.uncommitted_rows += 1;
         self.collect_finished();
         Ok(())
@@ -549,19 +569,20 @@ impl TableSync {
         }
         self.encoder.finish();
         self.collect_finished();
-        let texts = self
-            .saved
-            .texts(&self.position_types.iter().collect::<Vec<_>>());
-        let (cursor, key) = match self.plan.mode {
-            Mode::Incremental { .. } => (texts[0].clone(), &texts[1..]),
-            Mode::Full { .. } => (None, &texts[..]),
-        };
-        let position = Position {
-            cursor,
-            key: key.iter().flatten().cloned().collect(),
-        };
-        set_position(&mut self.state, position);
-        self.send_with_checkpoint(shared).await?;
+        // A table with a key stands at its last row; one without moves by cursor value, as
+        // `position` tracks it.
+        if !self.plan.key.is_empty() {
+            let texts = self
+                .saved
+                .texts(&self.position_types.iter().collect::<Vec<_>>());
+            let (cursor, key) = match self.plan.mode {
+                Mode::Incremental { .. } => (texts[0].clone(), &texts[1..]),
+                Mode::Full { .. } => (None, &texts[..]),
+            };
+            self.progress
+                .sent(cursor, key.iter().flatten().cloned().collect());
+        }
+        self.send_with_checkpoint(shared, true).await?;
         self.rows += self.uncommitted_rows;
         self.uncommitted_rows = 0;
         self.batch_bytes = 0;
@@ -570,51 +591,51 @@ impl TableSync {
     }
 
     /// Sends the batch's messages and then a checkpoint of the table's state, as one step.
-    async fn send_with_checkpoint(&mut self, shared: &Shared) -> Result<(), SyncError> {
+    async fn send_with_checkpoint(
+        &mut self,
+        shared: &Shared,
+        in_progress: bool,
+    ) -> Result<(), SyncError> {
+        let state = self.table_state(in_progress);
         shared
             .checkpoints
             .commit(
                 &shared.output,
                 self.batch.drain(..),
                 &self.plan.table.name,
-                self.state.clone(),
+                state,
                 &mut self.counters,
             )
             .await
     }
 
-    /// A keyless full pass cannot resume in the middle: after a failure it starts over.
-    fn restart_keyless_pass(&mut self) {
-        if let TableState::Full {
-            key_columns,
-            position: None,
-            ..
-        } = &self.state
-        {
-            if key_columns.is_empty() && self.rows > 0 {
-                self.truncate_pending = true;
-            }
+    /// The table's entry in the state: how it is read and where it stands; for a full pass,
+    /// whether it is under way.
+    fn table_state(&self, in_progress: bool) -> TableState {
+        let key_columns = self.plan.key_columns();
+        match self.plan.cursor_column() {
+            Some(cursor) => TableState::Incremental {
+                cursor_column: cursor.to_string(),
+                key_columns,
+                position: self.progress.position().cloned(),
+            },
+            None => TableState::Full {
+                key_columns,
+                in_progress,
+                position: self.progress.position().cloned().filter(|_| in_progress),
+            },
         }
     }
 
     /// The end of the table: a full pass is complete; a table without rows still sends its
     /// TRUNCATE; a last checkpoint.
     async fn finish(&mut self, shared: &Shared) -> Result<(), SyncError> {
-        if let TableState::Full {
-            in_progress,
-            position,
-            ..
-        } = &mut self.state
-        {
-            *in_progress = false;
-            *position = None;
-        }
         if std::mem::take(&mut self.truncate_pending) {
             self.encoder.push_truncate();
             self.encoder.finish();
             self.collect_finished();
         }
-        self.send_with_checkpoint(shared).await?;
+        self.send_with_checkpoint(shared, false).await?;
         tracing::info!(
             table = %self.plan.table.name,
             rows = self.rows,
@@ -681,13 +702,49 @@ async fn database_clock(session: &mut Session) -> Result<chrono::DateTime<Utc>, 
         })
 }
 
-fn set_position(table_state: &mut TableState, new: Position) {
-    match table_state {
-        TableState::Incremental { position, .. } => *position = Some(new),
-        TableState::Full { position, .. } => {
-            // Keyless full passes cannot resume mid-way; keep no position for them.
-            *position = (!new.key.is_empty()).then_some(new);
-        }
+/// Rows held back (see `position::RowAction`): their bytes, decoded cells and scratch, to be
+/// encoded once their cursor value is complete. Bounded by `position::HoldLimits`.
+#[derive(Default)]
+struct HeldRows {
+    bodies: Vec<u8>,
+    scratch: Vec<u8>,
+    cells: Vec<Cell>,
+    /// Per row: where its body, scratch and cells end.
+    ends: Vec<(usize, usize, usize)>,
+}
+
+impl HeldRows {
+    fn hold(&mut self, cells: &[Cell], row: &[u8], scratch: &[u8]) {
+        self.bodies.extend_from_slice(row);
+        self.scratch.extend_from_slice(scratch);
+        self.cells.extend_from_slice(cells);
+        self.ends
+            .push((self.bodies.len(), self.scratch.len(), self.cells.len()));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Each held row as the decoder left it: cells, row body, scratch.
+    fn rows(&self) -> impl Iterator<Item = (&[Cell], &[u8], &[u8])> {
+        let mut start = (0, 0, 0);
+        self.ends.iter().map(move |&end| {
+            let row = (
+                &self.cells[start.2..end.2],
+                &self.bodies[start.0..end.0],
+                &self.scratch[start.1..end.1],
+            );
+            start = end;
+            row
+        })
+    }
+
+    fn clear(&mut self) {
+        self.bodies.clear();
+        self.scratch.clear();
+        self.cells.clear();
+        self.ends.clear();
     }
 }
 
