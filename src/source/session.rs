@@ -57,7 +57,12 @@ pub struct Session {
     /// Statements already prepared on this session, by SQL text: a table's scan prepares its
     /// query once and runs it for every bounded query.
     prepared: HashMap<String, Prepared>,
+    /// Statements prepared so far, for their names.
+    statements: u64,
 }
+
+/// Statements a session keeps prepared at most (a table's scan uses a few).
+const MAX_PREPARED: usize = 16;
 
 /// Connects, authenticates and applies the session settings.
 ///
@@ -105,6 +110,7 @@ async fn connect_once(config: &ConnectionConfig) -> Result<Session, SourceError>
         flavour,
         user: sign_in.user,
         prepared: HashMap::new(),
+        statements: 0,
     };
     session.apply_settings(config).await?;
     Ok(session)
@@ -168,7 +174,17 @@ impl Session {
         if let Some(prepared) = self.prepared.get(sql) {
             return Ok(prepared.clone());
         }
-        let name = format!("s{}", self.prepared.len());
+        if self.prepared.len() >= MAX_PREPARED {
+            // A session lives through many tables: release their statements, in one round
+            // trip, rather than keep one per query text on the server for good.
+            let names: Vec<String> = self.prepared.drain().map(|(_, p)| p.name).collect();
+            self.connection
+                .close_statements(&names)
+                .await
+                .map_err(SourceError::from_wire)?;
+        }
+        self.statements += 1;
+        let name = format!("s{}", self.statements);
         let columns = self
             .connection
             .prepare(&name, sql, param_types)

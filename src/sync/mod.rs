@@ -114,10 +114,8 @@ pub async fn run(
 ) -> Result<(), SyncError> {
     let started = Instant::now();
     let mut counters = output::Counters::default();
-    let catalog = {
-        let mut session = table::connect_with_retry(&config.connection, &output).await?;
-        catalog::discover(&mut session, &config.sync).await?
-    };
+    let mut session = table::connect_with_retry(&config.connection, &output).await?;
+    let catalog = catalog::discover(&mut session, &config.sync).await?;
     let plans = plan::plan(&catalog, selection.as_ref(), &config.sync);
     check_states(&plans, &state)?;
     for missing in plan::missing_tables(&catalog, selection.as_ref()) {
@@ -136,14 +134,53 @@ pub async fn run(
         checkpoints: checkpoints::Checkpoints::new(state),
         output: output.clone(),
         fetch_limit: AtomicU32::new(u32::MAX),
+        idle_sessions: std::sync::Mutex::new(Vec::new()),
     });
+    shared.release(session);
 
-    // Each table in a task of its own, at most `parallel` at once, started in catalog order.
-    // The first failure of the Update aborts the others, which cancels their statements.
+    let result = sync_tables(&shared, plans, &mut counters).await;
+    if result.is_ok() && table_count == 0 {
+        output
+            .warning(
+                format!(
+                    "no readable table matches the configuration ({}) and the selection; check `schemas` and `tables`, and the user's grants",
+                    scope(&shared.config)
+                ),
+                &mut counters,
+            )
+            .await?;
+    }
+    // What was sent is checkpointed, also before a failure ends the stream: a retry resumes
+    // from there. (Checkpoints go out at a bounded rate meanwhile, see `checkpoints`.) An
+    // Update that changed nothing still hands back a state for the host to persist.
+    if !matches!(result, Err(SyncError::HostGone)) {
+        shared.checkpoints.finish(&output, &mut counters).await?;
+    }
+    result?;
+    tracing::info!(
+        tables = table_count,
+        records = counters.records,
+        checkpoints = counters.checkpoints,
+        seconds = format!("{:.1}", started.elapsed().as_secs_f64()),
+        "update finished"
+    );
+    Ok(())
+}
+
+/// Syncs the planned tables, each in a task of its own, at most `max_parallel_tables` at once,
+/// started in catalog order. The first failure of the Update aborts the others, which cancels
+/// their statements.
+async fn sync_tables(
+    shared: &Arc<table::Shared>,
+    plans: Vec<plan::TablePlan>,
+    counters: &mut output::Counters,
+) -> Result<(), SyncError> {
+    let output = &shared.output;
+    let parallel = shared.config.sync.max_parallel_tables;
     let mut plans = plans.into_iter().map(Arc::new);
     let mut tasks = JoinSet::new();
     for plan in plans.by_ref().take(parallel) {
-        tasks.spawn(table::sync_table(Arc::clone(&shared), plan));
+        tasks.spawn(table::sync_table(Arc::clone(shared), plan));
     }
     loop {
         let finished = tokio::select! {
@@ -157,32 +194,9 @@ pub async fn run(
             Err(join_error) => return Err(SyncError::Internal(join_error.to_string())),
         }
         if let Some(plan) = plans.next() {
-            tasks.spawn(table::sync_table(Arc::clone(&shared), plan));
+            tasks.spawn(table::sync_table(Arc::clone(shared), plan));
         }
     }
-    if table_count == 0 {
-        output
-            .warning(
-                format!(
-                    "no readable table matches the configuration ({}) and the selection; check `schemas` and `tables`, and the user's grants",
-                    scope(&shared.config)
-                ),
-                &mut counters,
-            )
-            .await?;
-        // Still hand back a state, so the host has something to persist.
-        shared
-            .checkpoints
-            .checkpoint_current(&output, &mut counters)
-            .await?;
-    }
-    tracing::info!(
-        tables = table_count,
-        records = counters.records,
-        checkpoints = counters.checkpoints,
-        seconds = format!("{:.1}", started.elapsed().as_secs_f64()),
-        "update finished"
-    );
     Ok(())
 }
 

@@ -101,11 +101,12 @@ impl Output {
     }
 
     /// Sends the state: the host persists a checkpoint only after everything sent before it.
+    /// Returns the size of the state sent.
     pub async fn checkpoint(
         &self,
         state: &SyncState,
         counters: &mut Counters,
-    ) -> Result<(), SyncError> {
+    ) -> Result<usize, SyncError> {
         let state_json = state.to_json();
         let size = state_json.len();
         self.operation(
@@ -115,7 +116,7 @@ impl Output {
         )
         .await?;
         counters.checkpoints += 1;
-        Ok(())
+        Ok(size)
     }
 
     pub async fn warning(&self, message: String, counters: &mut Counters) -> Result<(), SyncError> {

@@ -51,6 +51,30 @@ pub(super) struct Shared {
     /// The most rows one fetch may ask for: lowered for every table once the cluster says it
     /// is a single node.
     pub fetch_limit: AtomicU32,
+    /// Sessions that finished a table cleanly, for the next tables: a new session costs a TCP
+    /// and TLS handshake, a sign-in and its settings (and a backend process on the cluster),
+    /// several times the work of a small table.
+    pub idle_sessions: std::sync::Mutex<Vec<Session>>,
+}
+
+impl Shared {
+    /// An idle session, or a new one.
+    pub async fn session(&self) -> Result<Session, SyncError> {
+        let idle = self.idle_sessions.lock().expect("sessions lock").pop();
+        match idle {
+            Some(session) => Ok(session),
+            None => connect_with_retry(&self.config.connection, &self.output).await,
+        }
+    }
+
+    /// Keeps a session that is between statements (no transaction, no portal) for the next
+    /// table; at most one per table synced at once.
+    pub fn release(&self, session: Session) {
+        let mut idle = self.idle_sessions.lock().expect("sessions lock");
+        if idle.len() < self.config.sync.max_parallel_tables {
+            idle.push(session);
+        }
+    }
 }
 
 /// Connects, retrying transient failures with exponential backoff while the host is there.
@@ -299,7 +323,7 @@ impl TableSync {
     /// One attempt: a session, then the queries `position` asks for until the pass is done.
     async fn scan(&mut self, shared: &Shared, read_whole_queries: bool) -> Result<(), Stop> {
         let config = &shared.config;
-        let mut session = connect_with_retry(&config.connection, &shared.output).await?;
+        let mut session = shared.session().await?;
         // While a statement runs, leaving early (an error, the host gone) cancels it on the
         // server, which would otherwise run the query to its end.
         let mut cancel = CancelOnDrop(Some(session.canceller()));
@@ -341,6 +365,7 @@ impl TableSync {
                 .await?;
             if after == AfterQuery::Done {
                 cancel.0 = None;
+                shared.release(session);
                 return Ok(());
             }
         }

@@ -417,12 +417,28 @@ impl Connection {
         &self.read[5..self.consumed.max(5)]
     }
 
+    /// Closes named statements (which releases what the server holds for them), in one round
+    /// trip.
+    pub async fn close_statements(&mut self, names: &[String]) -> Result<(), WireError> {
+        for name in names {
+            frontend::close(b'S', name, &mut self.write)?;
+        }
+        frontend::sync(&mut self.write);
+        self.flush().await?;
+        self.closed().await
+    }
+
     /// Closes a portal (which releases what the server holds for it) without ending the
     /// transaction.
     pub async fn close_portal(&mut self, portal: &str) -> Result<(), WireError> {
         frontend::close(b'P', portal, &mut self.write)?;
         frontend::sync(&mut self.write);
         self.flush().await?;
+        self.closed().await
+    }
+
+    /// Reads the answers to `Close` messages, up to and including `ReadyForQuery`.
+    async fn closed(&mut self) -> Result<(), WireError> {
         let mut error = None;
         loop {
             let (tag, total) = self.next_message().await?;
@@ -433,7 +449,7 @@ impl Connection {
                     self.consume_now(total);
                     return error.map_or(Ok(()), |e| Err(WireError::Db(e)));
                 }
-                other => return Err(unexpected(other, "closing a portal")),
+                other => return Err(unexpected(other, "closing a portal or statement")),
             }
             self.consume_now(total);
         }
