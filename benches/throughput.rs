@@ -42,6 +42,12 @@ use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Row};
 use tonic::transport::Endpoint;
 
+/// The tests' Python virtual environment (the hosts' connector SDK, with grpcio), for the
+/// benchmark's Python host.
+#[path = "../tests/support/python.rs"]
+#[allow(dead_code)]
+mod python;
+
 const DATABASE: &str = "bench";
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -86,7 +92,7 @@ impl Params {
                 .collect(),
             wide_rows: number("BENCH_WIDE_ROWS", 300u64).max(1),
             repeat: number("BENCH_REPEAT", 3usize).max(1),
-            suites: list("BENCH_SUITES", "narrow,bounded,wide,parallel"),
+            suites: list("BENCH_SUITES", "narrow,bounded,wide,parallel,tables"),
         }
     }
 
@@ -109,6 +115,8 @@ struct Sample {
     /// The connector process's peak resident memory.
     peak_rss: Option<u64>,
     checkpoints: u64,
+    /// Bytes of the checkpoint messages alone.
+    checkpoint_bytes: u64,
 }
 
 /// A result line: a method and its median sample.
@@ -163,6 +171,77 @@ async fn run(postgres: &LocalPostgres, params: &Params) -> Result<(), BoxError> 
             parallel(postgres, &admin, &base, rows, params).await?;
         }
     }
+    if params.runs("tables") {
+        let counts: Vec<usize> = list("BENCH_TABLES", "200,2000")
+            .iter()
+            .map(|s| s.parse().expect("BENCH_TABLES: numbers"))
+            .collect();
+        many_tables(&admin, &base, &counts).await?;
+    }
+    Ok(())
+}
+
+/// Many small tables in one Update: what each table costs beyond its rows (queries,
+/// transactions, checkpoints), and the bytes of checkpoints, which carry the whole state.
+async fn many_tables(
+    admin: &Client,
+    base: &HashMap<String, String>,
+    counts: &[usize],
+) -> Result<(), BoxError> {
+    const ROWS: usize = 10;
+    println!("### many tables of {ROWS} rows, one Update (host only frames)");
+    println!();
+    println!(
+        "| {:>6} | {:>8} | {:>9} | {:>13} | {:>16} | {:>11} | {:>10} | {:>16} |",
+        "tables",
+        "records",
+        "seconds",
+        "ms per table",
+        "server CPU ms/t",
+        "total MB",
+        "checkpts",
+        "checkpoint MB"
+    );
+    println!(
+        "|{:->8}|{:->10}|{:->11}|{:->15}|{:->18}|{:->13}|{:->12}|{:->18}|",
+        "", "", "", "", "", "", "", ""
+    );
+    for &count in counts {
+        let started = Instant::now();
+        admin
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS many CASCADE; CREATE SCHEMA many;
+                 DO $$ BEGIN FOR i IN 1..{count} LOOP
+                   EXECUTE format('CREATE TABLE many.t%s (id INTEGER PRIMARY KEY, updated_at TIMESTAMP, v TEXT)', i);
+                   EXECUTE format('INSERT INTO many.t%s SELECT g, TIMESTAMP ''2024-01-01'' + g * INTERVAL ''1 second'', ''value '' || g FROM generate_series(1, {ROWS}) g', i);
+                 END LOOP; END $$;"
+            ))
+            .await?;
+        eprintln!(
+            "created {count} tables in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        let config = with(base, &[(keys::SCHEMAS, "many")]);
+        let sample = checked(
+            connector(&config, Host::Framing).await?,
+            (count * ROWS) as u64,
+        )?;
+        let seconds = sample.wall.as_secs_f64();
+        let cpu_ms = sample.work_cpu.map_or(0.0, |d| d.as_secs_f64() * 1e3);
+        println!(
+            "| {:>6} | {:>8} | {:>9.2} | {:>13.2} | {:>16.2} | {:>11.2} | {:>10} | {:>16.2} |",
+            count,
+            count * (ROWS + 1),
+            seconds,
+            seconds * 1e3 / count as f64,
+            cpu_ms / count as f64,
+            sample.bytes as f64 / 1e6,
+            sample.checkpoints,
+            sample.checkpoint_bytes as f64 / 1e6,
+        );
+    }
+    admin.batch_execute("DROP SCHEMA many CASCADE").await?;
+    println!();
     Ok(())
 }
 
@@ -276,6 +355,9 @@ async fn narrow(
     let mut engine_runs = Vec::new();
     let mut connector_runs = Vec::new();
     let mut framing_runs = Vec::new();
+    let mut gzip_runs = Vec::new();
+    let mut grpcio_runs = Vec::new();
+    let mut grpcio_gzip_runs = Vec::new();
     for round in 1..=params.repeat {
         copy.push(checked(copy_out(admin, sql).await?, rows)?);
         let client = postgres.connect(DATABASE).await?;
@@ -283,6 +365,12 @@ async fn narrow(
         engine_runs.push(checked(engine(config).await?, rows)?);
         connector_runs.push(checked(connector(config, Host::Decoding).await?, rows)?);
         framing_runs.push(checked(connector(config, Host::Framing).await?, rows)?);
+        gzip_runs.push(checked(
+            connector_with(config, Host::Framing, "gzip").await?,
+            rows,
+        )?);
+        grpcio_runs.push(checked(grpcio_host(config, "none").await?, rows)?);
+        grpcio_gzip_runs.push(checked(grpcio_host(config, "gzip").await?, rows)?);
         eprintln!("narrow {rows}: round {round}/{} done", params.repeat);
     }
     report(
@@ -307,6 +395,18 @@ async fn narrow(
             Line {
                 label: "  same, host only frames".into(),
                 runs: framing_runs,
+            },
+            Line {
+                label: "  same, --compression gzip".into(),
+                runs: gzip_runs,
+            },
+            Line {
+                label: "Python grpcio host (defaults)".into(),
+                runs: grpcio_runs,
+            },
+            Line {
+                label: "  same, --compression gzip".into(),
+                runs: grpcio_gzip_runs,
             },
         ],
     );
@@ -645,7 +745,17 @@ enum Host {
 /// One Update of the connector in a process of its own (started for this run), consumed by a
 /// host-like client here.
 async fn connector(config: &HashMap<String, String>, host: Host) -> Result<Sample, BoxError> {
-    let server = ServerProcess::start()?;
+    connector_with(config, host, "none").await
+}
+
+/// [`connector`] with the server started with `--compression <compression>`. The host accepts
+/// gzip, as every standard gRPC client does by default.
+async fn connector_with(
+    config: &HashMap<String, String>,
+    host: Host,
+    compression: &str,
+) -> Result<Sample, BoxError> {
+    let server = ServerProcess::start(compression)?;
     let channel = Endpoint::from_shared(format!("http://127.0.0.1:{}", server.port))?
         .connect()
         .await?;
@@ -661,6 +771,7 @@ async fn connector(config: &HashMap<String, String>, host: Host) -> Result<Sampl
     match host {
         Host::Decoding => {
             let mut client = SourceConnectorClient::new(channel)
+                .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES);
             let mut stream = client.update(request).await?.into_inner();
@@ -687,8 +798,9 @@ async fn connector(config: &HashMap<String, String>, host: Host) -> Result<Sampl
             }
         }
         Host::Framing => {
-            let mut grpc =
-                tonic::client::Grpc::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
+            let mut grpc = tonic::client::Grpc::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
             grpc.ready().await?;
             let path = tonic::codegen::http::uri::PathAndQuery::from_static(
                 "/fivetran_sdk.v2.SourceConnector/Update",
@@ -709,7 +821,10 @@ async fn connector(config: &HashMap<String, String>, host: Host) -> Result<Sampl
                         sample.rows += records;
                     }
                     // UpdateResponse.checkpoint (field 3)
-                    Some(0x1A) => sample.checkpoints += 1,
+                    Some(0x1A) => {
+                        sample.checkpoints += 1;
+                        sample.checkpoint_bytes += frame.len() as u64;
+                    }
                     // UpdateResponse.task (field 5)
                     Some(0x2A) => return Err("the Update ended with a Task".into()),
                     _ => {}
@@ -722,6 +837,62 @@ async fn connector(config: &HashMap<String, String>, host: Host) -> Result<Sampl
     sample.work_cpu = since(server_cpu, server.cpu());
     sample.peak_rss = server.peak_rss();
     Ok(sample)
+}
+
+/// One Update called by a host built as hosts are: Python grpcio with the connector SDK's
+/// stubs, default channel options (it advertises gzip), in a process of its own
+/// (`benches/grpcio_host.py`). Host CPU is that process's.
+async fn grpcio_host(
+    config: &HashMap<String, String>,
+    compression: &str,
+) -> Result<Sample, BoxError> {
+    let server = ServerProcess::start(compression)?;
+    let dir = tempfile::tempdir()?;
+    let config_file = dir.path().join("configuration.json");
+    std::fs::write(&config_file, serde_json::to_vec(config)?)?;
+    let server_cpu = server.cpu();
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(python::python())
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/benches/grpcio_host.py"
+        ))
+        .arg(format!("127.0.0.1:{}", server.port))
+        .arg(&config_file)
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let host_cpu_of = |pid: Option<u32>| pid.and_then(|pid| cpu_time(&format!("/proc/{pid}/stat")));
+    let pid = child.id();
+    // Sampled until the host exits (its /proc entry goes with it).
+    let mut host_cpu = None;
+    let output = loop {
+        tokio::select! {
+            status = child.wait() => { status?; break child; }
+            () = tokio::time::sleep(Duration::from_millis(50)) => {
+                host_cpu = host_cpu_of(pid).or(host_cpu);
+            }
+        }
+    };
+    let wall = started.elapsed();
+    let mut stdout = String::new();
+    if let Some(mut out) = output.stdout {
+        use tokio::io::AsyncReadExt as _;
+        out.read_to_string(&mut stdout).await?;
+    }
+    let report: serde_json::Value = serde_json::from_str(stdout.trim())
+        .map_err(|err| format!("grpcio_host.py printed {stdout:?}: {err}"))?;
+    Ok(Sample {
+        wall,
+        first_row: report["first_record_s"]
+            .as_f64()
+            .map(Duration::from_secs_f64),
+        rows: report["upserts"].as_u64().unwrap_or(0),
+        work_cpu: since(server_cpu, server.cpu()),
+        host_cpu,
+        peak_rss: server.peak_rss(),
+        checkpoints: report["checkpoints"].as_u64().unwrap_or(0),
+        ..Sample::default()
+    })
 }
 
 /// The Update request encoded by prost; each response handed over as its undecoded bytes.
@@ -763,9 +934,9 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
-    fn start() -> Result<ServerProcess, BoxError> {
+    fn start(compression: &str) -> Result<ServerProcess, BoxError> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_fivetran_source"))
-            .args(["serve", "--port", "0"])
+            .args(["serve", "--port", "0", "--compression", compression])
             // BENCH_SERVER_LOG: the server's log filter, to see where a run spends its time.
             .env(
                 "RUST_LOG",

@@ -18,6 +18,9 @@ struct Cli {
     /// or before `serve`.
     #[arg(long, global = false)]
     port: Option<u16>,
+    /// How to compress responses for hosts that accept it (when no subcommand is given).
+    #[arg(long, value_enum, env = COMPRESSION_ENV, default_value_t)]
+    compression: server::Compression,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -29,6 +32,11 @@ enum Command {
         /// TCP port to listen on, on every interface (IPv6 and IPv4) [default: 50051].
         #[arg(long)]
         port: Option<u16>,
+        /// How to compress responses for hosts that accept them: none (the default: the
+        /// connector's CPU goes to the rows; a host is usually on the same machine or
+        /// network), gzip or zstd. Compressed requests are accepted either way.
+        #[arg(long, value_enum, env = COMPRESSION_ENV)]
+        compression: Option<server::Compression>,
     },
     /// Play the host locally: call the server, keep the state file, fill a local warehouse.
     Debug(debug::DebugArgs),
@@ -39,6 +47,9 @@ enum Command {
 }
 
 const DEFAULT_PORT: u16 = 50051;
+/// The compression setting from the environment, for hosts that start the binary with
+/// `--port` alone.
+const COMPRESSION_ENV: &str = "REDSHIFT_SYNC_COMPRESSION";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -67,14 +78,15 @@ fn main() -> ExitCode {
         Some(Command::Debug(args)) => runtime.block_on(debug::run(args)),
         Some(Command::Demo(args)) => runtime.block_on(debug::demo::run(args)),
         Some(Command::Reset(args)) => debug::run_reset(args),
-        Some(Command::Serve { port }) => {
-            runtime.block_on(serve(port.or(cli.port).unwrap_or(DEFAULT_PORT)))
-        }
-        None => runtime.block_on(serve(cli.port.unwrap_or(DEFAULT_PORT))),
+        Some(Command::Serve { port, compression }) => runtime.block_on(serve(
+            port.or(cli.port).unwrap_or(DEFAULT_PORT),
+            compression.unwrap_or(cli.compression),
+        )),
+        None => runtime.block_on(serve(cli.port.unwrap_or(DEFAULT_PORT), cli.compression)),
     }
 }
 
-async fn serve(port: u16) -> ExitCode {
+async fn serve(port: u16, compression: server::Compression) -> ExitCode {
     logging::init(logging::LogTarget::Stdout, "info");
     let listener = match server::bind_all_interfaces(port) {
         Ok(listener) => listener,
@@ -83,7 +95,8 @@ async fn serve(port: u16) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match server::serve(listener, server::shutdown_signal()).await {
+    let options = server::ServeOptions { compression };
+    match server::serve_with(listener, options, server::shutdown_signal()).await {
         Ok(()) => {
             tracing::info!("server stopped");
             ExitCode::SUCCESS

@@ -17,6 +17,25 @@ use crate::proto::server::source_connector_server::SourceConnectorServer;
 /// Hosts send and receive messages up to 128 MiB (tonic's default decode limit is 4 MiB).
 pub const MAX_MESSAGE_BYTES: usize = 128 * 1024 * 1024;
 
+/// How responses are compressed, for a host that accepts it. Standard gRPC clients (grpcio,
+/// grpc-java, grpc-go) advertise gzip, and compressing every response cost a Python host's
+/// sync 6.2 µs of server CPU a row instead of 0.92 (80% of it in deflate), while a host
+/// usually runs on the connector's machine or network: so none unless the operator asks.
+/// Requests are accepted compressed either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compression {
+    #[default]
+    None,
+    Gzip,
+    Zstd,
+}
+
+/// How the server runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServeOptions {
+    pub compression: Compression,
+}
+
 /// Binds `port` on every interface, IPv6 and IPv4: one dual-stack socket on `[::]` where the
 /// machine allows it, else IPv4 `0.0.0.0` alone (what hosts expect when IPv6 is unavailable).
 pub fn bind_all_interfaces(port: u16) -> std::io::Result<TcpListener> {
@@ -46,17 +65,31 @@ fn bind(addr: SocketAddr, only_v6: Option<bool>) -> std::io::Result<TcpListener>
     TcpListener::from_std(socket.into())
 }
 
-/// Serves the SourceConnector, health and reflection services on `listener` until `shutdown`
-/// completes; in-flight calls are then given the chance to finish (graceful shutdown).
+/// Serves with the default options (see [`serve_with`]).
 pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    let connector = SourceConnectorServer::new(ConnectorService)
+    serve_with(listener, ServeOptions::default(), shutdown).await
+}
+
+/// Serves the SourceConnector, health and reflection services on `listener` until `shutdown`
+/// completes; in-flight calls are then given the chance to finish (graceful shutdown).
+pub async fn serve_with(
+    listener: TcpListener,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let mut connector = SourceConnectorServer::new(ConnectorService)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
         .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip);
+        .accept_compressed(CompressionEncoding::Zstd);
+    connector = match options.compression {
+        Compression::None => connector,
+        Compression::Gzip => connector.send_compressed(CompressionEncoding::Gzip),
+        Compression::Zstd => connector.send_compressed(CompressionEncoding::Zstd),
+    };
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -75,7 +108,7 @@ pub async fn serve(
         .expect("the compiled-in descriptor sets are valid");
 
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "server listening");
+        tracing::info!(%addr, compression = ?options.compression, "server listening");
     }
     Server::builder()
         .add_service(health_service)
