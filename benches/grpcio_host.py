@@ -38,7 +38,12 @@ def main():
     for response in stub.Update(request):
         which = response.WhichOneof("operation")
         if which in ("records", "structured_records"):
-            batch = getattr(response, which).records
+            # The SDK's runtime names both the message field and its list `structured_records`
+            # (the partner SDK's files: `records`); on the wire they are the same.
+            message = getattr(response, which)
+            batch = getattr(message, "structured_records", None)
+            if batch is None:
+                batch = message.records
             if first is None:
                 first = time.monotonic() - started
             records += len(batch)
