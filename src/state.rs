@@ -54,6 +54,9 @@ pub enum TableState {
         /// The last row sent; `None` = nothing sent yet.
         #[serde(default)]
         position: Option<Position>,
+        /// The table's initial sync (or re-sync) is an UNLOAD export under way.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        export: Option<ExportState>,
     },
     /// No cursor column: each sync re-reads the whole table after a TRUNCATE.
     Full {
@@ -63,7 +66,37 @@ pub enum TableState {
         in_progress: bool,
         #[serde(default)]
         position: Option<Position>,
+        /// The pass is an UNLOAD export under way.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        export: Option<ExportState>,
     },
+}
+
+impl TableState {
+    pub fn export(&self) -> Option<&ExportState> {
+        match self {
+            Self::Incremental { export, .. } | Self::Full { export, .. } => export.as_ref(),
+        }
+    }
+}
+
+/// An export through UNLOAD (see `sync::table::export`): where its files are, the cursor
+/// bound it reads up to, and how far reading them back has come. The files are read in the
+/// manifest's order, so "done" is a count of files and the rows sent of the next one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportState {
+    /// `s3://bucket/key-prefix/` of the part files and the manifest.
+    pub url: String,
+    /// The greatest cursor value exported (NULL cursors included); `None`: every row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bound: Option<String>,
+    /// Files of the manifest whose rows were all sent.
+    #[serde(default)]
+    pub files_done: u32,
+    /// Rows of the next file already sent.
+    #[serde(default)]
+    pub rows_done: u64,
 }
 
 /// Where a table's scan stands (see `sync::position`, which alone decides what it means for
@@ -234,6 +267,7 @@ mod tests {
                     Some("2024-01-01 00:00:00.000001".into()),
                     vec!["7".into()],
                 )),
+                export: None,
             },
         );
         state.set_table(
@@ -242,6 +276,12 @@ mod tests {
                 key_columns: vec![],
                 in_progress: true,
                 position: None,
+                export: Some(ExportState {
+                    url: "s3://bucket/exports/redshift-sync-20261202T000000Z-00000000/x/".into(),
+                    bound: None,
+                    files_done: 3,
+                    rows_done: 17,
+                }),
             },
         );
         state.set_table(
@@ -250,12 +290,15 @@ mod tests {
                 cursor_column: "loaded_at".into(),
                 key_columns: vec![],
                 position: Some(Position::tied(Some("2024-01-01 00:00:00.000000".into()))),
+                export: None,
             },
         );
         let json = state.to_json();
         assert!(json.contains(r#""kind":"tied""#), "{json}");
-        // The usual kind is left out, so states of earlier versions read the same.
+        // The usual kind is left out, so states of earlier versions read the same; so is
+        // an export that is not under way.
         assert_eq!(json.matches(r#""kind""#).count(), 1, "{json}");
+        assert_eq!(json.matches(r#""export""#).count(), 1, "{json}");
         let parsed = SyncState::parse(Some(&json)).unwrap();
         assert_eq!(parsed, state);
     }

@@ -31,6 +31,20 @@ pub struct ConnectionConfig {
 }
 
 impl ConnectionConfig {
+    /// The cluster's AWS region, where the configuration says it: IAM sign-in's `region`, or
+    /// the endpoint's name (`<name>.<id>.<region>.redshift.amazonaws.com`, and Serverless's
+    /// `<workgroup>.<account>.<region>.redshift-serverless.amazonaws.com`).
+    pub fn aws_region(&self) -> Option<String> {
+        if let Authentication::Iam(iam) = &self.authentication {
+            return Some(iam.region.clone());
+        }
+        let labels: Vec<&str> = self.host.split('.').collect();
+        let service = labels
+            .iter()
+            .position(|l| *l == "redshift" || *l == "redshift-serverless")?;
+        (service > 0).then(|| labels[service - 1].to_string())
+    }
+
     /// The configured port, or Redshift's default.
     pub fn port_or_default(&self) -> u16 {
         self.port.unwrap_or(DEFAULT_PORT)

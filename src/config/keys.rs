@@ -23,6 +23,11 @@ pub const BATCH_SIZE: &str = "batch_size";
 pub const MAX_BATCH_BYTES: &str = "max_batch_bytes";
 pub const MAX_ROWS_PER_QUERY: &str = "max_rows_per_query";
 pub const MAX_PARALLEL_TABLES: &str = "max_parallel_tables";
+pub const UNLOAD_S3_URI: &str = "unload_s3_uri";
+pub const UNLOAD_IAM_ROLE: &str = "unload_iam_role";
+pub const UNLOAD_REGION: &str = "unload_region";
+pub const UNLOAD_MIN_ROWS: &str = "unload_min_rows";
+pub const UNLOAD_S3_ENDPOINT_URL: &str = "unload_s3_endpoint_url";
 pub const CONNECT_TIMEOUT_S: &str = "connect_timeout_s";
 pub const QUERY_TIMEOUT_S: &str = "query_timeout_s";
 
@@ -51,6 +56,11 @@ pub const ALL: &[&str] = &[
     MAX_BATCH_BYTES,
     MAX_ROWS_PER_QUERY,
     MAX_PARALLEL_TABLES,
+    UNLOAD_S3_URI,
+    UNLOAD_IAM_ROLE,
+    UNLOAD_REGION,
+    UNLOAD_MIN_ROWS,
+    UNLOAD_S3_ENDPOINT_URL,
     CONNECT_TIMEOUT_S,
     QUERY_TIMEOUT_S,
 ];

@@ -8,7 +8,8 @@
 //! short prefix of any value.
 //!
 //! One module per concern: [`keys`] (every key), [`connection`] (host, TLS, timeouts), [`auth`]
-//! (password or IAM), [`sync`] (what to sync and how), [`names`] (identifiers as Redshift
+//! (password or IAM), [`sync`] (what to sync and how), [`unload`] (the staging location of
+//! exports), [`names`] (identifiers as Redshift
 //! resolves them), [`secret`], and [`reader`] (the request's map).
 
 pub mod auth;
@@ -19,6 +20,7 @@ pub mod names;
 mod reader;
 pub mod secret;
 pub mod sync;
+pub mod unload;
 
 use std::collections::HashMap;
 
@@ -31,6 +33,7 @@ pub use error::{shorten, ConfigError};
 pub use names::{Identifier, TableName, TablePattern};
 pub use secret::Secret;
 pub use sync::*;
+pub use unload::{UnloadConfig, UnloadRole, DEFAULT_UNLOAD_MIN_ROWS};
 
 use reader::MapReader;
 

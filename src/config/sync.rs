@@ -57,6 +57,9 @@ pub struct SyncConfig {
     pub cursor_lag: Duration,
     /// Tables synced at once within one Update, each on a session of its own.
     pub max_parallel_tables: usize,
+    /// Where initial syncs and re-syncs of large tables are exported by UNLOAD; `None`: every
+    /// table is read by queries.
+    pub unload: Option<super::UnloadConfig>,
 }
 
 /// How many rows one query may read before the next resumes after it.
@@ -161,6 +164,7 @@ pub(super) fn parse(reader: &MapReader<'_>) -> Result<SyncConfig, ConfigError> {
         max_rows_per_query,
         cursor_lag,
         max_parallel_tables,
+        unload: super::unload::parse(reader)?,
     })
 }
 

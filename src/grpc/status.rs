@@ -6,7 +6,7 @@
 use tonic::{Code, Status};
 
 use crate::config::ConfigError;
-use crate::source::{IamError, SourceError};
+use crate::source::{IamError, SourceError, UnloadError};
 use crate::state::StateError;
 use crate::sync::SyncError;
 
@@ -52,6 +52,23 @@ fn source_code(err: &SourceError) -> Code {
                 transient: true, ..
             } => Code::Unavailable,
             IamError::Request { .. } => Code::Internal,
+        },
+        SourceError::Unload(unload) => match unload.as_ref() {
+            UnloadError::RoleCannotWrite { .. }
+            | UnloadError::RoleNotUsable { .. }
+            | UnloadError::ConnectorDenied { .. } => Code::PermissionDenied,
+            UnloadError::NoCredentials { .. } | UnloadError::BadCredentials { .. } => {
+                Code::Unauthenticated
+            }
+            UnloadError::BucketInOtherRegion { .. }
+            | UnloadError::NoSuchBucket { .. }
+            | UnloadError::FileMissing { .. } => Code::FailedPrecondition,
+            UnloadError::Request {
+                transient: true, ..
+            } => Code::Unavailable,
+            UnloadError::CountMismatch { .. }
+            | UnloadError::Unreadable { .. }
+            | UnloadError::Request { .. } => Code::Internal,
         },
         SourceError::FetchSizeRefused { .. }
         | SourceError::PortalLost { .. }

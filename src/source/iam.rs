@@ -20,10 +20,9 @@ use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::SdkConfig;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_redshift::error::{ProvideErrorMetadata, SdkError};
-use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 
 use crate::config::{Authentication, ConnectionConfig, IamSignIn, IamTarget, Secret};
 
@@ -40,9 +39,6 @@ pub struct SignIn {
 const CREDENTIALS_SECONDS: i32 = 3600;
 /// Credentials this close to expiring are not used for a new session.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
-/// AWS API calls: connecting, and each attempt (the SDK retries throttling and 5xx itself).
-const AWS_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-const AWS_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why IAM sign-in failed. Messages name the AWS action and what to grant or set.
 #[derive(Debug, thiserror::Error)]
@@ -153,34 +149,8 @@ fn cached(key: &str) -> Option<SignIn> {
     (SystemTime::now() + EXPIRY_MARGIN < *expires).then(|| sign_in.clone())
 }
 
-/// One SDK configuration per region and endpoint, kept for the process: it holds the
-/// credential chain's cache, so role credentials are not fetched again for every session.
 async fn sdk_config(iam: &IamSignIn) -> SdkConfig {
-    type Configs = tokio::sync::Mutex<HashMap<(String, Option<String>), SdkConfig>>;
-    static CONFIGS: OnceLock<Configs> = OnceLock::new();
-    let mut configs = CONFIGS.get_or_init(Configs::default).lock().await;
-    let key = (iam.region.clone(), iam.endpoint_url.clone());
-    if let Some(config) = configs.get(&key) {
-        return config.clone();
-    }
-    // rustls with ring, like the database connection: no aws-lc, no OpenSSL.
-    let http_client = aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https();
-    let timeouts = aws_config::timeout::TimeoutConfig::builder()
-        .connect_timeout(AWS_CONNECT_TIMEOUT)
-        .operation_attempt_timeout(AWS_ATTEMPT_TIMEOUT)
-        .build();
-    let mut loader = aws_config::defaults(BehaviorVersion::v2026_01_12())
-        .region(Region::new(iam.region.clone()))
-        .http_client(http_client)
-        .timeout_config(timeouts);
-    if let Some(url) = &iam.endpoint_url {
-        loader = loader.endpoint_url(url);
-    }
-    let config = loader.load().await;
-    configs.insert(key, config.clone());
-    config
+    super::aws::sdk_config(Some(&iam.region), iam.endpoint_url.as_deref()).await
 }
 
 async fn fetch(

@@ -5,18 +5,22 @@
 //! - [`catalog`]: tables, columns and primary keys the user can read;
 //! - [`types`]: Redshift types, their connector DataType, and how each is selected and compared;
 //! - [`value`]: a row's values read straight from the wire bytes, and positions as text;
-//! - [`scan`]: the keyset queries that read a table in (cursor, key) order.
+//! - [`scan`]: the keyset queries that read a table in (cursor, key) order;
+//! - [`unload`]: exports through `UNLOAD` to S3, read back as Parquet;
+//! - [`aws`]: the AWS SDK's configuration, shared by IAM sign-in and the S3 reads.
 //!
 //! Every failure is a [`SourceError`], classified here once: what the user must fix (and how),
 //! and whether retrying could help. The classification follows Redshift's real error texts,
 //! which differ from PostgreSQL's (serialization conflicts are `XX000`/`1023`, cancellations say
 //! "cancelled on user's request" or name the WLM rule).
 
+pub mod aws;
 pub mod catalog;
 pub mod iam;
 pub mod scan;
 pub mod session;
 pub mod types;
+pub mod unload;
 pub mod value;
 pub mod wire;
 
@@ -25,6 +29,7 @@ use std::time::Duration;
 pub use catalog::{Catalog, ColumnInfo, TableInfo};
 pub use iam::IamError;
 pub use session::{connect, Flavour, Session};
+pub use unload::UnloadError;
 use wire::{DbError, WireError};
 
 use crate::config::{Authentication, ConnectionConfig};
@@ -93,6 +98,15 @@ pub enum SourceError {
     /// Boxed: the AWS error's texts would otherwise make every `Result` of this layer large.
     #[error("IAM sign-in: {0}")]
     Iam(Box<IamError>),
+    /// Boxed as [`Iam`](Self::Iam).
+    #[error("UNLOAD export: {0}")]
+    Unload(Box<UnloadError>),
+}
+
+impl From<UnloadError> for SourceError {
+    fn from(err: UnloadError) -> Self {
+        Self::Unload(Box::new(err))
+    }
 }
 
 impl From<IamError> for SourceError {
@@ -110,6 +124,7 @@ impl SourceError {
             | Self::ConnectionLost { .. } => true,
             Self::Database { transient, .. } => *transient,
             Self::Iam(iam) => iam.is_transient(),
+            Self::Unload(unload) => unload.is_transient(),
             _ => false,
         }
     }
@@ -119,6 +134,9 @@ impl SourceError {
     pub fn needs_user_action(&self) -> bool {
         if let Self::Iam(iam) = self {
             return iam.needs_user_action();
+        }
+        if let Self::Unload(unload) = self {
+            return unload.needs_user_action();
         }
         matches!(
             self,

@@ -350,6 +350,25 @@ fn timestamp_from_micros(micros: i64) -> Result<Cell, String> {
     Ok(Cell::Timestamp { seconds, nanos })
 }
 
+/// A timestamp in microseconds since 1970 (as Parquet files carry them), under the same
+/// range rule as the wire's.
+pub fn timestamp_from_unix_micros(micros: i64) -> Result<Cell, String> {
+    const POSTGRES_EPOCH_MICROS: i64 = POSTGRES_EPOCH_SECONDS * 1_000_000;
+    match micros.checked_sub(POSTGRES_EPOCH_MICROS) {
+        Some(since_2000) => timestamp_from_micros(since_2000),
+        None => Err(out_of_range(&format!("{micros} µs after 1970-01-01"))),
+    }
+}
+
+/// A date in days since 1970 (Parquet's DATE), under the same range rule as the wire's.
+pub fn unix_date_cell(days: i64) -> Result<Cell, String> {
+    let seconds = days
+        .checked_mul(86_400)
+        .filter(|s| (MIN_SECONDS..=MAX_SECONDS).contains(s))
+        .ok_or_else(|| out_of_range(&format!("{days} days after 1970-01-01")))?;
+    Ok(Cell::Timestamp { seconds, nanos: 0 })
+}
+
 fn out_of_range(value: &str) -> String {
     format!(
         "`{value}` is outside the years 0001-9999 that a connector timestamp can carry; correct the value in the source or deselect the column"

@@ -129,14 +129,31 @@ pub async fn run(
     let parallel = config.sync.max_parallel_tables;
     tracing::info!(tables = plans.len(), parallel, "update started");
     let table_count = plans.len();
+    let exports_in_use: Vec<String> = state
+        .tables
+        .values()
+        .flat_map(|tables| tables.values())
+        .filter_map(|table| table.export().map(|export| export.url.clone()))
+        .collect();
     let shared = Arc::new(table::Shared {
         config,
         checkpoints: checkpoints::Checkpoints::new(state),
         output: output.clone(),
         fetch_limit: AtomicU32::new(u32::MAX),
         idle_sessions: std::sync::Mutex::new(Vec::new()),
+        export_id: table::new_export_id(),
+        staging: tokio::sync::OnceCell::new(),
+        export_readers: Arc::new(tokio::sync::Semaphore::new(table::export_readers())),
     });
     shared.release(session);
+    // Exports left by abandoned syncs go, in the background; any export a table's state
+    // names (selected or not) stays.
+    if let Some(unload) = shared.config.sync.unload.clone() {
+        let staging = shared.staging().await;
+        tokio::spawn(
+            async move { table::clean_abandoned(&staging, &unload, &exports_in_use).await },
+        );
+    }
 
     let result = sync_tables(&shared, plans, &mut counters).await;
     if result.is_ok() && table_count == 0 {

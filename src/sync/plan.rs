@@ -247,6 +247,7 @@ mod tests {
             max_rows_per_query: crate::config::RowsPerQuery::Auto,
             cursor_lag: std::time::Duration::ZERO,
             max_parallel_tables: 1,
+            unload: None,
         }
     }
 

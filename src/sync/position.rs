@@ -34,7 +34,7 @@
 use crate::config::RowsPerQuery;
 use crate::source::scan::Resume;
 use crate::source::types::SqlType;
-use crate::state::{Position, PositionKind, TableState};
+use crate::state::{ExportState, Position, PositionKind, TableState};
 
 use super::plan::{Mode, TablePlan};
 
@@ -79,6 +79,8 @@ pub struct TableStart {
     pub restart_reason: Option<String>,
     /// Where the first query starts (`None`: at the beginning).
     pub position: Option<Position>,
+    /// An UNLOAD export under way, to resume before any query.
+    pub export: Option<ExportState>,
 }
 
 /// Decides, from the table's state, whether it resumes or starts over.
@@ -87,6 +89,7 @@ pub fn table_start(plan: &TablePlan, previous: Option<&TableState>) -> TableStar
         truncate: true,
         restart_reason,
         position: None,
+        export: None,
     };
     let Some(previous) = previous else {
         return fresh(None);
@@ -98,25 +101,44 @@ pub fn table_start(plan: &TablePlan, previous: Option<&TableState>) -> TableStar
                 cursor_column,
                 key_columns: keys,
                 position,
+                export,
             },
             Some(cursor),
         ) if cursor_column == cursor && *keys == key_columns => TableStart {
             truncate: false,
             restart_reason: None,
-            position: position.clone(),
+            position: position.clone().filter(|_| export.is_none()),
+            export: export.clone(),
         },
-        // A full pass under way resumes after its last key; without a key it cannot.
+        // A full pass under way resumes: an export from its files; a scan after its last key
+        // (without a key it cannot).
+        (
+            TableState::Full {
+                key_columns: keys,
+                in_progress: true,
+                export: Some(export),
+                ..
+            },
+            None,
+        ) if *keys == key_columns => TableStart {
+            truncate: false,
+            restart_reason: None,
+            position: None,
+            export: Some(export.clone()),
+        },
         (
             TableState::Full {
                 key_columns: keys,
                 in_progress: true,
                 position: Some(position),
+                export: None,
             },
             None,
         ) if *keys == key_columns && !position.key.is_empty() => TableStart {
             truncate: false,
             restart_reason: None,
             position: Some(position.clone()),
+            export: None,
         },
         // A finished full pass: the next one starts over, as full mode promises.
         (TableState::Full { .. }, None) => fresh(None),

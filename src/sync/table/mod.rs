@@ -15,6 +15,8 @@
 //! | credentials, TLS, database, host | the Update ends with a Task for the user |
 //! | anything else about this table (grants, a value that cannot be read, a dropped table, a WLM abort) | a Warning naming the table and why; the other tables sync |
 
+mod export;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,10 +33,13 @@ use crate::config::{Config, ConnectionConfig};
 use crate::source::scan::{Resume, ScanEvent, ScanSpec};
 use crate::source::session::Canceller;
 use crate::source::types::SqlType;
+use crate::source::unload::s3::Staging;
 use crate::source::value::{group_key, position_text, Cell, Decoder, RowDecoder, SavedValues};
 use crate::source::wire::Format;
 use crate::source::{self, Flavour, Session, SourceError};
-use crate::state::TableState;
+use crate::state::{ExportState, TableState};
+
+pub(super) use export::{clean_abandoned, new_export_id, readers as export_readers};
 
 /// Attempts after a transient failure without progress (connection lost, cluster restart,
 /// serialization conflict) before the Update gives up with an error status.
@@ -55,6 +60,12 @@ pub(super) struct Shared {
     /// and TLS handshake, a sign-in and its settings (and a backend process on the cluster),
     /// several times the work of a small table.
     pub idle_sessions: std::sync::Mutex<Vec<Session>>,
+    /// The id of exports this Update begins: their S3 prefix under `unload_s3_uri`.
+    pub export_id: String,
+    /// The staging bucket's client, made when the first export needs it.
+    pub staging: tokio::sync::OnceCell<Staging>,
+    /// Export files held and decoded at once, across all tables (see `export`).
+    pub export_readers: Arc<tokio::sync::Semaphore>,
 }
 
 impl Shared {
@@ -65,6 +76,22 @@ impl Shared {
             Some(session) => Ok(session),
             None => connect_with_retry(&self.config.connection, &self.output).await,
         }
+    }
+
+    /// The staging bucket's S3 client (only called with `unload_s3_uri` set).
+    pub async fn staging(&self) -> Staging {
+        self.staging
+            .get_or_init(|| async {
+                let unload = self
+                    .config
+                    .sync
+                    .unload
+                    .as_ref()
+                    .expect("an export is configured");
+                Staging::new(unload, self.config.connection.aws_region().as_deref()).await
+            })
+            .await
+            .clone()
     }
 
     /// Keeps a session that is between statements (no transaction, no portal) for the next
@@ -124,6 +151,12 @@ impl From<SyncError> for Stop {
     }
 }
 
+impl From<source::UnloadError> for Stop {
+    fn from(err: source::UnloadError) -> Self {
+        Stop::Source(err.into())
+    }
+}
+
 impl From<SourceError> for Stop {
     fn from(err: SourceError) -> Self {
         Stop::Source(err)
@@ -177,8 +210,8 @@ pub(super) async fn sync_table(
             attempts = 0;
         }
         // Every retry reads on from the last checkpoint; a keyless full pass cannot, and
-        // starts over with its TRUNCATE.
-        if table.progress.attempt_failed(table.rows) {
+        // starts over with its TRUNCATE (an export can: from its files).
+        if table.export.is_none() && table.progress.attempt_failed(table.rows) {
             table.truncate_pending = true;
         }
         match err {
@@ -230,6 +263,10 @@ struct TableSync {
     restart_reason: Option<String>,
     /// Warned that more rows share one cursor value than a query may read.
     warned_tied: bool,
+    /// The UNLOAD export under way, as last committed.
+    export: Option<ExportState>,
+    /// Whether this pass was considered for an export (once per Update).
+    export_considered: bool,
     /// Sent with the table's first records (or alone at its end), before the checkpoint that
     /// first records the table in the state.
     truncate_pending: bool,
@@ -298,6 +335,8 @@ impl TableSync {
             plan: Arc::clone(plan),
             restart_reason: start.restart_reason,
             warned_tied: false,
+            export: start.export,
+            export_considered: false,
             truncate_pending: start.truncate,
             batch: Vec::new(),
             batch_bytes: 0,
@@ -327,6 +366,11 @@ impl TableSync {
         // While a statement runs, leaving early (an error, the host gone) cancels it on the
         // server, which would otherwise run the query to its end.
         let mut cancel = CancelOnDrop(Some(session.canceller()));
+        if self.export_phase(shared, &mut session).await? == export::ExportEnd::PassDone {
+            cancel.0 = None;
+            shared.release(session);
+            return Ok(());
+        }
         let upper_bound = self.upper_bound(&mut session, config).await?;
         let cursor = match self.plan.mode {
             Mode::Incremental { cursor } => Some(cursor),
@@ -643,11 +687,13 @@ impl TableSync {
                 cursor_column: cursor.to_string(),
                 key_columns,
                 position: self.progress.position().cloned(),
+                export: self.export.clone(),
             },
             None => TableState::Full {
                 key_columns,
                 in_progress,
                 position: self.progress.position().cloned().filter(|_| in_progress),
+                export: self.export.clone().filter(|_| in_progress),
             },
         }
     }

@@ -1,0 +1,682 @@
+//! A table's initial sync (or a full pass) through `UNLOAD` (see `source::unload`), when a
+//! staging location is configured and the table is large enough to repay it.
+//!
+//! ```text
+//!  decide: a TRUNCATE is due, unload_s3_uri is set, the columns and cursor fit Parquet,
+//!          COUNT(*) >= unload_min_rows
+//!  bound:  time cursor: GETDATE() - cursor_lag_s; other cursors: MAX(cursor); full: none
+//!  send:   TRUNCATE + checkpoint {export: url, bound, files 0, rows 0}
+//!  run:    UNLOAD (…WHERE cursor IS NULL OR cursor <= bound) TO url … MANIFEST VERBOSE
+//!          (skipped on resume when the manifest is there)
+//!  read:   files in the manifest's order, several downloaded and decoded at once, each
+//!          file's rows encoded on a blocking thread; sent in order with checkpoints
+//!          {files done, rows of the next file}; each file's rows checked against the manifest
+//!  end:    incremental: position "after cursor bound" (the queries read on from there);
+//!          full: the pass is done; the files are deleted
+//! ```
+//!
+//! Memory: at most [`readers`] files are held at once in the whole Update (each at most
+//! `MAX_FILE_MB`, as Redshift wrote it), each with its decoded Arrow batch and up to
+//! [`CHUNKS_AHEAD`] batches of encoded records waiting to be sent.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::task::JoinHandle;
+
+use super::{database_clock, Shared, Stop, TableSync};
+use crate::config::UnloadConfig;
+use crate::source::types::SqlType;
+use crate::source::unload::manifest::{Entry, Manifest};
+use crate::source::unload::parquet::read_rows;
+use crate::source::unload::s3::Staging;
+use crate::source::unload::statement::{NotExportable, UnloadStatement};
+use crate::source::unload::{self, UnloadError};
+use crate::source::{Session, SourceError};
+use crate::state::{ExportState, Position};
+use crate::sync::encode::{EncodedRecords, RecordEncoder};
+use crate::sync::plan::Mode;
+use crate::sync::position::{Progress, Shape};
+
+/// Batches of encoded records a file's reader may have ready before the sender takes them.
+const CHUNKS_AHEAD: usize = 4;
+/// Export prefixes of this connector start with this (and nothing else under
+/// `unload_s3_uri` is ever deleted).
+const EXPORT_ID_PREFIX: &str = "redshift-sync-";
+/// An export prefix no state refers to is deleted once it is this old: its sync was
+/// abandoned (the host reset the state, or the table was deselected mid-export).
+const ABANDONED_AFTER_S: u64 = 48 * 3600;
+
+/// How the export phase of an attempt ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum ExportEnd {
+    /// No export: the queries read the table.
+    NotUsed,
+    /// Exported; an incremental table's queries go on after the bound.
+    Exported,
+    /// Exported; a full pass is complete.
+    PassDone,
+}
+
+/// Files read and decoded at once in one Update (see the module's memory note).
+pub(in crate::sync) fn readers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8))
+}
+
+/// A new export's id: its time (UTC, so a later sync can tell an abandoned one's age) and 32
+/// random bits.
+pub(in crate::sync) fn new_export_id() -> String {
+    let mut random = [0u8; 4];
+    let _ = getrandom::fill(&mut random);
+    let now = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    format!("{EXPORT_ID_PREFIX}{now}-{}", hex::encode(random))
+}
+
+/// The S3 "directory" of a table: its name kept readable where S3 and SQL literals allow, and
+/// a hash of the exact name (so `a.b`/`c` and `a`/`b.c` never share one).
+fn table_directory(schema: &str, table: &str) -> String {
+    use sha2::Digest as _;
+    let readable: String = format!("{schema}.{table}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    let digest = sha2::Sha256::digest(format!("{schema}\0{table}").as_bytes());
+    format!("{readable}-{}", hex::encode(&digest[..4]))
+}
+
+/// `s3://bucket/key` -> (bucket, key).
+fn split_url(url: &str) -> Option<(&str, &str)> {
+    url.strip_prefix("s3://")?.split_once('/')
+}
+
+/// One batch of a file's records, ready to send.
+struct Chunk {
+    messages: Vec<EncodedRecords>,
+    rows: u64,
+}
+
+/// A file being read in the background.
+struct FileReader {
+    index: usize,
+    chunks: mpsc::Receiver<Chunk>,
+    /// The rows the file held (skipped ones included).
+    done: JoinHandle<Result<u64, SourceError>>,
+}
+
+impl Drop for FileReader {
+    fn drop(&mut self) {
+        self.done.abort();
+    }
+}
+
+impl TableSync {
+    /// Starts, resumes or skips the table's export; runs it to its end.
+    pub(super) async fn export_phase(
+        &mut self,
+        shared: &Shared,
+        session: &mut Session,
+    ) -> Result<ExportEnd, Stop> {
+        let Some(unload) = &shared.config.sync.unload else {
+            if self.export.take().is_some() {
+                self.restart_without_export(
+                    shared,
+                    "its export was under way but `unload_s3_uri` is no longer set, so it is re-synced by queries",
+                )
+                .await?;
+            }
+            return Ok(ExportEnd::NotUsed);
+        };
+        if self.export.is_none() && !self.begin_export(shared, session, unload).await? {
+            return Ok(ExportEnd::NotUsed);
+        }
+        let export = self.export.clone().expect("an export was begun or resumed");
+        let prefix = match split_url(&export.url) {
+            Some((bucket, prefix)) if bucket == unload.bucket => prefix.to_string(),
+            _ => {
+                self.export = None;
+                self.restart_without_export(
+                    shared,
+                    "its export was under way in another bucket than `unload_s3_uri` names now, so it is re-synced",
+                )
+                .await?;
+                return Ok(ExportEnd::NotUsed);
+            }
+        };
+        let staging = shared.staging().await;
+        let manifest = self
+            .manifest(shared, session, unload, &staging, &export, &prefix)
+            .await?;
+        self.read_files(shared, &staging, &manifest).await?;
+
+        // Every file sent: the queries (if any) read on after the bound.
+        self.export = None;
+        let end = match self.plan.mode {
+            Mode::Incremental { .. } => {
+                self.progress = Progress::new(
+                    Shape::of(&self.plan),
+                    Some(Position::after_cursor(export.bound.clone())),
+                );
+                self.send_with_checkpoint(shared, true).await?;
+                ExportEnd::Exported
+            }
+            Mode::Full { .. } => {
+                self.send_with_checkpoint(shared, false).await?;
+                ExportEnd::PassDone
+            }
+        };
+        tracing::info!(table = %self.plan.table.name, files = manifest.entries.len(), rows = manifest.rows(), "export read");
+        match staging.delete_prefix(&prefix).await {
+            Ok(deleted) => {
+                tracing::debug!(table = %self.plan.table.name, deleted, "export files deleted")
+            }
+            Err(err) => {
+                self.warning(
+                    &shared.output,
+                    format!(
+                        "table {}: the export's files under {} could not be deleted ({err}); a later sync deletes them once they are {} hours old",
+                        self.plan.table.name,
+                        export.url,
+                        ABANDONED_AFTER_S / 3600
+                    ),
+                )
+                .await?;
+            }
+        }
+        Ok(end)
+    }
+
+    /// Decides whether this pass exports, and if so sends its TRUNCATE with the export's
+    /// state (before the UNLOAD runs, so a kill leaves a state that names the files).
+    async fn begin_export(
+        &mut self,
+        shared: &Shared,
+        session: &mut Session,
+        unload: &UnloadConfig,
+    ) -> Result<bool, Stop> {
+        if !self.truncate_pending || std::mem::replace(&mut self.export_considered, true) {
+            return Ok(false);
+        }
+        let table = &self.plan.table;
+        if let Err(NotExportable(reason)) = self.exportable() {
+            tracing::info!(table = %table.name, reason, "read by queries, not exported");
+            return Ok(false);
+        }
+        if unload.min_rows > 0 {
+            let rows = count_rows(session, &table.quoted_name()).await?;
+            if rows < unload.min_rows {
+                tracing::debug!(table = %table.name, rows, min_rows = unload.min_rows, "small table: read by queries");
+                return Ok(false);
+            }
+        }
+        let bound = match self.plan.mode {
+            Mode::Incremental { cursor } => {
+                let column = &table.columns[cursor];
+                if column.sql_type.is_time() {
+                    let lag = chrono::Duration::from_std(shared.config.sync.cursor_lag)
+                        .unwrap_or(chrono::Duration::MAX);
+                    let now = database_clock(session).await?;
+                    now.checked_sub_signed(lag)
+                        .and_then(|at| column.sql_type.time_position(at))
+                } else {
+                    greatest(session, &table.quoted_name(), &column.name).await?
+                }
+            }
+            Mode::Full { .. } => None,
+        };
+        let url = format!(
+            "{}{}/{}/",
+            unload.uri(),
+            shared.export_id,
+            table_directory(&table.name.schema, &table.name.table)
+        );
+        tracing::info!(table = %table.name, url, bound = ?bound, "table exported by UNLOAD");
+        self.export = Some(ExportState {
+            url,
+            bound,
+            files_done: 0,
+            rows_done: 0,
+        });
+        self.truncate_pending = false;
+        self.encoder.push_truncate();
+        self.encoder.finish();
+        self.collect_finished();
+        self.send_with_checkpoint(shared, true).await?;
+        Ok(true)
+    }
+
+    /// Whether the table's columns and cursor can go through Parquet exactly.
+    fn exportable(&self) -> Result<(), NotExportable> {
+        let table = &self.plan.table;
+        UnloadStatement::check_columns(table, &self.plan.emitted)?;
+        if let Mode::Incremental { cursor } = self.plan.mode {
+            let sql_type = &table.columns[cursor].sql_type;
+            let bounded = sql_type.is_time()
+                || matches!(
+                    sql_type,
+                    SqlType::SmallInt
+                        | SqlType::Integer
+                        | SqlType::BigInt
+                        | SqlType::Numeric { .. }
+                        | SqlType::Date
+                );
+            if !bounded {
+                return Err(NotExportable(format!(
+                    "its cursor's type ({sql_type:?}) has no bound an UNLOAD can compare exactly"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The export's manifest; runs the UNLOAD first when it has not completed (no manifest
+    /// yet). A manifest gone after files were read means the whole export was deleted: by
+    /// this connector at the end of a pass whose last checkpoints the host did not keep, or
+    /// by a lifecycle rule. Then the table is exported again from its TRUNCATE.
+    async fn manifest(
+        &mut self,
+        shared: &Shared,
+        session: &mut Session,
+        unload: &UnloadConfig,
+        staging: &Staging,
+        export: &ExportState,
+        prefix: &str,
+    ) -> Result<Manifest, Stop> {
+        let key = format!("{prefix}manifest");
+        let fetched = match staging.get(&key).await {
+            Err(UnloadError::FileMissing { .. }) => {
+                if export.files_done > 0 || export.rows_done > 0 {
+                    let message = format!(
+                        "table {}: the files of its export under {} are gone, so it is exported again from the start",
+                        self.plan.table.name, export.url
+                    );
+                    self.warning(&shared.output, message).await?;
+                    self.export = Some(ExportState {
+                        files_done: 0,
+                        rows_done: 0,
+                        ..export.clone()
+                    });
+                    self.encoder.push_truncate();
+                    self.encoder.finish();
+                    self.collect_finished();
+                    self.send_with_checkpoint(shared, true).await?;
+                }
+                let cursor = match self.plan.mode {
+                    Mode::Incremental { cursor } => Some(cursor),
+                    Mode::Full { .. } => None,
+                };
+                let statement = UnloadStatement {
+                    table: &self.plan.table,
+                    select: &self.plan.emitted,
+                    bound: cursor.zip(export.bound.as_deref()),
+                    destination: &export.url,
+                    role: &unload.role,
+                    region: unload.region.as_deref(),
+                };
+                let sql =
+                    statement
+                        .sql()
+                        .map_err(|NotExportable(reason)| SourceError::Database {
+                            code: "unload".to_string(),
+                            message: format!("the export cannot be written as an UNLOAD: {reason}"),
+                            transient: false,
+                        })?;
+                let started = std::time::Instant::now();
+                unload::unload(session, &sql, &unload.bucket, &unload.role).await?;
+                tracing::info!(table = %self.plan.table.name, seconds = format!("{:.1}", started.elapsed().as_secs_f64()), "UNLOAD finished");
+                staging.get(&key).await
+            }
+            other => other,
+        };
+        let bytes = fetched.map_err(SourceError::from)?;
+        let manifest = Manifest::parse(&bytes).map_err(|reason| {
+            SourceError::from(UnloadError::Unreadable {
+                url: export.url.clone() + "manifest",
+                reason,
+            })
+        })?;
+        Ok(manifest)
+    }
+
+    /// Sends the rows of the files not yet done, in the manifest's order, with checkpoints.
+    async fn read_files(
+        &mut self,
+        shared: &Shared,
+        staging: &Staging,
+        manifest: &Manifest,
+    ) -> Result<(), Stop> {
+        let lookahead = readers();
+        let mut next = self.export.as_ref().map_or(0, |e| e.files_done as usize);
+        let mut reading = std::collections::VecDeque::new();
+        while next < manifest.entries.len() || !reading.is_empty() {
+            while next < manifest.entries.len() && reading.len() < lookahead {
+                let skip = if reading.is_empty() {
+                    self.export.as_ref().map_or(0, |e| e.rows_done)
+                } else {
+                    0
+                };
+                reading.push_back(self.spawn_reader(
+                    shared,
+                    staging,
+                    next,
+                    &manifest.entries[next],
+                    skip,
+                )?);
+                next += 1;
+            }
+            let Some(mut reader) = reading.pop_front() else {
+                break;
+            };
+            while let Some(chunk) = reader.chunks.recv().await {
+                let export = self.export.as_mut().expect("reading an export");
+                export.rows_done += chunk.rows;
+                self.rows += chunk.rows;
+                self.batch = chunk.messages;
+                self.send_with_checkpoint(shared, true).await?;
+                self.report();
+            }
+            let read = match (&mut reader.done).await {
+                Ok(result) => result?,
+                Err(join) => {
+                    return Err(Stop::Source(SourceError::Database {
+                        code: "export".to_string(),
+                        message: format!("reading an export file stopped: {join}"),
+                        transient: false,
+                    }))
+                }
+            };
+            let entry = &manifest.entries[reader.index];
+            if read != entry.meta.record_count {
+                return Err(UnloadError::CountMismatch {
+                    url: entry.url.clone(),
+                    expected: entry.meta.record_count,
+                    read,
+                }
+                .into());
+            }
+            let export = self.export.as_mut().expect("reading an export");
+            export.files_done = reader.index as u32 + 1;
+            export.rows_done = 0;
+            self.send_with_checkpoint(shared, true).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts downloading and decoding one file, `skip` of whose rows were sent before.
+    fn spawn_reader(
+        &self,
+        shared: &Shared,
+        staging: &Staging,
+        index: usize,
+        entry: &Entry,
+        skip: u64,
+    ) -> Result<FileReader, Stop> {
+        let key = match split_url(&entry.url) {
+            Some((bucket, key)) if bucket == staging.bucket => key.to_string(),
+            _ => {
+                return Err(UnloadError::Unreadable {
+                    url: entry.url.clone(),
+                    reason: format!("the manifest names a file outside s3://{}", staging.bucket),
+                }
+                .into())
+            }
+        };
+        let (sender, chunks) = mpsc::channel(CHUNKS_AHEAD);
+        let permits = Arc::clone(&shared.export_readers);
+        let staging = staging.clone();
+        let url = entry.url.clone();
+        let plan = Arc::clone(&self.plan);
+        let batch_rows = u64::from(shared.config.sync.batch_size);
+        let max_batch_bytes = shared.config.sync.max_batch_bytes as usize;
+        let done = tokio::spawn(async move {
+            let permit = permits
+                .acquire_owned()
+                .await
+                .expect("the readers' semaphore is never closed");
+            let file = staging.get(&key).await?;
+            let decoding = tokio::task::spawn_blocking(move || {
+                decode_file(
+                    file,
+                    &plan,
+                    &url,
+                    skip,
+                    batch_rows,
+                    max_batch_bytes,
+                    sender,
+                    permit,
+                )
+            });
+            decoding.await.map_err(|join| SourceError::Database {
+                code: "export".to_string(),
+                message: format!("decoding an export file stopped: {join}"),
+                transient: false,
+            })?
+        });
+        Ok(FileReader {
+            index,
+            chunks,
+            done,
+        })
+    }
+
+    /// Gives up an export the configuration no longer allows: the table starts over.
+    async fn restart_without_export(&mut self, shared: &Shared, reason: &str) -> Result<(), Stop> {
+        self.export = None;
+        self.truncate_pending = true;
+        self.progress = Progress::new(Shape::of(&self.plan), None);
+        let message = format!("table {}: {reason}", self.plan.table.name);
+        self.warning(&shared.output, message).await?;
+        Ok(())
+    }
+}
+
+/// Decodes a file into batches of records for the sender (on a blocking thread); the rows it
+/// held. Stops early, with what it counted, when the sender is gone.
+#[allow(clippy::too_many_arguments)]
+fn decode_file(
+    file: bytes::Bytes,
+    plan: &crate::sync::plan::TablePlan,
+    url: &str,
+    skip: u64,
+    batch_rows: u64,
+    max_batch_bytes: usize,
+    sender: mpsc::Sender<Chunk>,
+    _permit: OwnedSemaphorePermit,
+) -> Result<u64, SourceError> {
+    let columns = &plan.table.columns;
+    let types: Vec<SqlType> = plan
+        .emitted
+        .iter()
+        .map(|&i| columns[i].sql_type.clone())
+        .collect();
+    let emitted: Vec<(&str, crate::proto::DataType)> = plan
+        .emitted
+        .iter()
+        .map(|&i| (columns[i].name.as_str(), columns[i].sql_type.data_type().0))
+        .collect();
+    let mut encoder = RecordEncoder::new(
+        &plan.table.name.schema,
+        &plan.table.name.table,
+        &emitted,
+        max_batch_bytes,
+    );
+    let mut messages = Vec::new();
+    let mut message_bytes = 0usize;
+    let mut rows_in_chunk = 0u64;
+    let mut seen = 0u64;
+    struct SenderGone;
+    let flush = |encoder: &mut RecordEncoder,
+                 messages: &mut Vec<EncodedRecords>,
+                 message_bytes: &mut usize,
+                 rows_in_chunk: &mut u64|
+     -> Result<(), SenderGone> {
+        encoder.finish();
+        while let Some(message) = encoder.take_ready() {
+            messages.push(message);
+        }
+        if *rows_in_chunk == 0 {
+            return Ok(());
+        }
+        let chunk = Chunk {
+            messages: std::mem::take(messages),
+            rows: std::mem::take(rows_in_chunk),
+        };
+        *message_bytes = 0;
+        sender.blocking_send(chunk).map_err(|_| SenderGone)
+    };
+    let result = read_rows(file, &types, |cells, scratch| {
+        seen += 1;
+        if seen <= skip {
+            return Ok(());
+        }
+        encoder.push_upsert(cells, &[], scratch);
+        rows_in_chunk += 1;
+        while let Some(message) = encoder.take_ready() {
+            message_bytes += message.bytes.len();
+            messages.push(message);
+        }
+        if rows_in_chunk >= batch_rows || message_bytes + encoder.pending_bytes() >= max_batch_bytes
+        {
+            flush(
+                &mut encoder,
+                &mut messages,
+                &mut message_bytes,
+                &mut rows_in_chunk,
+            )?;
+        }
+        Ok(())
+    });
+    let decoded = match result {
+        Ok(Ok(_)) => flush(
+            &mut encoder,
+            &mut messages,
+            &mut message_bytes,
+            &mut rows_in_chunk,
+        ),
+        Ok(Err(gone)) => Err(gone),
+        Err(err) => {
+            let column = err
+                .column
+                .and_then(|c| plan.emitted.get(c))
+                .map(|&i| format!(" (column `{}`)", columns[i].name))
+                .unwrap_or_default();
+            return Err(UnloadError::Unreadable {
+                url: url.to_string(),
+                reason: format!("{}{column}", err.reason),
+            }
+            .into());
+        }
+    };
+    // With the sender gone the table's attempt is over; the count no longer matters.
+    let _ = decoded;
+    Ok(seen)
+}
+
+/// `SELECT COUNT(*)`: exact, and on Redshift answered from block metadata without reading
+/// the rows (PostgreSQL scans, which is what the tests pay).
+async fn count_rows(session: &mut Session, table: &str) -> Result<u64, SourceError> {
+    let rows = session
+        .query(&format!("SELECT COUNT(*) FROM {table}"), &[])
+        .await?;
+    let text = rows
+        .first()
+        .and_then(|row| row.first().cloned().flatten())
+        .unwrap_or_default();
+    text.parse().map_err(|_| SourceError::Database {
+        code: "count".to_string(),
+        message: format!("COUNT(*) of {table} reads `{text}`"),
+        transient: false,
+    })
+}
+
+/// The greatest cursor value, as its position text (`None` if every cursor is NULL).
+async fn greatest(
+    session: &mut Session,
+    table: &str,
+    column: &str,
+) -> Result<Option<String>, SourceError> {
+    let column = crate::source::catalog::quote_ident(column);
+    let rows = session
+        .query(&format!("SELECT MAX({column})::VARCHAR FROM {table}"), &[])
+        .await?;
+    Ok(rows.first().and_then(|row| row.first().cloned().flatten()))
+}
+
+/// Deletes the export prefixes under `unload_s3_uri` that this connector made, that are
+/// older than [`ABANDONED_AFTER_S`], and that no table of `state` is reading.
+pub(in crate::sync) async fn clean_abandoned(
+    staging: &Staging,
+    unload: &UnloadConfig,
+    in_use: &[String],
+) {
+    let prefixes = match staging.list_prefixes(&unload.prefix).await {
+        Ok(prefixes) => prefixes,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot list old exports to delete");
+            return;
+        }
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    for prefix in prefixes {
+        let Some(id) = prefix
+            .strip_prefix(unload.prefix.as_str())
+            .and_then(|rest| rest.strip_prefix(EXPORT_ID_PREFIX))
+        else {
+            continue;
+        };
+        let Some(started) = id
+            .get(..16)
+            .and_then(|t| chrono::NaiveDateTime::parse_from_str(t, "%Y%m%dT%H%M%SZ").ok())
+        else {
+            continue;
+        };
+        let age = now.saturating_sub(started.and_utc().timestamp().max(0) as u64);
+        let url = format!("s3://{}/{prefix}", unload.bucket);
+        if age < ABANDONED_AFTER_S || in_use.iter().any(|u| u.starts_with(&url)) {
+            continue;
+        }
+        match staging.delete_prefix(&prefix).await {
+            Ok(deleted) => tracing::info!(url, deleted, "deleted an abandoned export"),
+            Err(err) => tracing::warn!(url, error = %err, "cannot delete an abandoned export"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_directories_are_readable_distinct_and_safe_in_sql() {
+        let a = table_directory("a.b", "c");
+        let b = table_directory("a", "b.c");
+        assert_ne!(a, b);
+        assert!(a.starts_with("a.b.c-"));
+        let odd = table_directory("s'ch", "t/é\\x");
+        assert!(odd
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')));
+    }
+
+    #[test]
+    fn export_ids_carry_their_time() {
+        let id = new_export_id();
+        let time = id.strip_prefix(EXPORT_ID_PREFIX).unwrap();
+        assert!(chrono::NaiveDateTime::parse_from_str(&time[..16], "%Y%m%dT%H%M%SZ").is_ok());
+    }
+
+    #[test]
+    fn urls_split_into_bucket_and_key() {
+        assert_eq!(split_url("s3://b/p/x/"), Some(("b", "p/x/")));
+        assert_eq!(split_url("https://b/p"), None);
+    }
+}
