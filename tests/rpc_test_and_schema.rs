@@ -53,6 +53,11 @@ const KEYS: &[&str] = &[
     "max_batch_bytes",
     "max_rows_per_query",
     "max_parallel_tables",
+    "unload_s3_uri",
+    "unload_iam_role",
+    "unload_region",
+    "unload_min_rows",
+    "unload_s3_endpoint_url",
     "connect_timeout_s",
     "query_timeout_s",
 ];

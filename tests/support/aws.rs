@@ -73,6 +73,8 @@ pub struct AwsEmulator {
     shared: Arc<Shared>,
     pub syncer: AccessKey,
     pub outsider: AccessKey,
+    /// Stands in for the cluster's IAM role in UNLOAD (see `aws_setup.py`).
+    pub unloader: AccessKey,
 }
 
 impl AwsEmulator {
@@ -119,7 +121,7 @@ impl AwsEmulator {
                 .unwrap()
                 .to_string(),
         };
-        let (syncer, outsider) = (key("syncer"), key("outsider"));
+        let (syncer, outsider, unloader) = (key("syncer"), key("outsider"), key("unloader"));
         let shared = Arc::new(Shared {
             postgres,
             moto: moto_addr,
@@ -151,7 +153,13 @@ impl AwsEmulator {
             shared,
             syncer,
             outsider,
+            unloader,
         }
+    }
+
+    /// moto itself: its S3 (the front serves only the Redshift APIs).
+    pub fn moto_url(&self) -> String {
+        format!("http://{}", self.shared.moto)
     }
 
     /// What the connector's `aws_endpoint_url` is set to.

@@ -1,11 +1,14 @@
 """Prepares the tests' AWS API emulator (moto) the way an AWS account would be set up:
-a provisioned cluster, and two IAM users with access keys, one allowed to ask for database
-credentials and one not. Then turns on moto's IAM enforcement, so that every later call is
-authenticated and checked against these users' policies.
+a provisioned cluster; IAM users with access keys: `syncer` (the connector: may ask for
+database credentials and read the UNLOAD staging buckets), `outsider` (may do nothing) and
+`unloader` (stands in for the cluster's IAM role: may write the staging buckets but
+`sync-denied`); and the buckets (`sync-staging` and `sync-denied` in us-east-1, `sync-eu` in
+eu-west-1). Then turns on moto's IAM enforcement, so that every later call is authenticated
+and checked against these users' policies.
 
     aws_setup.py ENDPOINT_URL
 
-Prints {"syncer": {"access_key_id": ..., "secret_access_key": ...}, "outsider": {...}}.
+Prints {"syncer": {"access_key_id": ..., "secret_access_key": ...}, "outsider": {...}, ...}.
 """
 
 import json
@@ -30,6 +33,32 @@ SYNC_POLICY = {
 }
 
 
+def bucket_resources(*buckets):
+    return [arn for b in buckets for arn in (f"arn:aws:s3:::{b}", f"arn:aws:s3:::{b}/*")]
+
+
+# The connector's reads of UNLOAD files (README, UNLOAD).
+SYNC_POLICY["Statement"].append(
+    {
+        "Effect": "Allow",
+        "Action": ["s3:GetObject", "s3:ListBucket", "s3:DeleteObject"],
+        "Resource": bucket_resources("sync-staging", "sync-denied", "sync-eu"),
+    }
+)
+
+# The cluster's role for UNLOAD: writes the staging buckets, except sync-denied.
+UNLOAD_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Action": ["s3:PutObject", "s3:ListBucket", "s3:GetObject"],
+            "Resource": bucket_resources("sync-staging", "sync-eu"),
+        }
+    ],
+}
+
+
 def main():
     endpoint = sys.argv[1]
     session = dict(
@@ -47,8 +76,18 @@ def main():
         MasterUsername="admin",
         MasterUserPassword="Admin-password-1",
     )
+    s3 = boto3.client("s3", **session)
+    for bucket in ["sync-staging", "sync-denied"]:
+        s3.create_bucket(Bucket=bucket)
+    s3.create_bucket(
+        Bucket="sync-eu", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
     users = {}
-    for name, policy in [("syncer", SYNC_POLICY), ("outsider", None)]:
+    for name, policy in [
+        ("syncer", SYNC_POLICY),
+        ("outsider", None),
+        ("unloader", UNLOAD_POLICY),
+    ]:
         iam.create_user(UserName=name)
         if policy:
             iam.put_user_policy(UserName=name, PolicyName="sync", PolicyDocument=json.dumps(policy))

@@ -27,6 +27,7 @@
 //! error is rewritten into Redshift's.
 
 pub mod sql;
+pub mod unload;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -69,6 +70,8 @@ pub struct Settings {
     /// (`return_row_count`; WLM checks between fetches here, every 10 s on Redshift).
     pub max_returned_rows: Option<u64>,
     pub faults: Faults,
+    /// UNLOAD to S3 (see [`unload`]); `None`: refused.
+    pub unload: Option<unload::UnloadEmulation>,
 }
 
 struct Shared {
@@ -398,6 +401,27 @@ async fn inspect(
         b'Q' => {
             let text = cstring(&mut body);
             shared.sql.lock().unwrap().push(text.clone());
+            if unload::is_unload(&text) {
+                let emulation = shared.settings.lock().unwrap().unload.clone();
+                let Some(emulation) = emulation else {
+                    return Verdict::Refuse(
+                        "0A000",
+                        "UNLOAD is not set up in this test".to_string(),
+                        None,
+                    );
+                };
+                let database = session.lock().unwrap().database.clone();
+                return match unload::run(&emulation, shared.postgres, &database, &text).await {
+                    // What PostgreSQL answers in its place completes the statement, as
+                    // Redshift's UNLOAD does, and leaves the session as it was.
+                    Ok(()) => {
+                        let mut out = BytesMut::new();
+                        put_cstring(&mut out, "DO $$BEGIN END$$");
+                        Verdict::Forward(frame(b'Q', &out))
+                    }
+                    Err((code, message)) => Verdict::Refuse(code, message, None),
+                };
+            }
             let judged = judge(session, &text);
             if let Some(rejection) = judged.rejection {
                 return Verdict::Refuse(rejection.code, rejection.message, None);

@@ -1,0 +1,534 @@
+//! Initial syncs through UNLOAD: the Redshift-shaped proxy runs each `UNLOAD` as Redshift does
+//! (see `support::redshift::unload`), writing Parquet part files and a manifest into moto's S3,
+//! which enforces the IAM policies of `aws_setup.py`; the connector (a real server process,
+//! with the `syncer` user's AWS credentials in its environment) reads them back.
+//!
+//! The oracle is the direct path: a table exported and a table read by queries must arrive as
+//! the same records, value for value and kind for kind.
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+
+use fivetran_source::proto::RecordType;
+use support::aws::{AccessKey, AwsEmulator};
+use support::redshift::unload::UnloadEmulation;
+use support::redshift::{RedshiftProxy, Settings};
+use support::stream::{self, Op, UpdateLog};
+use support::{cluster, fresh_database, own_proxy, ServerProcess, TestDb};
+
+const ROLE: &str = "arn:aws:iam::123456789012:role/redshift-unload";
+
+struct Setup {
+    db: TestDb,
+    proxy: RedshiftProxy,
+    aws: AwsEmulator,
+}
+
+async fn setup() -> Setup {
+    let db = fresh_database().await;
+    let proxy = own_proxy(Settings::default());
+    let aws = tokio::task::spawn_blocking(|| AwsEmulator::start(cluster(), 0))
+        .await
+        .unwrap();
+    proxy.set(Settings {
+        unload: Some(UnloadEmulation {
+            s3_endpoint: aws.moto_url(),
+            role_key: (aws.unloader.id.clone(), aws.unloader.secret.clone()),
+            roles: vec![ROLE.to_string()],
+            default_role: None,
+            cluster_region: "us-east-1".to_string(),
+            bucket_regions: vec![("sync-eu".to_string(), "eu-west-1".to_string())],
+            slices: 2,
+            rows_per_file: 700,
+        }),
+        ..Settings::default()
+    });
+    Setup { db, proxy, aws }
+}
+
+impl Setup {
+    /// A server process whose AWS credentials are `key`'s.
+    fn server(&self, key: &AccessKey) -> ServerProcess {
+        ServerProcess::start(&[
+            ("AWS_ACCESS_KEY_ID", &key.id),
+            ("AWS_SECRET_ACCESS_KEY", &key.secret),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("RUST_BACKTRACE", "1"),
+        ])
+    }
+
+    /// The connector's configuration: exports to `bucket` for tables of 100 rows or more.
+    fn config(&self, bucket: &str) -> HashMap<String, String> {
+        let mut config = self.proxy.connector_configuration(&self.db.name);
+        for (key, value) in [
+            ("unload_s3_uri", format!("s3://{bucket}/exports/")),
+            ("unload_iam_role", ROLE.to_string()),
+            ("unload_min_rows", "100".to_string()),
+            ("unload_s3_endpoint_url", self.aws.moto_url()),
+            ("batch_size", "250".to_string()),
+        ] {
+            config.insert(key.to_string(), value);
+        }
+        config
+    }
+
+    /// The same without a staging location: every table by queries.
+    fn direct_config(&self) -> HashMap<String, String> {
+        let mut config = self.config("unused");
+        config.retain(|key, _| !key.starts_with("unload_"));
+        config
+    }
+
+    fn unloads(&self) -> Vec<String> {
+        self.proxy
+            .sql()
+            .into_iter()
+            .filter(|sql| sql.trim_start().starts_with("UNLOAD"))
+            .collect()
+    }
+
+    /// An S3 client with the connector's credentials.
+    fn s3(&self) -> aws_sdk_s3::Client {
+        let credentials = aws_credential_types::Credentials::new(
+            &self.aws.syncer.id,
+            &self.aws.syncer.secret,
+            None,
+            None,
+            "test",
+        );
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::new()
+                .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+                .region(aws_sdk_s3::config::Region::new("us-east-1"))
+                .credentials_provider(credentials)
+                .endpoint_url(self.aws.moto_url())
+                .force_path_style(true)
+                .http_client(http)
+                .build(),
+        )
+    }
+
+    /// Keys under `prefix` in `bucket`, listed with the connector's credentials.
+    async fn objects(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let listed = self
+            .s3()
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .send()
+            .await
+            .expect("list the bucket");
+        listed
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_string))
+            .collect()
+    }
+
+    /// Deletes `key` from the staging bucket, as a lifecycle rule would.
+    async fn delete(&self, key: &str) {
+        self.s3()
+            .delete_object()
+            .bucket("sync-staging")
+            .key(key)
+            .send()
+            .await
+            .expect("delete the file");
+    }
+}
+
+/// Every type Parquet carries, NULLs and extremes; a key and a cursor.
+async fn create_typed_table(db: &TestDb, rows: i64) {
+    db.client
+        .batch_execute(&format!(
+            "CREATE TABLE public.typed (
+                 id BIGINT PRIMARY KEY, updated_at TIMESTAMP,
+                 c_smallint SMALLINT, c_integer INTEGER, c_dec38_0 NUMERIC(38,0),
+                 c_dec12_4 NUMERIC(12,4), c_dec38_37 NUMERIC(38,37), c_real REAL,
+                 c_double DOUBLE PRECISION, c_bool BOOLEAN, c_char CHAR(10),
+                 c_varchar VARCHAR(100), c_text TEXT, c_date DATE, c_time TIME, c_timetz TIMETZ,
+                 c_timestamptz TIMESTAMPTZ, c_super SUPER);
+             INSERT INTO public.typed
+             SELECT g, CASE WHEN g % 50 = 0 THEN NULL ELSE TIMESTAMP '2024-01-01' + g * INTERVAL '1.000001 second' END,
+                    CASE g % 3 WHEN 0 THEN -32768 WHEN 1 THEN 32767 ELSE NULL END,
+                    (g * 7919) % 2147483647 - 1073741823,
+                    CASE WHEN g % 2 = 0 THEN 99999999999999999999999999999999999999 ELSE -g END,
+                    g * 1.2345 - 500, CASE WHEN g % 2 = 0 THEN 9.9999999999999999999999999999999999999 ELSE 0.0000000000000000000000000000000000001 END,
+                    CASE g % 4 WHEN 0 THEN 'NaN'::REAL WHEN 1 THEN '-Infinity'::REAL WHEN 2 THEN -0.0 ELSE g / 3.0 END,
+                    CASE g % 4 WHEN 0 THEN 'Infinity'::FLOAT8 WHEN 1 THEN 1e308 ELSE g / 7.0 END,
+                    CASE WHEN g % 5 = 0 THEN NULL ELSE g % 2 = 0 END,
+                    'c' || g % 10, 'é ' || g || E'\\t\"quoted\"', repeat('x', (g % 50)::int),
+                    CASE g % 3 WHEN 0 THEN DATE '0001-01-01' WHEN 1 THEN DATE '9999-12-31' ELSE DATE '2024-02-29' END,
+                    TIME '23:59:59.999999', TIMETZ '12:00:00+05:30',
+                    TIMESTAMPTZ '2024-06-01 12:00:00.123456+02' + g * INTERVAL '1 minute',
+                    CASE WHEN g % 9 = 0 THEN NULL ELSE ('{{\"n\": ' || g || ', \"s\": \"é\"}}')::jsonb END
+             FROM generate_series(1, {rows}) AS g;"
+        ))
+        .await
+        .expect("create the typed table");
+}
+
+/// A keyless table without a cursor column (read in full each sync), with duplicate rows.
+async fn create_keyless_table(db: &TestDb, rows: i64) {
+    db.client
+        .batch_execute(&format!(
+            "CREATE TABLE public.facts (amount INTEGER, label VARCHAR(20));
+             INSERT INTO public.facts SELECT g % 97, 'l' || g % 13 FROM generate_series(1, {rows}) AS g;"
+        ))
+        .await
+        .expect("create the keyless table");
+}
+
+/// What a destination holds after applying `logs` in order: per table, live rows by key
+/// (`id`), or, without a key, every row with how often it was sent.
+fn destination(logs: &[&UpdateLog]) -> BTreeMap<String, BTreeMap<String, (String, usize)>> {
+    let mut tables: BTreeMap<String, BTreeMap<String, (String, usize)>> = BTreeMap::new();
+    for log in logs {
+        for op in &log.ops {
+            let Op::Record(record) = op else { continue };
+            let table = tables.entry(record.table.clone()).or_default();
+            match record.kind {
+                RecordType::Truncate => table.clear(),
+                RecordType::Upsert => {
+                    let text = format!("{:?} {:?}", record.data, record.value_kinds);
+                    match record.data.get("id") {
+                        Some(id) => {
+                            table.insert(id.clone(), (text, 1));
+                        }
+                        None => table.entry(text.clone()).or_insert((text, 0)).1 += 1,
+                    }
+                }
+                other => panic!("unexpected record kind {other:?}"),
+            }
+        }
+    }
+    tables
+}
+
+fn assert_same(
+    exported: &BTreeMap<String, BTreeMap<String, (String, usize)>>,
+    direct: &BTreeMap<String, BTreeMap<String, (String, usize)>>,
+) {
+    assert_eq!(
+        exported.keys().collect::<Vec<_>>(),
+        direct.keys().collect::<Vec<_>>()
+    );
+    for (table, rows) in direct {
+        let got = &exported[table];
+        assert_eq!(got.len(), rows.len(), "rows of {table}");
+        for (key, row) in rows {
+            assert_eq!(got.get(key), Some(row), "{table} row {key}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_arrives_exactly_as_the_direct_path_reads_the_table() {
+    let setup = setup().await;
+    create_typed_table(&setup.db, 3000).await;
+    create_keyless_table(&setup.db, 1500).await;
+    // Below unload_min_rows, and with a type Parquet cannot carry: both read by queries.
+    setup
+        .db
+        .client
+        .batch_execute(
+            "CREATE TABLE public.small (id INT PRIMARY KEY, updated_at TIMESTAMP);
+             INSERT INTO public.small SELECT g, TIMESTAMP '2024-01-01' FROM generate_series(1, 10) g;
+             CREATE TABLE public.blobs (id INT PRIMARY KEY, updated_at TIMESTAMP, b VARBYTE);
+             INSERT INTO public.blobs SELECT g, TIMESTAMP '2024-01-01', '\\x00ff'::BYTEA FROM generate_series(1, 200) g;",
+        )
+        .await
+        .unwrap();
+    let server = setup.server(&setup.aws.syncer);
+    let mut client = server.client().await;
+    let exported = stream::update_ok(&mut client, &setup.config("sync-staging"), None, None).await;
+    let unexpected: Vec<_> = exported
+        .warnings()
+        .into_iter()
+        .filter(|w| !w.contains("public.facts is synced in full"))
+        .collect();
+    assert!(
+        exported.tasks().is_empty() && unexpected.is_empty(),
+        "{unexpected:?}"
+    );
+
+    let unloads = setup.unloads();
+    assert_eq!(unloads.len(), 2, "{unloads:#?}");
+    assert!(unloads.iter().any(|sql| sql.contains("\"typed\"")));
+    assert!(unloads
+        .iter()
+        .any(|sql| sql.contains("\"facts\"") && !sql.contains("WHERE")));
+    // The incremental table's export is bounded by the database's clock; the keyless full
+    // one reads every row, in one piece.
+    assert!(unloads
+        .iter()
+        .any(|sql| sql.contains("\"updated_at\" IS NULL OR \"src\".\"updated_at\" <= CAST(")));
+
+    let direct = stream::update_ok(&mut client, &setup.direct_config(), None, None).await;
+    let (exported_rows, direct_rows) = (destination(&[&exported]), destination(&[&direct]));
+    assert_eq!(exported_rows["typed"].len(), 3000);
+    assert_eq!(
+        exported_rows["facts"].values().map(|r| r.1).sum::<usize>(),
+        1500
+    );
+    assert_same(&exported_rows, &direct_rows);
+
+    // The pass is done: the state reads on after the bound, the files are gone.
+    let state = exported.last_state_value();
+    let typed = &state["tables"]["public"]["typed"];
+    assert!(typed.get("export").is_none(), "{typed}");
+    assert_eq!(typed["position"]["kind"], "after_cursor", "{typed}");
+    assert!(setup.objects("sync-staging", "exports/").await.is_empty());
+
+    // The next sync reads only what changed, by queries.
+    setup
+        .db
+        .client
+        .batch_execute("UPDATE public.typed SET c_text = 'changed', updated_at = now() + INTERVAL '1 second' WHERE id <= 5")
+        .await
+        .unwrap();
+    let next = stream::update_ok(
+        &mut client,
+        &setup.config("sync-staging"),
+        None,
+        exported.last_state(),
+    )
+    .await;
+    assert_eq!(
+        setup.unloads().len(),
+        3,
+        "only the full table is exported again"
+    );
+    let changed = next.upserts_of("typed");
+    assert_eq!(changed.len(), 5, "{changed:?}");
+    assert!(changed.iter().all(|row| row["c_text"] == "changed"));
+}
+
+/// The export's checkpoints, by (files done, rows of the next file).
+fn export_progress(state_json: &str) -> Option<(u64, u64)> {
+    let state: serde_json::Value = serde_json::from_str(state_json).unwrap();
+    let export = state["tables"]["public"]["typed"].get("export")?;
+    Some((
+        export["files_done"].as_u64()?,
+        export["rows_done"].as_u64()?,
+    ))
+}
+
+/// Reads an Update until its `n`-th checkpoint, then kills the server: what a host holds
+/// after a crash at that moment.
+async fn until_checkpoint(
+    setup: &Setup,
+    config: &HashMap<String, String>,
+    state: Option<String>,
+    n: usize,
+) -> UpdateLog {
+    let server = setup.server(&setup.aws.syncer);
+    let mut client = server.client().await;
+    let mut stream = stream::start_update(&mut client, config, None, state)
+        .await
+        .unwrap();
+    let mut log = UpdateLog::default();
+    let mut seen = 0;
+    while let Some(message) = stream.message().await.unwrap() {
+        stream::push(&mut log, message.operation);
+        if matches!(log.ops.last(), Some(Op::Checkpoint(_))) {
+            seen += 1;
+            if seen == n {
+                break;
+            }
+        }
+    }
+    drop(server);
+    log
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_killed_anywhere_in_its_export_resumes_equal_to_the_source() {
+    let setup = setup().await;
+    // Large enough that the server, which runs ahead of the host by its output budget, is
+    // still inside the export when the host stops reading.
+    const ROWS: usize = 12_000;
+    create_typed_table(&setup.db, ROWS as i64).await;
+    let config = {
+        let mut config = setup.config("sync-staging");
+        config.insert("tables".into(), "public.typed".into());
+        // Small batches: the server cannot run far ahead of a host that stops reading.
+        config.insert("max_batch_bytes".into(), "65536".into());
+        config
+    };
+    // A whole run, to count its checkpoints (its files are deleted at its end).
+    let whole = {
+        let server = setup.server(&setup.aws.syncer);
+        let mut client = server.client().await;
+        stream::update_ok(&mut client, &config, None, None).await
+    };
+    let checkpoints = whole.checkpoints().len();
+    let inside: Vec<_> = whole
+        .checkpoints()
+        .iter()
+        .filter_map(|c| export_progress(&c.state_json))
+        .collect();
+    assert!(
+        inside.len() >= 8,
+        "checkpoints inside the export: {inside:?}"
+    );
+    assert!(
+        inside.iter().any(|&(files, rows)| files > 0 && rows > 0),
+        "{inside:?}"
+    );
+
+    // Killed at a stratified sample: the first checkpoint (export begun, nothing read), inside
+    // the first file, at file boundaries, and late; rows change while it is down.
+    let sample = [1, 2, checkpoints / 3, checkpoints / 2, checkpoints - 2];
+    let mut resumed_from_files = 0;
+    for (round, &n) in sample.iter().enumerate() {
+        let killed = until_checkpoint(&setup, &config, None, n).await;
+        let Some(Op::Checkpoint(state)) = killed.ops.last().cloned() else {
+            panic!("no checkpoint {n}")
+        };
+        setup
+            .db
+            .client
+            .batch_execute(&format!(
+                "UPDATE public.typed SET c_text = 'round {round}', updated_at = now() + INTERVAL '1 second' WHERE id % 500 = {round};
+                 INSERT INTO public.typed (id, updated_at, c_text) VALUES ({}, now() + INTERVAL '1 second', 'new');",
+                100_000 + round
+            ))
+            .await
+            .unwrap();
+        let server = setup.server(&setup.aws.syncer);
+        let mut client = server.client().await;
+        let unloads_before = setup.unloads().len();
+        let resumed = stream::update_ok(&mut client, &config, None, Some(state.clone())).await;
+        // The UNLOAD runs again only when the kill came before anything was read (and its
+        // manifest may then be there already).
+        let unloads_run = setup.unloads().len() - unloads_before;
+        let again = resumed.warnings().iter().any(|w| w.contains("are gone"));
+        if export_progress(&state) == Some((0, 0)) || again {
+            assert!(unloads_run <= 1, "round {round}");
+        } else {
+            assert_eq!(
+                unloads_run, 0,
+                "round {round}: files were there, yet UNLOAD ran again"
+            );
+            resumed_from_files += 1;
+        }
+        let direct = stream::update_ok(
+            &mut client,
+            &{
+                let mut direct = setup.direct_config();
+                direct.insert("tables".into(), "public.typed".into());
+                direct
+            },
+            None,
+            None,
+        )
+        .await;
+        assert_same(&destination(&[&killed, &resumed]), &destination(&[&direct]));
+        // Nothing sent twice: the resume starts at the exact row of the checkpoint (and the
+        // rows changed since come once more). Unless the server had finished the pass and
+        // deleted the files before it was killed: then the table is exported again.
+        let before = killed.upserts_of("typed").len();
+        let after = resumed.upserts_of("typed").len();
+        let limit = ROWS + (ROWS / 500 + 1) * (round + 1) + if again { before } else { 0 };
+        assert!(
+            before + after <= limit,
+            "round {round}: {before} + {after} sent"
+        );
+    }
+    assert!(
+        resumed_from_files >= 2,
+        "kills inside the export: {resumed_from_files}"
+    );
+    assert!(setup.objects("sync-staging", "exports/").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staging_problems_end_in_a_task_that_says_what_to_grant() {
+    let setup = setup().await;
+    create_typed_table(&setup.db, 300).await;
+    let server = setup.server(&setup.aws.syncer);
+    let mut client = server.client().await;
+
+    // The cluster's role may not write the bucket: Redshift's S3ServiceException, as a Task.
+    let denied = stream::update_ok(&mut client, &setup.config("sync-denied"), None, None).await;
+    let tasks = denied.tasks();
+    assert_eq!(tasks.len(), 1, "{:?}", denied.ops);
+    assert!(
+        tasks[0].contains(ROLE)
+            && tasks[0].contains("s3://sync-denied")
+            && tasks[0].contains("s3:PutObject"),
+        "{}",
+        tasks[0]
+    );
+
+    // A bucket in another region without `unload_region`; then with it.
+    let other_region = stream::update_ok(&mut client, &setup.config("sync-eu"), None, None).await;
+    assert!(
+        other_region
+            .tasks()
+            .iter()
+            .any(|t| t.contains("unload_region")),
+        "{:?}",
+        other_region.tasks()
+    );
+    let mut with_region = setup.config("sync-eu");
+    with_region.insert("unload_region".into(), "eu-west-1".into());
+    let exported = stream::update_ok(&mut client, &with_region, None, None).await;
+    assert!(exported.tasks().is_empty(), "{:?}", exported.tasks());
+    assert_eq!(exported.upserts_of("typed").len(), 300);
+
+    // The connector's own credentials cannot read the files.
+    drop(client);
+    let outsider = setup.server(&setup.aws.outsider);
+    let mut client = outsider.client().await;
+    let unreadable =
+        stream::update_ok(&mut client, &setup.config("sync-staging"), None, None).await;
+    let tasks = unreadable.tasks();
+    assert!(
+        tasks
+            .iter()
+            .any(|t| t.contains("s3:GetObject") && t.contains("sync-staging")),
+        "{tasks:?}"
+    );
+    // A Task, not a retry loop: no UNLOAD ran for the unreadable bucket (the manifest's
+    // refusal came first), and none ran twice.
+    assert_eq!(setup.unloads().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_file_that_vanished_is_named_in_a_task() {
+    let setup = setup().await;
+    create_typed_table(&setup.db, 3000).await;
+    let mut config = setup.config("sync-staging");
+    config.insert("max_batch_bytes".into(), "65536".into());
+    let killed = until_checkpoint(&setup, &config, None, 3).await;
+    let Some(Op::Checkpoint(state)) = killed.ops.last().cloned() else {
+        panic!("no checkpoint")
+    };
+    let files: Vec<String> = setup
+        .objects("sync-staging", "exports/")
+        .await
+        .into_iter()
+        .filter(|key| key.ends_with(".parquet"))
+        .collect();
+    let last = files.iter().max().expect("part files").clone();
+    setup.delete(&last).await;
+    let server = setup.server(&setup.aws.syncer);
+    let mut client = server.client().await;
+    let resumed = stream::update_ok(&mut client, &config, None, Some(state)).await;
+    let tasks = resumed.tasks();
+    assert!(
+        tasks
+            .iter()
+            .any(|t| t.contains(&last) && t.contains("missing")),
+        "{tasks:?}"
+    );
+}
