@@ -13,7 +13,12 @@
 //! - `narrow`: the 9-column table: COPY, the driver floor, the engine alone, the connector;
 //! - `bounded`: the connector at several `max_rows_per_query`, against one unbounded query;
 //! - `wide`: 1 MB and 16 MB values at default settings: the memory bound;
-//! - `parallel`: 4 tables with `max_parallel_tables` 4, against 4 concurrent COPYs.
+//! - `parallel`: 4 tables with `max_parallel_tables` 4, against 4 concurrent COPYs;
+//! - `unload`: the narrow table's initial sync through UNLOAD (the tests' Redshift-shaped proxy
+//!   runs it into moto's S3, four slices writing Parquet), its export phase (here the
+//!   emulation's; Redshift's compute nodes on a cluster) and its read phase (manifest to last
+//!   record) apart, against the direct path and COPY;
+//! - `tables`: 200 and 2,000 small tables in one Update (`BENCH_TABLES`).
 //!
 //! ```text
 //! cargo bench --bench throughput
@@ -47,6 +52,15 @@ use tonic::transport::Endpoint;
 #[path = "../tests/support/python.rs"]
 #[allow(dead_code)]
 mod python;
+
+#[path = "../tests/support/aws.rs"]
+#[allow(dead_code)]
+mod aws;
+/// The tests' Redshift-shaped proxy (it runs UNLOAD) and AWS emulator (moto's S3), for the
+/// unload suite.
+#[path = "../tests/support/redshift/mod.rs"]
+#[allow(dead_code)]
+mod redshift;
 
 const DATABASE: &str = "bench";
 const MIB: f64 = 1024.0 * 1024.0;
@@ -92,7 +106,7 @@ impl Params {
                 .collect(),
             wide_rows: number("BENCH_WIDE_ROWS", 300u64).max(1),
             repeat: number("BENCH_REPEAT", 3usize).max(1),
-            suites: list("BENCH_SUITES", "narrow,bounded,wide,parallel,tables"),
+            suites: list("BENCH_SUITES", "narrow,bounded,wide,parallel,unload,tables"),
         }
     }
 
@@ -127,23 +141,25 @@ struct Line {
 
 fn main() {
     let params = Params::from_env();
-    // With the watchdog: an interrupted benchmark (Ctrl-C) leaves no server behind.
-    let postgres = LocalPostgres::start_with_watchdog()
-        .unwrap_or_else(|err| panic!("cannot start PostgreSQL: {}", error_chain(&err)));
+    // With the watchdog: an interrupted benchmark (Ctrl-C) leaves no server behind. Static,
+    // for the proxy's threads.
+    let postgres: &'static LocalPostgres = Box::leak(Box::new(
+        LocalPostgres::start_with_watchdog()
+            .unwrap_or_else(|err| panic!("cannot start PostgreSQL: {}", error_chain(&err))),
+    ));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("a Tokio runtime");
-    let result = runtime.block_on(run(&postgres, &params));
+    let result = runtime.block_on(run(postgres, &params));
     drop(runtime);
-    drop(postgres);
     if let Err(err) = result {
         eprintln!("benchmark failed: {}", error_chain(err.as_ref()));
         std::process::exit(1);
     }
 }
 
-async fn run(postgres: &LocalPostgres, params: &Params) -> Result<(), BoxError> {
+async fn run(postgres: &'static LocalPostgres, params: &Params) -> Result<(), BoxError> {
     postgres.create_database(DATABASE).await?;
     let admin = postgres.connect(DATABASE).await?;
     let base = postgres.connector_configuration(DATABASE);
@@ -169,6 +185,9 @@ async fn run(postgres: &LocalPostgres, params: &Params) -> Result<(), BoxError> 
         }
         if params.runs("parallel") {
             parallel(postgres, &admin, &base, rows, params).await?;
+        }
+        if params.runs("unload") {
+            unload(postgres, rows, params).await?;
         }
     }
     if params.runs("tables") {
@@ -426,10 +445,16 @@ async fn bounded(
         .iter()
         .map(|s| s.parse().expect("BENCH_LIMITS: numbers"))
         .collect();
-    let mut lines: Vec<Line> = vec![Line {
-        label: "COPY TO STDOUT (baseline)".into(),
-        runs: vec![],
-    }];
+    let mut lines: Vec<Line> = vec![
+        Line {
+            label: "COPY TO STDOUT (baseline)".into(),
+            runs: vec![],
+        },
+        Line {
+            label: "max_rows_per_query auto (default)".into(),
+            runs: vec![],
+        },
+    ];
     for &limit in &limits {
         lines.push(Line {
             label: if limit >= 10_000_000_000 {
@@ -444,14 +469,140 @@ async fn bounded(
         lines[0]
             .runs
             .push(checked(copy_out(admin, sql).await?, rows)?);
+        lines[1]
+            .runs
+            .push(checked(connector(config, Host::Framing).await?, rows)?);
         for (i, limit) in limits.iter().enumerate() {
             let config = with(config, &[(keys::MAX_ROWS_PER_QUERY, &limit.to_string())]);
-            lines[i + 1]
+            lines[i + 2]
                 .runs
                 .push(checked(connector(&config, Host::Framing).await?, rows)?);
         }
     }
     report(&format!("bounded queries, {rows} rows"), &lines);
+    Ok(())
+}
+
+/// The unload suite (see the module's doc): an initial sync through UNLOAD against the direct
+/// path at its defaults and COPY, on the narrow table, in a database with Redshift's
+/// emulation behind the proxy.
+async fn unload(
+    postgres: &'static LocalPostgres,
+    rows: u64,
+    params: &Params,
+) -> Result<(), BoxError> {
+    const UNLOAD_DATABASE: &str = "bench_unload";
+    const ROLE: &str = "arn:aws:iam::123456789012:role/redshift-unload";
+    let admin = postgres.connect(DATABASE).await?;
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {UNLOAD_DATABASE}"))
+        .await?;
+    postgres.create_database(UNLOAD_DATABASE).await?;
+    admin
+        .batch_execute(&format!("ALTER DATABASE {UNLOAD_DATABASE} SET search_path = \"$user\", public, catalog_history, pg_catalog"))
+        .await?;
+    postgres
+        .connect(UNLOAD_DATABASE)
+        .await?
+        .batch_execute(include_str!("../tests/support/redshift/emulation.sql"))
+        .await?;
+    let client = postgres.connect(UNLOAD_DATABASE).await?;
+    fill_narrow(&client, "orders", rows).await?;
+    let proxy = redshift::RedshiftProxy::start(postgres, redshift::Settings::default());
+    let aws = tokio::task::spawn_blocking(move || aws::AwsEmulator::start(postgres, 0)).await?;
+    proxy.set(redshift::Settings {
+        unload: Some(redshift::unload::UnloadEmulation {
+            s3_endpoint: aws.moto_url(),
+            role_key: (aws.unloader.id.clone(), aws.unloader.secret.clone()),
+            roles: vec![ROLE.to_string()],
+            default_role: None,
+            cluster_region: "us-east-1".to_string(),
+            bucket_regions: Vec::new(),
+            // A 2-node ra3.xlplus cluster has 4 slices.
+            slices: 4,
+            rows_per_file: 2_000_000,
+        }),
+        ..redshift::Settings::default()
+    });
+    let tables = [(keys::TABLES, "public.orders")];
+    let direct = with(&postgres.connector_configuration(UNLOAD_DATABASE), &tables);
+    let through_proxy = with(&proxy.connector_configuration(UNLOAD_DATABASE), &tables);
+    let exported = with(
+        &through_proxy,
+        &[
+            (keys::UNLOAD_S3_URI, "s3://sync-staging/bench/"),
+            (keys::UNLOAD_IAM_ROLE, ROLE),
+            (keys::UNLOAD_MIN_ROWS, "1"),
+            (keys::UNLOAD_S3_ENDPOINT_URL, &aws.moto_url()),
+        ],
+    );
+    let environment = [
+        ("AWS_ACCESS_KEY_ID", aws.syncer.id.clone()),
+        ("AWS_SECRET_ACCESS_KEY", aws.syncer.secret.clone()),
+        ("AWS_REGION", "us-east-1".to_string()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+    ];
+    for (key, value) in &environment {
+        std::env::set_var(key, value);
+    }
+    let sql = scan_sql(&direct).await?;
+    copy_out(&client, &sql).await?;
+    let mut copy = Vec::new();
+    let mut direct_runs = Vec::new();
+    let mut unload_runs = Vec::new();
+    let mut read_phase = Vec::new();
+    let mut export_phase = Vec::new();
+    for round in 1..=params.repeat {
+        copy.push(checked(copy_out(&client, &sql).await?, rows)?);
+        direct_runs.push(checked(connector(&direct, Host::Framing).await?, rows)?);
+        let sample = checked(connector(&exported, Host::Framing).await?, rows)?;
+        // Export: from the call to the first record (the UNLOAD and the manifest); read:
+        // from the first record to the last.
+        let first = sample.first_row.unwrap_or_default();
+        export_phase.push(first);
+        read_phase.push(Sample {
+            wall: sample.wall.saturating_sub(first),
+            first_row: None,
+            ..sample.clone()
+        });
+        unload_runs.push(sample);
+        eprintln!("unload {rows}: round {round}/{} done", params.repeat);
+    }
+    report(
+        &format!("initial sync through UNLOAD, {rows} rows"),
+        &[
+            Line {
+                label: "COPY TO STDOUT (baseline)".into(),
+                runs: copy,
+            },
+            Line {
+                label: "direct path, defaults".into(),
+                runs: direct_runs,
+            },
+            Line {
+                label: "UNLOAD path, whole sync".into(),
+                runs: unload_runs,
+            },
+            Line {
+                label: "  read phase (1st to last row)".into(),
+                runs: read_phase,
+            },
+        ],
+    );
+    let export = median(export_phase.into_iter()).unwrap_or_default();
+    println!(
+        "  export phase (UNLOAD and manifest, the emulation's here): {:.2} s; readers: {}",
+        export.as_secs_f64(),
+        std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8))
+    );
+    println!();
+    for (key, _) in &environment {
+        std::env::remove_var(key);
+    }
+    drop(client);
+    admin
+        .batch_execute(&format!("DROP DATABASE {UNLOAD_DATABASE} WITH (FORCE)"))
+        .await?;
     Ok(())
 }
 

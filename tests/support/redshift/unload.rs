@@ -475,18 +475,3 @@ fn literal(rest: &mut &str) -> Result<String, String> {
     }
     Err("end of statement".to_string())
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn statements_parse() {
-        let parsed = parse("UNLOAD ('SELECT ''a''') TO 's3://b/p/' IAM_ROLE 'arn:x' FORMAT AS PARQUET MANIFEST VERBOSE REGION 'eu-west-1'").unwrap();
-        assert_eq!(parsed.query, "SELECT 'a'");
-        assert_eq!(parsed.to, "s3://b/p/");
-        assert_eq!(parsed.role.as_deref(), Some("arn:x"));
-        assert_eq!(parsed.region.as_deref(), Some("eu-west-1"));
-        assert!(parse("UNLOAD (SELECT 1) TO 'x'").is_err());
-    }
-}
