@@ -283,6 +283,11 @@ impl ServerProcess {
         ServerProcess { child, port }
     }
 
+    /// Where it listens: `127.0.0.1:<port>`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
     /// The most resident memory the process has had (VmHWM), in MiB.
     pub fn peak_rss_mib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
