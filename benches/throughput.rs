@@ -521,6 +521,7 @@ async fn unload(
             // A 2-node ra3.xlplus cluster has 4 slices.
             slices: 4,
             rows_per_file: 2_000_000,
+            miscount: false,
         }),
         ..redshift::Settings::default()
     });

@@ -31,7 +31,13 @@ async fn setup() -> Setup {
     let aws = tokio::task::spawn_blocking(|| AwsEmulator::start(cluster(), 0))
         .await
         .unwrap();
-    proxy.set(Settings {
+    proxy.set(emulation(&aws));
+    Setup { db, proxy, aws }
+}
+
+/// The proxy's settings: UNLOAD into moto, the `unloader` user standing in for the role.
+fn emulation(aws: &AwsEmulator) -> Settings {
+    Settings {
         unload: Some(UnloadEmulation {
             s3_endpoint: aws.moto_url(),
             role_key: (aws.unloader.id.clone(), aws.unloader.secret.clone()),
@@ -41,13 +47,17 @@ async fn setup() -> Setup {
             bucket_regions: vec![("sync-eu".to_string(), "eu-west-1".to_string())],
             slices: 2,
             rows_per_file: 700,
+            miscount: false,
         }),
         ..Settings::default()
-    });
-    Setup { db, proxy, aws }
+    }
 }
 
 impl Setup {
+    fn proxy_settings(&self) -> Settings {
+        emulation(&self.aws)
+    }
+
     /// A server process whose AWS credentials are `key`'s.
     fn server(&self, key: &AccessKey) -> ServerProcess {
         ServerProcess::start(&[
@@ -635,4 +645,37 @@ async fn the_debug_runners_warehouse_after_an_export_equals_the_direct_paths() {
     );
     assert_eq!(by_export.len(), 3001);
     assert_eq!(by_export, by_queries);
+}
+
+/// A file holding other than the manifest's `record_count` rows fails its table, named; the
+/// other tables sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_whose_rows_differ_from_the_manifest_fails_its_table_by_name() {
+    let setup = setup().await;
+    create_typed_table(&setup.db, 300).await;
+    setup
+        .db
+        .client
+        .batch_execute(
+            "CREATE TABLE public.small (id INT PRIMARY KEY, updated_at TIMESTAMP);
+             INSERT INTO public.small SELECT g, TIMESTAMP '2024-01-01' FROM generate_series(1, 10) g;",
+        )
+        .await
+        .unwrap();
+    let mut settings = setup.proxy_settings();
+    if let Some(unload) = settings.unload.as_mut() {
+        unload.miscount = true;
+    }
+    setup.proxy.set(settings);
+    let server = setup.server(&setup.aws.syncer);
+    let mut client = server.client().await;
+    let log = stream::update_ok(&mut client, &setup.config("sync-staging"), None, None).await;
+    let warnings = log.warnings();
+    assert!(
+        warnings.iter().any(|w| w.contains("public.typed")
+            && w.contains("0000_part_00.parquet")
+            && w.contains("manifest says")),
+        "{warnings:?}"
+    );
+    assert_eq!(log.upserts_of("small").len(), 10);
 }
