@@ -101,13 +101,13 @@ impl Setup {
 
     /// An S3 client with the connector's credentials.
     fn s3(&self) -> aws_sdk_s3::Client {
-        let credentials = aws_credential_types::Credentials::new(
-            &self.aws.syncer.id,
-            &self.aws.syncer.secret,
-            None,
-            None,
-            "test",
-        );
+        self.s3_as(&self.aws.syncer)
+    }
+
+    /// An S3 client with `key`'s credentials.
+    fn s3_as(&self, key: &AccessKey) -> aws_sdk_s3::Client {
+        let credentials =
+            aws_credential_types::Credentials::new(&key.id, &key.secret, None, None, "test");
         let http = aws_smithy_http_client::Builder::new()
             .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
                 aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
@@ -678,4 +678,62 @@ async fn a_file_whose_rows_differ_from_the_manifest_fails_its_table_by_name() {
         "{warnings:?}"
     );
     assert_eq!(log.upserts_of("small").len(), 10);
+}
+
+/// Exports left behind by abandoned syncs (older than 48 hours, named by this connector, in
+/// no table's state) are deleted by a later sync; recent ones, ones a state names, and
+/// anything else under the prefix stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_sync_deletes_abandoned_exports_and_nothing_else() {
+    let setup = setup().await;
+    create_typed_table(&setup.db, 10).await;
+    let recent = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    let keys = [
+        "exports/redshift-sync-20200101T000000Z-deadbeef/public.t-1/0000_part_00.parquet",
+        "exports/redshift-sync-20200101T000000Z-deadbeef/public.t-1/manifest",
+        "exports/redshift-sync-20200102T000000Z-0badcafe/public.kept-2/manifest",
+        &format!("exports/redshift-sync-{recent}-12345678/public.t-1/manifest"),
+        "exports/someone-elses/file",
+        "elsewhere/redshift-sync-20200101T000000Z-deadbeef/x",
+    ];
+    // The role's user may write the bucket (the connector's may not).
+    let writer = setup.s3_as(&setup.aws.unloader);
+    for key in keys {
+        writer
+            .put_object()
+            .bucket("sync-staging")
+            .key(key)
+            .body(b"x".to_vec().into())
+            .send()
+            .await
+            .expect("put a leftover");
+    }
+    // A state whose (deselected) table still reads the second old export.
+    let state = serde_json::json!({"version": 1, "tables": {"public": {"kept": {
+        "mode": "full", "key_columns": [], "in_progress": true, "position": null,
+        "export": {"url": "s3://sync-staging/exports/redshift-sync-20200102T000000Z-0badcafe/public.kept-2/",
+                   "files_done": 0, "rows_done": 0}}}}});
+    let server = setup.server(&setup.aws.syncer);
+    let mut client = server.client().await;
+    let config = setup.config("sync-staging");
+    stream::update_ok(&mut client, &config, None, Some(state.to_string())).await;
+    // The cleanup runs beside the sync: wait for it.
+    let started = std::time::Instant::now();
+    let left = loop {
+        let left = setup.objects("sync-staging", "").await;
+        if !left
+            .iter()
+            .any(|k| k.contains("20200101T000000Z-deadbeef/public.t-1"))
+            || started.elapsed() > std::time::Duration::from_secs(20)
+        {
+            break left;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let mut expected: Vec<String> = keys[2..].iter().map(|k| k.to_string()).collect();
+    expected.sort();
+    // (The 10-row table is below unload_min_rows: no export of this sync's own.)
+    let mut left = left;
+    left.sort();
+    assert_eq!(left, expected);
 }
