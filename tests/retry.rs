@@ -68,3 +68,46 @@ async fn a_terminated_scan_connection_resumes_after_the_last_row_sent() {
     assert_eq!(distinct.len(), ROWS as usize, "every row arrived");
     assert_eq!(ids.len(), ROWS as usize, "and none twice");
 }
+
+/// A FATAL error (here an administrator's `pg_terminate_backend` while a statement runs) is
+/// followed by the server closing the socket: it keeps its SQLSTATE and text, and is
+/// classified by them (transient), instead of reading "the connection was lost".
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fatal_error_keeps_its_sqlstate_and_text() {
+    use fivetran_source::source::SourceError;
+
+    let db = support::fresh_database().await;
+    let config = fivetran_source::config::Config::from_request(&db.config)
+        .await
+        .unwrap();
+    let mut session = fivetran_source::source::connect(&config.connection)
+        .await
+        .expect("connect");
+    let terminate = async {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        db.client
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                 WHERE datname = current_database() AND application_name = 'redshift-sync'
+                   AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    let (result, terminated) = tokio::join!(session.query("SELECT pg_sleep(30)", &[]), terminate);
+    assert_eq!(terminated, 1);
+    match result {
+        Err(SourceError::Database {
+            code,
+            message,
+            transient,
+        }) => {
+            assert_eq!(code, "57P01");
+            assert!(message.contains("administrator command"), "{message}");
+            assert!(transient);
+        }
+        other => panic!("expected the FATAL error, got {other:?}"),
+    }
+}

@@ -640,8 +640,9 @@ async fn select_fails_for_a_user_without_grants() {
 
 /// A server that answers the startup packet with authentication request `code` (Redshift's
 /// 13 = SHA-256 password digest, 14 = identity-provider login), as tokio-postgres cannot.
-/// Returns the port and a task yielding the user name the client sent.
-async fn fake_redshift_auth(code: i32) -> (u16, tokio::task::JoinHandle<String>) {
+/// Returns the port and a task yielding the user name the client sent, and what it sent after
+/// the request.
+async fn fake_redshift_auth(code: i32) -> (u16, tokio::task::JoinHandle<(String, Vec<u8>)>) {
     const SSL_REQUEST: i32 = 80_877_103;
     const PROTOCOL_3_0: i32 = 196_608;
 
@@ -689,9 +690,57 @@ async fn fake_redshift_auth(code: i32) -> (u16, tokio::task::JoinHandle<String>)
         // Wait for the client to give up.
         let mut rest = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut rest)).await;
-        user
+        (user, rest)
     });
     (port, task)
+}
+
+/// A server that asks for the password in cleartext (auth code 3) over a connection whose
+/// certificate was not verified gets nothing: an on-path attacker could have asked. The
+/// failure says which sslmode to set.
+#[tokio::test]
+async fn a_cleartext_password_is_never_sent_over_an_unverified_connection() {
+    let db = shared_database().await;
+    let (_server, mut client) = client().await;
+    for sslmode in ["prefer", "disable"] {
+        let (port, server) = fake_redshift_auth(3).await;
+        let config = with(
+            &db.config,
+            &[
+                ("host", "127.0.0.1"),
+                ("port", &port.to_string()),
+                ("sslmode", sslmode),
+                ("user", "plain_user"),
+                ("password", "Plain-Secret-42"),
+                ("connect_timeout_s", "3"),
+            ],
+        );
+        let reason = expect_failure(&mut client, "connect", &config).await;
+        let (user, sent) = server.await.unwrap();
+        assert_eq!(user, "plain_user");
+        assert!(
+            !String::from_utf8_lossy(&sent).contains("Plain-Secret-42"),
+            "sslmode={sslmode}: the password was sent"
+        );
+        assert!(reason.contains("cleartext"), "{reason}");
+        assert!(reason.contains("verify-full"), "{reason}");
+        assert!(!reason.contains("Plain-Secret-42"), "{reason}");
+    }
+}
+
+/// Without `sslmode` the certificate is verified (verify-full): the test server's private CA
+/// is not in the system roots, so it is refused until `sslrootcert` names it.
+#[tokio::test]
+async fn the_default_sslmode_verifies_the_certificate() {
+    let db = shared_database().await;
+    let (_server, mut client) = client().await;
+    let mut defaults = db.config.clone();
+    defaults.remove("sslmode");
+    expect_success(&mut client, "connect", &defaults).await;
+    defaults.remove("sslrootcert");
+    let reason = expect_failure(&mut client, "connect", &defaults).await;
+    assert!(reason.contains("TLS"), "{reason}");
+    assert!(reason.contains("sslrootcert"), "{reason}");
 }
 
 #[tokio::test]
@@ -712,7 +761,7 @@ async fn redshift_sha256_and_idp_authentication_say_what_to_use_instead() {
             ],
         );
         let reason = expect_failure(&mut client, "connect", &config).await;
-        assert_eq!(server.await.unwrap(), "sha_user", "code {code}");
+        assert_eq!(server.await.unwrap().0, "sha_user", "code {code}");
         assert!(reason.contains("`sha_user`"), "{reason}");
         assert!(reason.contains("authentication method"), "{reason}");
         assert!(reason.contains("MD5"), "{reason}");

@@ -128,8 +128,10 @@ pub(super) fn parse(reader: &MapReader<'_>) -> Result<ConnectionConfig, ConfigEr
             },
         };
     let database = reader.required(keys::DATABASE)?;
+    // verify-full by default, as Redshift's certificates chain to public roots: verifying
+    // costs users nothing, and an unverified session may hand its password to anyone.
     let sslmode = match reader.optional(keys::SSLMODE) {
-        None => SslMode::Require,
+        None => SslMode::VerifyFull,
         Some(text) => SslMode::parse(&text.to_ascii_lowercase()).ok_or_else(|| {
             ConfigError::new(
                 keys::SSLMODE,

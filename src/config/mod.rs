@@ -247,7 +247,7 @@ mod tests {
                 password: Secret::new("s3cret!")
             }
         );
-        assert_eq!(config.connection.sslmode, SslMode::Require);
+        assert_eq!(config.connection.sslmode, SslMode::VerifyFull);
         assert_eq!(
             config.connection.root_certificates,
             RootCertificates::System

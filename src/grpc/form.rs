@@ -41,12 +41,12 @@ pub fn configuration_form() -> ConfigurationFormResponse {
         label: "TLS mode".to_string(),
         required: Some(false),
         description: Some(
-            "disable, prefer, require (encrypt, no certificate check), verify-ca (check the chain), verify-full (check the chain and host name).".to_string(),
+            "verify-full (the default: check the chain and the host name; Redshift's certificates chain to the system roots, a private CA goes in sslrootcert), verify-ca (check the chain only), require (encrypt, no certificate check), prefer, disable. A password the server asks for in cleartext is sent only with verify-ca or verify-full.".to_string(),
         ),
         r#type: Some(form_field::Type::DropdownField(DropdownField {
             dropdown_field: SslMode::NAMES.iter().map(|s| s.to_string()).collect(),
         })),
-        default_value: Some("require".to_string()),
+        default_value: Some("verify-full".to_string()),
         placeholder: None,
     };
     let auth = FormField {

@@ -32,7 +32,8 @@ fn source_code(err: &SourceError) -> Code {
         SourceError::UnknownHost { .. } => Code::InvalidArgument,
         SourceError::Tls { .. }
         | SourceError::TlsNotOffered { .. }
-        | SourceError::UnsupportedAuthentication { .. } => Code::FailedPrecondition,
+        | SourceError::UnsupportedAuthentication { .. }
+        | SourceError::CleartextRefused { .. } => Code::FailedPrecondition,
         SourceError::AuthenticationFailed { .. } => Code::Unauthenticated,
         SourceError::UnknownDatabase { .. } => Code::InvalidArgument,
         SourceError::PermissionDenied { .. } => Code::PermissionDenied,

@@ -62,6 +62,12 @@ pub enum SourceError {
         "check `user` and `password`"
     })]
     AuthenticationFailed { user: String, iam: bool },
+    #[error("{host} asks for the password of user `{user}` in cleartext, and the connection's certificate is not verified (sslmode={sslmode}), so anyone on the path could have asked; set sslmode=verify-full (with `sslrootcert` for a private CA), or give the user an MD5 password")]
+    CleartextRefused {
+        host: String,
+        user: String,
+        sslmode: &'static str,
+    },
     #[error("user `{user}` must log in with an authentication method this connector cannot perform ({detail}); use a user created with a plain or MD5 password, or IAM sign-in (`auth` = iam)")]
     UnsupportedAuthentication { user: String, detail: String },
     #[error("database `{database}` does not exist; check `database` (Redshift's default database is `dev`)")]
@@ -145,6 +151,7 @@ impl SourceError {
                 | Self::TlsNotOffered { .. }
                 | Self::AuthenticationFailed { .. }
                 | Self::UnsupportedAuthentication { .. }
+                | Self::CleartextRefused { .. }
                 | Self::UnknownDatabase { .. }
                 | Self::PermissionDenied { .. }
         )
@@ -190,6 +197,11 @@ impl SourceError {
                 sslmode: config.sslmode.as_str(),
             },
             WireError::Tls(reason) => Self::Tls { host, reason },
+            WireError::CleartextRefused => Self::CleartextRefused {
+                host,
+                user: sign_in.user.clone(),
+                sslmode: config.sslmode.as_str(),
+            },
             WireError::UnsupportedAuthentication { method } => Self::UnsupportedAuthentication {
                 user: sign_in.user.clone(),
                 detail: method,
@@ -223,7 +235,10 @@ impl SourceError {
             }
             code => Self::Database {
                 code: code.to_string(),
-                transient: is_transient(code, &message),
+                // A FATAL error ended the session (a restart, a resize, a termination, a
+                // timeout): a new session may well succeed, unless it was about who we are.
+                transient: is_transient(code, &message)
+                    || (db.fatal && !code.starts_with("28") && code != "3D000"),
                 message,
             },
         }
@@ -279,7 +294,36 @@ mod tests {
             message: message.to_string(),
             detail: detail.map(str::to_string),
             hint: None,
+            fatal: false,
         }))
+    }
+
+    fn fatal(code: &str, message: &str) -> SourceError {
+        SourceError::from_wire(WireError::Db(DbError {
+            code: code.to_string(),
+            message: message.to_string(),
+            detail: None,
+            hint: None,
+            fatal: true,
+        }))
+    }
+
+    #[test]
+    fn fatal_errors_keep_their_text_and_retry_unless_they_are_about_the_user() {
+        let idle = fatal(
+            "25P03",
+            "terminating connection due to idle-in-transaction timeout",
+        );
+        assert!(idle.is_transient(), "{idle}");
+        assert!(idle.to_string().contains("idle-in-transaction timeout"));
+        assert!(fatal(
+            "57P01",
+            "terminating connection due to administrator command"
+        )
+        .is_transient());
+        assert!(!fatal("28000", "no pg_hba.conf entry").is_transient());
+        // Not FATAL: the session goes on, and the statement's error is definite.
+        assert!(!db("25P03", "x", None).is_transient());
     }
 
     #[test]

@@ -11,6 +11,9 @@ pub struct DbError {
     pub message: String,
     pub detail: Option<String>,
     pub hint: Option<String>,
+    /// FATAL or PANIC: the server ends the session after this error (no ReadyForQuery
+    /// follows): an administrator's termination, a restart, an idle timeout.
+    pub fatal: bool,
 }
 
 impl DbError {
@@ -21,6 +24,7 @@ impl DbError {
             message: String::new(),
             detail: None,
             hint: None,
+            fatal: false,
         };
         // Fields: one type byte, a NUL-terminated string; a zero type byte ends the list.
         let mut rest = body;
@@ -35,6 +39,8 @@ impl DbError {
                 b'M' => error.message = value,
                 b'D' => error.detail = Some(value),
                 b'H' => error.hint = Some(value),
+                // `V` is never localized; `S` may be, and old servers send only it.
+                b'V' | b'S' => error.fatal |= value == "FATAL" || value == "PANIC",
                 _ => {}
             }
             rest = tail.get(end + 1..).unwrap_or_default();
@@ -86,6 +92,10 @@ pub enum WireError {
         "the server asks for authentication method {method}, which this connector cannot perform"
     )]
     UnsupportedAuthentication { method: String },
+    /// The server asked for the password in cleartext over a connection whose certificate
+    /// was not verified.
+    #[error("the server asks for the password in cleartext, over a connection whose certificate was not verified")]
+    CleartextRefused,
     #[error("{0}")]
     Db(DbError),
     /// The connection broke (reset, closed, keepalive timeout) while in use.
@@ -126,6 +136,12 @@ mod tests {
             "1023 (Serializable isolation violation on table - 100167)"
         );
         assert_eq!(error.hint, None);
+        assert!(!error.fatal);
+        let fatal = DbError::from_fields(
+            b"SFATAL\0VFATAL\0C57P01\0Mterminating connection due to administrator command\0\0",
+        );
+        assert!(fatal.fatal);
+        assert_eq!(fatal.code, "57P01");
     }
 
     #[test]

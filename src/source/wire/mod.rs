@@ -36,9 +36,17 @@ use tls::TlsMode;
 const READ_CHUNK: usize = 64 * 1024;
 /// A read buffer grown past this by one large row is given back once it is empty again.
 const READ_BUFFER_KEEP: usize = 4 * 1024 * 1024;
-/// No protocol message may be larger (PostgreSQL caps a field at 1 GB; Redshift a value at
-/// 16 MB): a corrupt length must not make us allocate without bound.
-const MAX_MESSAGE: usize = 1 << 30;
+/// No protocol message may be larger: Redshift's largest row is 1,600 columns of at most 64 KB
+/// (about 100 MB), its largest value a SUPER of 16 MB (32 MB as the hex text the scan reads);
+/// a corrupt length must not make us allocate without bound, per session and table.
+const MAX_MESSAGE: usize = 256 << 20;
+/// A message whose first bytes arrived must go on arriving: a server (or a path) that stops
+/// in the middle of one for this long fails the session instead of holding it forever. (Time
+/// between messages is unbounded here: a long query sends nothing until its first row.)
+const MID_MESSAGE_STALL: std::time::Duration = std::time::Duration::from_secs(60);
+/// How much of a large message's room is reserved at a time: its length alone, if corrupt,
+/// must not reserve memory before the bytes arrive.
+const RESERVE_STEP: usize = 4 << 20;
 
 /// What it takes to open a session.
 pub struct ConnectOptions<'a> {
@@ -174,6 +182,9 @@ impl Connection {
                     let data = &body[4..];
                     match method {
                         0 => {} // AuthenticationOk
+                        // Cleartext: only to a server whose certificate was verified, or an
+                        // on-path attacker could ask for it and receive the password.
+                        3 if !options.tls.verifies() => return Err(WireError::CleartextRefused),
                         3 => frontend::password_message(
                             options.password.as_bytes(),
                             &mut self.write,
@@ -498,6 +509,16 @@ impl Connection {
                     }
                 }
                 b'A' => {}
+                // The server closes the socket after a FATAL error: it is the answer to
+                // whatever was waiting, with its own text and SQLSTATE, not "connection lost".
+                b'E' => {
+                    let error = DbError::from_fields(&self.read[5..total]);
+                    if !error.fatal {
+                        return Ok((tag, total));
+                    }
+                    self.consume_now(total);
+                    return Err(WireError::Db(error));
+                }
                 _ => return Ok((tag, total)),
             }
             self.consume_now(total);
@@ -522,12 +543,28 @@ impl Connection {
                 if self.read.len() >= total {
                     return Ok((self.read[0], total));
                 }
-                self.read.reserve(total - self.read.len());
+                self.read
+                    .reserve((total - self.read.len()).min(RESERVE_STEP));
             }
             if self.read.capacity() - self.read.len() < READ_CHUNK / 4 {
                 self.read.reserve(READ_CHUNK);
             }
-            if self.stream.read_buf(&mut self.read).await? == 0 {
+            let read = if self.read.is_empty() {
+                self.stream.read_buf(&mut self.read).await?
+            } else {
+                tokio::time::timeout(MID_MESSAGE_STALL, self.stream.read_buf(&mut self.read))
+                    .await
+                    .map_err(|_| {
+                        WireError::Io(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!(
+                                "the server stopped in the middle of a message for {} s",
+                                MID_MESSAGE_STALL.as_secs()
+                            ),
+                        ))
+                    })??
+            };
+            if read == 0 {
                 return Err(WireError::Io(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
                     "the server closed the connection",
@@ -578,7 +615,9 @@ async fn negotiate_tls(
 ) -> Result<Stream, WireError> {
     let config = match mode {
         TlsMode::Disable => return Ok(Stream::Plain(tcp)),
-        TlsMode::Prefer(config) | TlsMode::Require(config) => config.clone(),
+        TlsMode::Prefer(config) | TlsMode::Require(config) | TlsMode::Verified(config) => {
+            config.clone()
+        }
     };
     let mut request = BytesMut::new();
     frontend::ssl_request(&mut request);
@@ -626,18 +665,26 @@ fn bind(
 }
 
 fn row_description(body: &[u8]) -> Result<Vec<Column>, WireError> {
-    let count = read_i16(body, 0)? as usize;
+    let count = read_i16(body, 0)?;
+    let count = usize::try_from(count).map_err(|_| protocol("negative column count"))?;
+    // Each field takes at least 19 bytes (an empty name's NUL and 18 bytes of numbers), so a
+    // count the body cannot hold is refused before anything is reserved for it.
+    if count > body.len().saturating_sub(2) / 19 {
+        return Err(protocol("column count larger than the message"));
+    }
     let mut columns = Vec::with_capacity(count);
     let mut at = 2;
     for _ in 0..count {
-        let end = body[at..]
+        let rest = body.get(at..).ok_or_else(|| protocol("short message"))?;
+        let end = rest
             .iter()
             .position(|&b| b == 0)
             .ok_or_else(|| protocol("unterminated column name"))?;
-        let name = String::from_utf8_lossy(&body[at..at + end]).into_owned();
+        let name = String::from_utf8_lossy(&rest[..end]).into_owned();
         at += end + 1;
         // table oid (4), column number (2), type oid (4), size (2), modifier (4), format (2)
         let type_oid = read_i32(body, at + 6)? as u32;
+        read_i16(body, at + 16)?;
         at += 18;
         columns.push(Column { name, type_oid });
     }
@@ -735,6 +782,36 @@ fn authentication_method_name(code: i32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn field(name: &str, type_oid: u32) -> Vec<u8> {
+        let mut out = name.as_bytes().to_vec();
+        out.push(0);
+        out.extend_from_slice(&0u32.to_be_bytes()); // table oid
+        out.extend_from_slice(&0u16.to_be_bytes()); // column number
+        out.extend_from_slice(&type_oid.to_be_bytes());
+        out.extend_from_slice(&[0; 8]); // size, modifier, format
+        out
+    }
+
+    #[test]
+    fn row_descriptions_are_read_with_bounds_checks() {
+        let mut good = 2u16.to_be_bytes().to_vec();
+        good.extend(field("id", 20));
+        good.extend(field("", 25));
+        let columns = row_description(&good).unwrap();
+        assert_eq!(columns.len(), 2);
+        assert_eq!((columns[0].name.as_str(), columns[0].type_oid), ("id", 20));
+        assert_eq!(columns[1].type_oid, 25);
+        // A negative count, a count larger than the message, a truncated field, a missing
+        // NUL, an empty body: errors, never a panic or a huge allocation.
+        let negative = [(-1i16).to_be_bytes().to_vec(), field("a", 23)].concat();
+        let too_many = [1000u16.to_be_bytes().to_vec(), field("a", 23)].concat();
+        let truncated = good[..good.len() - 3].to_vec();
+        let unterminated = [1u16.to_be_bytes().to_vec(), vec![b'a'; 40]].concat();
+        for bad in [negative, too_many, truncated, unterminated, Vec::new()] {
+            assert!(row_description(&bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn data_row_columns_are_ranges_and_nulls() {

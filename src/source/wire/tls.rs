@@ -35,8 +35,11 @@ pub enum TlsMode {
     Disable,
     /// TLS when the server offers it, plain TCP otherwise.
     Prefer(Arc<ClientConfig>),
-    /// TLS or no connection.
+    /// TLS or no connection, the certificate not verified.
     Require(Arc<ClientConfig>),
+    /// TLS or no connection, the certificate verified (`verify-ca`, `verify-full`): the one
+    /// mode in which a cleartext password may be sent, since only the real server gets it.
+    Verified(Arc<ClientConfig>),
 }
 
 impl TlsMode {
@@ -46,9 +49,14 @@ impl TlsMode {
             SslMode::Disable => TlsMode::Disable,
             SslMode::Prefer => TlsMode::Prefer(unverified()),
             SslMode::Require => TlsMode::Require(unverified()),
-            SslMode::VerifyCa => TlsMode::Require(verified(roots, false)?),
-            SslMode::VerifyFull => TlsMode::Require(verified(roots, true)?),
+            SslMode::VerifyCa => TlsMode::Verified(verified(roots, false)?),
+            SslMode::VerifyFull => TlsMode::Verified(verified(roots, true)?),
         })
+    }
+
+    /// Whether the server's certificate is verified.
+    pub fn verifies(&self) -> bool {
+        matches!(self, TlsMode::Verified(_))
     }
 }
 
