@@ -43,12 +43,37 @@ const TEMPLATE: &str = "redshift_template";
 pub fn cluster() -> &'static LocalPostgres {
     static CLUSTER: OnceLock<LocalPostgres> = OnceLock::new();
     CLUSTER.get_or_init(|| {
+        hang_watchdog();
         let postgres = LocalPostgres::start_with_watchdog().unwrap_or_else(|err| {
             panic!("cannot start the test PostgreSQL server: {}", chain(&err))
         });
         install_redshift_template(&postgres);
         postgres
     })
+}
+
+/// No test binary here needs more than a few minutes; one that runs for [`HANG_LIMIT`] has a
+/// test waiting for something that will not come. It then fails, naming the binary, instead
+/// of holding CI until its time limit (`TEST_HANG_LIMIT_S` changes the limit).
+const HANG_LIMIT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+fn hang_watchdog() {
+    let limit = std::env::var("TEST_HANG_LIMIT_S")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(HANG_LIMIT, std::time::Duration::from_secs);
+    std::thread::Builder::new()
+        .name("hang-watchdog".into())
+        .spawn(move || {
+            std::thread::sleep(limit);
+            eprintln!(
+                "{} has run for {} s: a test is waiting for something that will not come (a lost wakeup, a stalled peer); failing instead of hanging",
+                std::env::args().next().unwrap_or_default(),
+                limit.as_secs()
+            );
+            std::process::exit(101);
+        })
+        .expect("the watchdog's thread");
 }
 
 /// Creates the template database with Redshift's emulation, on a runtime of its own (the
