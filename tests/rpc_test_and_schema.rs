@@ -1168,3 +1168,49 @@ async fn schema_errors_map_to_status_codes() {
     assert!(!status.message().contains(wrong), "{}", status.message());
     assert!(!format!("{status:?}").contains(wrong));
 }
+
+/// A server that signs the client in and then stops in the middle of its answer's first
+/// message cannot hold Test: after `connect_timeout_s` without the rest, the session fails.
+#[tokio::test]
+async fn a_server_that_stops_mid_message_does_not_hold_the_test() {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        // Startup packet (no TLS asked for with sslmode=disable).
+        let len = socket.read_i32().await.unwrap();
+        let mut startup = vec![0u8; len as usize - 4];
+        socket.read_exact(&mut startup).await.unwrap();
+        let mut answer = Vec::new();
+        answer.extend_from_slice(b"R\0\0\0\x08\0\0\0\0"); // AuthenticationOk
+        answer.extend_from_slice(b"S\0\0\0\x19server_version\x008.0.2\0");
+        answer.extend_from_slice(b"Z\0\0\0\x05I"); // ReadyForQuery
+        socket.write_all(&answer).await.unwrap();
+        // Whatever is asked next: the first 3 bytes of a RowDescription, then silence.
+        let mut request = [0u8; 1024];
+        let _ = socket.read(&mut request).await.unwrap();
+        socket.write_all(b"T\0\0").await.unwrap();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(socket);
+    });
+    let db = shared_database().await;
+    let (_server, mut client) = client().await;
+    let config = with(
+        &db.config,
+        &[
+            ("host", "127.0.0.1"),
+            ("port", &port.to_string()),
+            ("sslmode", "disable"),
+            ("connect_timeout_s", "2"),
+        ],
+    );
+    let started = std::time::Instant::now();
+    let reason = expect_failure(&mut client, "connect", &config).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(reason.contains("middle of a message"), "{reason}");
+    server.abort();
+}

@@ -40,10 +40,6 @@ const READ_BUFFER_KEEP: usize = 4 * 1024 * 1024;
 /// (about 100 MB), its largest value a SUPER of 16 MB (32 MB as the hex text the scan reads);
 /// a corrupt length must not make us allocate without bound, per session and table.
 const MAX_MESSAGE: usize = 256 << 20;
-/// A message whose first bytes arrived must go on arriving: a server (or a path) that stops
-/// in the middle of one for this long fails the session instead of holding it forever. (Time
-/// between messages is unbounded here: a long query sends nothing until its first row.)
-const MID_MESSAGE_STALL: std::time::Duration = std::time::Duration::from_secs(60);
 /// How much of a large message's room is reserved at a time: its length alone, if corrupt,
 /// must not reserve memory before the bytes arrive.
 const RESERVE_STEP: usize = 4 << 20;
@@ -56,7 +52,10 @@ pub struct ConnectOptions<'a> {
     pub user: &'a str,
     pub password: &'a str,
     pub tls: &'a TlsMode,
-    /// The whole of connecting: TCP, TLS, authentication, session start.
+    /// The whole of connecting: TCP, TLS, authentication, session start. Also how long the
+    /// server may stop in the middle of a message: one whose first bytes arrived must go on
+    /// arriving, or the session fails instead of hanging. (Time between messages is not
+    /// bounded here: a long query sends nothing until its first row.)
     pub timeout: Duration,
     pub application_name: &'a str,
 }
@@ -95,6 +94,8 @@ pub struct Connection {
     consumed: usize,
     parameters: Vec<(String, String)>,
     cancel: Option<CancelToken>,
+    /// See [`ConnectOptions::timeout`].
+    stall_timeout: Duration,
 }
 
 /// Cancels the statement running on a session, over a connection of its own (the protocol's
@@ -127,6 +128,7 @@ impl Connection {
             consumed: 0,
             parameters: Vec::new(),
             cancel: None,
+            stall_timeout: options.timeout,
         };
         let key = connection.startup(options).await?;
         connection.cancel = key.map(|(process_id, secret_key)| CancelToken {
@@ -552,14 +554,14 @@ impl Connection {
             let read = if self.read.is_empty() {
                 self.stream.read_buf(&mut self.read).await?
             } else {
-                tokio::time::timeout(MID_MESSAGE_STALL, self.stream.read_buf(&mut self.read))
+                tokio::time::timeout(self.stall_timeout, self.stream.read_buf(&mut self.read))
                     .await
                     .map_err(|_| {
                         WireError::Io(std::io::Error::new(
                             std::io::ErrorKind::TimedOut,
                             format!(
                                 "the server stopped in the middle of a message for {} s",
-                                MID_MESSAGE_STALL.as_secs()
+                                self.stall_timeout.as_secs()
                             ),
                         ))
                     })??
