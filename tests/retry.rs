@@ -10,6 +10,21 @@ use support::stream;
 
 const ROWS: i32 = 3000;
 
+/// Terminates the connector's sessions on the test's database, as an administrator (or a
+/// failover) does; how many there were.
+async fn terminate_connector_sessions(admin: &tokio_postgres::Client) -> i64 {
+    admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name = 'redshift-sync'
+               AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_terminated_scan_connection_resumes_after_the_last_row_sent() {
     let db = support::fresh_database().await;
@@ -45,17 +60,7 @@ async fn a_terminated_scan_connection_resumes_after_the_last_row_sent() {
         // so the scan waits idle in its transaction. Kill it there, as a failover would.
         if log.checkpoints().len() == 5 && terminated == 0 {
             tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-            let row = db
-                .client
-                .query_one(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-                     WHERE datname = current_database() AND application_name = 'redshift-sync'
-                       AND pid <> pg_backend_pid()",
-                    &[],
-                )
-                .await
-                .unwrap();
-            terminated = row.get::<_, i64>(0);
+            terminated = terminate_connector_sessions(&db.client).await;
         }
     }
     let ids: Vec<i32> = log
@@ -85,16 +90,7 @@ async fn a_fatal_error_keeps_its_sqlstate_and_text() {
         .expect("connect");
     let terminate = async {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        db.client
-            .query_one(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-                 WHERE datname = current_database() AND application_name = 'redshift-sync'
-                   AND pid <> pg_backend_pid()",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get::<_, i64>(0)
+        terminate_connector_sessions(&db.client).await
     };
     let (result, terminated) = tokio::join!(session.query("SELECT pg_sleep(30)", &[]), terminate);
     assert_eq!(terminated, 1);

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use fivetran_source::proto::RecordType;
 use support::aws::{AccessKey, AwsEmulator};
-use support::redshift::unload::UnloadEmulation;
+use support::redshift::unload::{self, UnloadEmulation};
 use support::redshift::{RedshiftProxy, Settings};
 use support::stream::{self, Op, UpdateLog};
 use support::{cluster, fresh_database, own_proxy, ServerProcess, TestDb};
@@ -106,23 +106,7 @@ impl Setup {
 
     /// An S3 client with `key`'s credentials.
     fn s3_as(&self, key: &AccessKey) -> aws_sdk_s3::Client {
-        let credentials =
-            aws_credential_types::Credentials::new(&key.id, &key.secret, None, None, "test");
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
-        aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::new()
-                .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-                .region(aws_sdk_s3::config::Region::new("us-east-1"))
-                .credentials_provider(credentials)
-                .endpoint_url(self.aws.moto_url())
-                .force_path_style(true)
-                .http_client(http)
-                .build(),
-        )
+        unload::s3_client_as(&self.aws.moto_url(), &key.id, &key.secret, "us-east-1")
     }
 
     /// Keys under `prefix` in `bucket`, listed with the connector's credentials.

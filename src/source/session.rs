@@ -165,6 +165,16 @@ impl Session {
             .map_err(SourceError::from_wire)
     }
 
+    /// The first value of the first row of a query without parameters (`None`: no row, or
+    /// NULL): for the clock, counts and maxima.
+    pub async fn query_value(&mut self, sql: &str) -> Result<Option<String>, SourceError> {
+        let rows = self.query(sql, &[]).await?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .and_then(|row| row.into_iter().next().flatten()))
+    }
+
     /// The statement for `sql`, prepared on first use (parameters typed as `param_types`).
     pub async fn prepare(
         &mut self,

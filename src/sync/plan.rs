@@ -42,6 +42,23 @@ impl TablePlan {
             .collect()
     }
 
+    /// An encoder of the table's records: its emitted columns, in order (the cells of a row
+    /// read by a query or from an export file).
+    pub fn record_encoder(&self, max_message_bytes: usize) -> super::encode::RecordEncoder {
+        let columns = &self.table.columns;
+        let emitted: Vec<(&str, crate::proto::DataType)> = self
+            .emitted
+            .iter()
+            .map(|&i| (columns[i].name.as_str(), columns[i].sql_type.data_type().0))
+            .collect();
+        super::encode::RecordEncoder::new(
+            &self.table.name.schema,
+            &self.table.name.table,
+            &emitted,
+            max_message_bytes,
+        )
+    }
+
     /// Position of a table column in the SELECT list.
     pub fn select_position(&self, column: usize) -> usize {
         self.select

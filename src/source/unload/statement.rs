@@ -130,12 +130,10 @@ impl UnloadStatement<'_> {
     }
 }
 
-/// `CAST('<bound>' AS <type>)` for a bound the connector formatted itself.
-fn bound_literal(sql_type: &SqlType, bound: &str) -> Result<String, NotExportable> {
-    let safe = bound
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | ':' | '.' | '+' | ' '));
-    let target = match sql_type {
+/// The SQL type a cursor bound of `sql_type` is cast to, if an UNLOAD can compare it exactly
+/// (numbers, dates and timestamps); other cursors keep their table on the direct path.
+pub fn bound_type(sql_type: &SqlType) -> Option<String> {
+    Some(match sql_type {
         SqlType::SmallInt => "SMALLINT".to_string(),
         SqlType::Integer => "INTEGER".to_string(),
         SqlType::BigInt => "BIGINT".to_string(),
@@ -147,12 +145,20 @@ fn bound_literal(sql_type: &SqlType, bound: &str) -> Result<String, NotExportabl
         SqlType::Date => "DATE".to_string(),
         SqlType::Timestamp => "TIMESTAMP".to_string(),
         SqlType::TimestampTz => "TIMESTAMPTZ".to_string(),
-        other => {
-            return Err(NotExportable(format!(
-                "its cursor's type ({other:?}) has no bound an UNLOAD can compare exactly"
-            )))
-        }
-    };
+        _ => return None,
+    })
+}
+
+/// `CAST('<bound>' AS <type>)` for a bound the connector formatted itself.
+fn bound_literal(sql_type: &SqlType, bound: &str) -> Result<String, NotExportable> {
+    let safe = bound
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | ':' | '.' | '+' | ' '));
+    let target = bound_type(sql_type).ok_or_else(|| {
+        NotExportable(format!(
+            "its cursor's type ({sql_type:?}) has no bound an UNLOAD can compare exactly"
+        ))
+    })?;
     if !safe || sql_type.check_position_text(bound).is_err() {
         return Err(NotExportable(format!(
             "the cursor bound `{}` cannot be written into SQL safely",

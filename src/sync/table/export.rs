@@ -31,8 +31,9 @@ use crate::source::types::SqlType;
 use crate::source::unload::manifest::{Entry, Manifest};
 use crate::source::unload::parquet::read_rows;
 use crate::source::unload::s3::Staging;
-use crate::source::unload::statement::{NotExportable, UnloadStatement};
+use crate::source::unload::statement::{self, NotExportable, UnloadStatement};
 use crate::source::unload::{self, UnloadError};
+use crate::source::value::Cell;
 use crate::source::{Session, SourceError};
 use crate::state::{ExportState, Position};
 use crate::sync::encode::{EncodedRecords, RecordEncoder};
@@ -258,16 +259,7 @@ impl TableSync {
         UnloadStatement::check_columns(table, &self.plan.emitted)?;
         if let Mode::Incremental { cursor } = self.plan.mode {
             let sql_type = &table.columns[cursor].sql_type;
-            let bounded = sql_type.is_time()
-                || matches!(
-                    sql_type,
-                    SqlType::SmallInt
-                        | SqlType::Integer
-                        | SqlType::BigInt
-                        | SqlType::Numeric { .. }
-                        | SqlType::Date
-                );
-            if !bounded {
+            if statement::bound_type(sql_type).is_none() {
                 return Err(NotExportable(format!(
                     "its cursor's type ({sql_type:?}) has no bound an UNLOAD can compare exactly"
                 )));
@@ -433,8 +425,10 @@ impl TableSync {
         let staging = staging.clone();
         let url = entry.url.clone();
         let plan = Arc::clone(&self.plan);
-        let batch_rows = u64::from(shared.config.sync.batch_size);
-        let max_batch_bytes = shared.config.sync.max_batch_bytes as usize;
+        let limits = ChunkLimits {
+            rows: u64::from(shared.config.sync.batch_size),
+            bytes: shared.config.sync.max_batch_bytes as usize,
+        };
         let done = tokio::spawn(async move {
             let permit = permits
                 .acquire_owned()
@@ -442,16 +436,7 @@ impl TableSync {
                 .expect("the readers' semaphore is never closed");
             let file = staging.get(&key).await?;
             let decoding = tokio::task::spawn_blocking(move || {
-                decode_file(
-                    file,
-                    &plan,
-                    &url,
-                    skip,
-                    batch_rows,
-                    max_batch_bytes,
-                    sender,
-                    permit,
-                )
+                decode_file(file, &plan, &url, skip, limits, sender, permit)
             });
             decoding.await.map_err(|join| SourceError::Database {
                 code: "export".to_string(),
@@ -479,14 +464,12 @@ impl TableSync {
 
 /// Decodes a file into batches of records for the sender (on a blocking thread); the rows it
 /// held. Stops early, with what it counted, when the sender is gone.
-#[allow(clippy::too_many_arguments)]
 fn decode_file(
     file: bytes::Bytes,
     plan: &crate::sync::plan::TablePlan,
     url: &str,
     skip: u64,
-    batch_rows: u64,
-    max_batch_bytes: usize,
+    limits: ChunkLimits,
     sender: mpsc::Sender<Chunk>,
     _permit: OwnedSemaphorePermit,
 ) -> Result<u64, SourceError> {
@@ -496,71 +479,28 @@ fn decode_file(
         .iter()
         .map(|&i| columns[i].sql_type.clone())
         .collect();
-    let emitted: Vec<(&str, crate::proto::DataType)> = plan
-        .emitted
-        .iter()
-        .map(|&i| (columns[i].name.as_str(), columns[i].sql_type.data_type().0))
-        .collect();
-    let mut encoder = RecordEncoder::new(
-        &plan.table.name.schema,
-        &plan.table.name.table,
-        &emitted,
-        max_batch_bytes,
-    );
-    let mut messages = Vec::new();
-    let mut message_bytes = 0usize;
-    let mut rows_in_chunk = 0u64;
-    let mut seen = 0u64;
-    struct SenderGone;
-    let flush = |encoder: &mut RecordEncoder,
-                 messages: &mut Vec<EncodedRecords>,
-                 message_bytes: &mut usize,
-                 rows_in_chunk: &mut u64|
-     -> Result<(), SenderGone> {
-        encoder.finish();
-        while let Some(message) = encoder.take_ready() {
-            messages.push(message);
-        }
-        if *rows_in_chunk == 0 {
-            return Ok(());
-        }
-        let chunk = Chunk {
-            messages: std::mem::take(messages),
-            rows: std::mem::take(rows_in_chunk),
-        };
-        *message_bytes = 0;
-        sender.blocking_send(chunk).map_err(|_| SenderGone)
+    let mut chunks = ChunkWriter {
+        encoder: plan.record_encoder(limits.bytes),
+        messages: Vec::new(),
+        message_bytes: 0,
+        rows: 0,
+        limits,
+        sender,
     };
+    let mut seen = 0u64;
     let result = read_rows(file, &types, |cells, scratch| {
         seen += 1;
         if seen <= skip {
             return Ok(());
         }
-        encoder.push_upsert(cells, &[], scratch);
-        rows_in_chunk += 1;
-        while let Some(message) = encoder.take_ready() {
-            message_bytes += message.bytes.len();
-            messages.push(message);
-        }
-        if rows_in_chunk >= batch_rows || message_bytes + encoder.pending_bytes() >= max_batch_bytes
-        {
-            flush(
-                &mut encoder,
-                &mut messages,
-                &mut message_bytes,
-                &mut rows_in_chunk,
-            )?;
-        }
-        Ok(())
+        chunks.push(cells, scratch)
     });
-    let decoded = match result {
-        Ok(Ok(_)) => flush(
-            &mut encoder,
-            &mut messages,
-            &mut message_bytes,
-            &mut rows_in_chunk,
-        ),
-        Ok(Err(gone)) => Err(gone),
+    match result {
+        // With the sender gone the table's attempt is over; the count no longer matters.
+        Ok(Ok(_)) => {
+            let _ = chunks.flush();
+        }
+        Ok(Err(SenderGone)) => {}
         Err(err) => {
             let column = err
                 .column
@@ -573,21 +513,73 @@ fn decode_file(
             }
             .into());
         }
-    };
-    // With the sender gone the table's attempt is over; the count no longer matters.
-    let _ = decoded;
+    }
     Ok(seen)
+}
+
+/// When a batch of a file's records goes to the sender: after this many rows or bytes.
+#[derive(Clone, Copy)]
+struct ChunkLimits {
+    rows: u64,
+    bytes: usize,
+}
+
+/// The sender stopped listening.
+struct SenderGone;
+
+/// A file's rows encoded into batches of records, each sent when it is full.
+struct ChunkWriter {
+    encoder: RecordEncoder,
+    messages: Vec<EncodedRecords>,
+    message_bytes: usize,
+    rows: u64,
+    limits: ChunkLimits,
+    sender: mpsc::Sender<Chunk>,
+}
+
+impl ChunkWriter {
+    #[inline]
+    fn push(&mut self, cells: &[Cell], scratch: &[u8]) -> Result<(), SenderGone> {
+        self.encoder.push_upsert(cells, &[], scratch);
+        self.rows += 1;
+        self.collect();
+        if self.rows >= self.limits.rows
+            || self.message_bytes + self.encoder.pending_bytes() >= self.limits.bytes
+        {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn collect(&mut self) {
+        while let Some(message) = self.encoder.take_ready() {
+            self.message_bytes += message.bytes.len();
+            self.messages.push(message);
+        }
+    }
+
+    /// Sends the batch so far, if it holds a row.
+    fn flush(&mut self) -> Result<(), SenderGone> {
+        self.encoder.finish();
+        self.collect();
+        if self.rows == 0 {
+            return Ok(());
+        }
+        let chunk = Chunk {
+            messages: std::mem::take(&mut self.messages),
+            rows: std::mem::take(&mut self.rows),
+        };
+        self.message_bytes = 0;
+        self.sender.blocking_send(chunk).map_err(|_| SenderGone)
+    }
 }
 
 /// `SELECT COUNT(*)`: exact, and on Redshift answered from block metadata without reading
 /// the rows (PostgreSQL scans, which is what the tests pay).
 async fn count_rows(session: &mut Session, table: &str) -> Result<u64, SourceError> {
-    let rows = session
-        .query(&format!("SELECT COUNT(*) FROM {table}"), &[])
-        .await?;
-    let text = rows
-        .first()
-        .and_then(|row| row.first().cloned().flatten())
+    let text = session
+        .query_value(&format!("SELECT COUNT(*) FROM {table}"))
+        .await?
         .unwrap_or_default();
     text.parse().map_err(|_| SourceError::Database {
         code: "count".to_string(),
@@ -603,10 +595,9 @@ async fn greatest(
     column: &str,
 ) -> Result<Option<String>, SourceError> {
     let column = crate::source::catalog::quote_ident(column);
-    let rows = session
-        .query(&format!("SELECT MAX({column})::VARCHAR FROM {table}"), &[])
-        .await?;
-    Ok(rows.first().and_then(|row| row.first().cloned().flatten()))
+    session
+        .query_value(&format!("SELECT MAX({column})::VARCHAR FROM {table}"))
+        .await
 }
 
 /// Deletes the export prefixes under `unload_s3_uri` that this connector made, that are

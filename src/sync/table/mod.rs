@@ -303,12 +303,6 @@ impl TableSync {
             shared.checkpoints.table(&plan.table.name).await.as_ref(),
         );
         let columns = &plan.table.columns;
-        let emitted: Vec<(&str, crate::proto::DataType)> = plan
-            .emitted
-            .iter()
-            .map(|&i| (columns[i].name.as_str(), columns[i].sql_type.data_type().0))
-            .collect();
-        let max_batch_bytes = shared.config.sync.max_batch_bytes as usize;
         let position_columns = plan.position_columns();
         let mode = match plan.mode {
             Mode::Incremental { .. } => "incremental",
@@ -317,12 +311,7 @@ impl TableSync {
         tracing::info!(table = %plan.table.name, mode, "table sync started");
         let now = Instant::now();
         Self {
-            encoder: RecordEncoder::new(
-                &plan.table.name.schema,
-                &plan.table.name.table,
-                &emitted,
-                max_batch_bytes,
-            ),
+            encoder: plan.record_encoder(shared.config.sync.max_batch_bytes as usize),
             position_indexes: position_columns
                 .iter()
                 .map(|&i| plan.select_position(i))
@@ -758,11 +747,7 @@ async fn database_clock(session: &mut Session) -> Result<chrono::DateTime<Utc>, 
         Flavour::Redshift => "SELECT GETDATE()",
         Flavour::PostgreSql => "SELECT LOCALTIMESTAMP",
     };
-    let rows = session.query(sql, &[]).await?;
-    let text = rows
-        .first()
-        .and_then(|row| row.first().cloned().flatten())
-        .unwrap_or_default();
+    let text = session.query_value(sql).await?.unwrap_or_default();
     NaiveDateTime::parse_from_str(&text, "%Y-%m-%d %H:%M:%S%.f")
         .or_else(|_| NaiveDateTime::parse_from_str(&text, "%Y-%m-%d %H:%M:%S"))
         .map(|at| Utc.from_utc_datetime(&at))

@@ -12,10 +12,11 @@
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder, Float64Builder, Int16Builder,
-    Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+    BooleanBuilder, Date32Builder, Decimal128Builder, PrimitiveBuilder, StringBuilder,
+    TimestampMicrosecondBuilder,
 };
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::types::{Float32Type, Float64Type, Int16Type, Int32Type, Int64Type};
+use arrow_array::{ArrayRef, ArrowPrimitiveType, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use fivetran_source::local_postgres::LocalPostgres;
@@ -202,13 +203,23 @@ fn s3_exception(message: &str, status: u16, code: &str) -> String {
 }
 
 fn s3_client(emulation: &UnloadEmulation) -> aws_sdk_s3::Client {
-    let credentials = aws_credential_types::Credentials::new(
+    s3_client_as(
+        &emulation.s3_endpoint,
         &emulation.role_key.0,
         &emulation.role_key.1,
-        None,
-        None,
-        "cluster role",
-    );
+        &emulation.cluster_region,
+    )
+}
+
+/// An S3 client for moto at `endpoint` with an IAM user's access key (path-style addressing,
+/// rustls with ring as in the connector).
+pub fn s3_client_as(
+    endpoint: &str,
+    key_id: &str,
+    secret: &str,
+    region: &str,
+) -> aws_sdk_s3::Client {
+    let credentials = aws_credential_types::Credentials::new(key_id, secret, None, None, "test");
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
             aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
@@ -216,11 +227,9 @@ fn s3_client(emulation: &UnloadEmulation) -> aws_sdk_s3::Client {
         .build_https();
     let config = aws_sdk_s3::config::Builder::new()
         .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-        .region(aws_sdk_s3::config::Region::new(
-            emulation.cluster_region.clone(),
-        ))
+        .region(aws_sdk_s3::config::Region::new(region.to_string()))
         .credentials_provider(credentials)
-        .endpoint_url(&emulation.s3_endpoint)
+        .endpoint_url(endpoint)
         .force_path_style(true)
         .http_client(http)
         .build();
@@ -265,41 +274,11 @@ fn parquet_file(
             )
         };
         let (data_type, array): (DataType, ArrayRef) = match oid {
-            21 => {
-                let mut b = Int16Builder::new();
-                for v in values {
-                    b.append_option(v.map(|v| v.parse().map_err(|_| bad(v))).transpose()?);
-                }
-                (DataType::Int16, Arc::new(b.finish()))
-            }
-            23 => {
-                let mut b = Int32Builder::new();
-                for v in values {
-                    b.append_option(v.map(|v| v.parse().map_err(|_| bad(v))).transpose()?);
-                }
-                (DataType::Int32, Arc::new(b.finish()))
-            }
-            20 => {
-                let mut b = Int64Builder::new();
-                for v in values {
-                    b.append_option(v.map(|v| v.parse().map_err(|_| bad(v))).transpose()?);
-                }
-                (DataType::Int64, Arc::new(b.finish()))
-            }
-            700 => {
-                let mut b = Float32Builder::new();
-                for v in values {
-                    b.append_option(v.map(|v| v.parse().map_err(|_| bad(v))).transpose()?);
-                }
-                (DataType::Float32, Arc::new(b.finish()))
-            }
-            701 => {
-                let mut b = Float64Builder::new();
-                for v in values {
-                    b.append_option(v.map(|v| v.parse().map_err(|_| bad(v))).transpose()?);
-                }
-                (DataType::Float64, Arc::new(b.finish()))
-            }
+            21 => parsed::<Int16Type>(values, bad)?,
+            23 => parsed::<Int32Type>(values, bad)?,
+            20 => parsed::<Int64Type>(values, bad)?,
+            700 => parsed::<Float32Type>(values, bad)?,
+            701 => parsed::<Float64Type>(values, bad)?,
             16 => {
                 let mut b = BooleanBuilder::new();
                 for v in values {
@@ -381,6 +360,21 @@ fn parquet_file(
         .map_err(|err| ("XX000", err.to_string()))?;
     writer.close().map_err(|err| ("XX000", err.to_string()))?;
     Ok(out)
+}
+
+/// A column of numbers from their text, as Parquet's type for `T`.
+fn parsed<'a, T: ArrowPrimitiveType>(
+    values: impl Iterator<Item = Option<&'a str>>,
+    bad: impl Fn(&str) -> Refusal,
+) -> Result<(DataType, ArrayRef), Refusal>
+where
+    T::Native: std::str::FromStr,
+{
+    let mut builder = PrimitiveBuilder::<T>::new();
+    for value in values {
+        builder.append_option(value.map(|v| v.parse().map_err(|_| bad(v))).transpose()?);
+    }
+    Ok((T::DATA_TYPE, Arc::new(builder.finish())))
 }
 
 /// The scale every non-NULL decimal of the column has (NUMERIC(p,s) prints `s` digits), if
