@@ -743,11 +743,54 @@ async fn the_default_sslmode_verifies_the_certificate() {
     assert!(reason.contains("sslrootcert"), "{reason}");
 }
 
+/// Users whose Redshift password is kept as a SHA-256 digest (`PASSWORD 'sha256|…'`) sign in
+/// with Redshift's authentication request 13. The proxy plays Redshift's side and checks the
+/// digest with its own code; a wrong password is refused as one.
 #[tokio::test]
-async fn redshift_sha256_and_idp_authentication_say_what_to_use_instead() {
+async fn sha256_password_users_sign_in_and_a_wrong_password_is_refused() {
+    let db = shared_database().await;
+    let (role, password) = create_role(&db, "sha").await;
+    let proxy = support::proxy();
+    proxy.add_sha256_user(&role, &password);
+    let through_proxy = proxy.connector_configuration("postgres");
+    let (_server, mut client) = client().await;
+
+    let before = proxy.sha256_sign_ins();
+    expect_success(
+        &mut client,
+        "connect",
+        &as_user(&through_proxy, &role, &password),
+    )
+    .await;
+    assert_eq!(
+        proxy.sha256_sign_ins(),
+        before + 1,
+        "signed in by request 13"
+    );
+
+    let wrong = "Wr0ng-Sha-Secret-7";
+    let reason = expect_failure(
+        &mut client,
+        "connect",
+        &as_user(&through_proxy, &role, wrong),
+    )
+    .await;
+    assert!(reason.contains(&format!("`{role}`")), "{reason}");
+    assert!(reason.contains("check `user` and `password`"), "{reason}");
+    assert!(
+        !reason.contains(wrong) && !reason.contains(&password),
+        "{reason}"
+    );
+    assert_eq!(proxy.sha256_sign_ins(), before + 1);
+}
+
+/// Redshift's identity-provider sign-in (request 14) needs a browser or IdP plugin; the
+/// failure names IAM sign-in, which reaches the same users without one.
+#[tokio::test]
+async fn identity_provider_authentication_says_what_to_use_instead() {
     let db = shared_database().await;
     let (_server, mut client) = client().await;
-    for (code, sslmode) in [(13, "prefer"), (14, "disable")] {
+    for (code, sslmode) in [(14, "prefer"), (14, "disable")] {
         let (port, server) = fake_redshift_auth(code).await;
         let config = with(
             &db.config,

@@ -68,7 +68,7 @@ pub enum SourceError {
         user: String,
         sslmode: &'static str,
     },
-    #[error("user `{user}` must log in with an authentication method this connector cannot perform ({detail}); use a user created with a plain or MD5 password, or IAM sign-in (`auth` = iam)")]
+    #[error("user `{user}` must log in with an authentication method this connector cannot perform ({detail}); use a user with a password (MD5, SHA-256 or SCRAM), or IAM sign-in (`auth` = iam), which needs no password and no identity-provider plugin")]
     UnsupportedAuthentication { user: String, detail: String },
     #[error("database `{database}` does not exist; check `database` (Redshift's default database is `dev`)")]
     UnknownDatabase { database: String },

@@ -19,6 +19,9 @@
 //! - in single-node mode, refuses fetches of more than 1000 rows;
 //! - loses a named portal after its first batch when its query reads only catalog relations
 //!   (directly or through views), as Redshift's leader node does;
+//! - signs in the users given to [`RedshiftProxy::add_sha256_user`] itself, with Redshift's
+//!   SHA-256 password digest (authentication request 13), and then signs them in to PostgreSQL
+//!   with MD5 on their behalf;
 //! - on demand: returns short pages, and injects faults at the Nth fetch (`XX000`/`1023`
 //!   serializable isolation violation, a dropped connection, a connection that goes silent).
 //!
@@ -26,6 +29,7 @@
 //! refuses too (so the session's transaction fails exactly as on Redshift), and PostgreSQL's
 //! error is rewritten into Redshift's.
 
+mod sha256;
 pub mod sql;
 pub mod unload;
 
@@ -89,6 +93,10 @@ struct Shared {
     described: Mutex<HashMap<(String, String), Vec<u32>>>,
     /// Relations that run on the leader node, by database and name.
     leader_node: Mutex<HashMap<(String, String, String), bool>>,
+    /// Users whose password Redshift keeps as a SHA-256 digest: user, password.
+    sha256_users: Mutex<HashMap<String, String>>,
+    /// Sign-ins by SHA-256 digest that succeeded.
+    sha256_sign_ins: AtomicU64,
 }
 
 /// A running proxy, on its own runtime (it outlives any one test's runtime).
@@ -126,6 +134,8 @@ impl RedshiftProxy {
             sql: Mutex::new(Vec::new()),
             described: Mutex::new(HashMap::new()),
             leader_node: Mutex::new(HashMap::new()),
+            sha256_users: Mutex::new(HashMap::new()),
+            sha256_sign_ins: AtomicU64::new(0),
         });
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
         listener.set_nonblocking(true).unwrap();
@@ -178,6 +188,19 @@ impl RedshiftProxy {
         self.shared.sessions.load(Ordering::SeqCst)
     }
 
+    /// From now on `user` signs in as a Redshift user created with `PASSWORD 'sha256|…'`:
+    /// the proxy asks for the SHA-256 digest of `password` and refuses any other answer. The
+    /// user must exist in PostgreSQL with that password (as MD5), which the proxy then uses.
+    pub fn add_sha256_user(&self, user: &str, password: &str) {
+        let mut users = self.shared.sha256_users.lock().unwrap();
+        users.insert(user.to_string(), password.to_string());
+    }
+
+    /// Sign-ins by SHA-256 digest that succeeded so far.
+    pub fn sha256_sign_ins(&self) -> u64 {
+        self.shared.sha256_sign_ins.load(Ordering::SeqCst)
+    }
+
     /// The SQL of every statement the connector sent so far, in order.
     pub fn sql(&self) -> Vec<String> {
         self.shared.sql.lock().unwrap().clone()
@@ -226,12 +249,24 @@ async fn serve(shared: Arc<Shared>, client: TcpStream) -> std::io::Result<()> {
     };
     shared.sessions.fetch_add(1, Ordering::SeqCst);
     let database = startup_parameter(&startup, "database").unwrap_or_default();
+    let user = startup_parameter(&startup, "user").unwrap_or_default();
+    let sha256_password = shared.sha256_users.lock().unwrap().get(&user).cloned();
+    if let Some(password) = &sha256_password {
+        if !sha256::sign_in(&mut client, &user, password).await? {
+            return Ok(());
+        }
+        shared.sha256_sign_ins.fetch_add(1, Ordering::SeqCst);
+    }
     let mut backend = TcpStream::connect(("127.0.0.1", shared.postgres.port())).await?;
     backend.set_nodelay(true)?;
     backend
         .write_all(&((startup.len() + 4) as i32).to_be_bytes())
         .await?;
     backend.write_all(&startup).await?;
+    if let Some(password) = &sha256_password {
+        // PostgreSQL's own exchange, answered here; the client already signed in to us.
+        sha256::sign_in_to_postgres(&mut backend, &mut client, &user, password).await?;
+    }
 
     let session = Arc::new(Mutex::new(Session {
         database,
