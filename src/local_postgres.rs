@@ -552,6 +552,35 @@ shared_buffers = 32MB
         })
     }
 
+    /// Stops the server as a cluster reboot does (`pg_ctl stop -m fast`: every session ends
+    /// with FATAL 57P01, new connections are refused), keeping its data, so that tests can show
+    /// what a sync does while its database is away. [`start_again`](Self::start_again) brings
+    /// it back on the same port. Blocks until the server is down.
+    pub fn stop_for_outage(&self) -> Result<(), LocalPostgresError> {
+        let mut pg_ctl = self.run_as.command(&self.programs.pg_ctl());
+        pg_ctl.arg("--pgdata").arg(self.data_dir()).args([
+            "--mode=fast",
+            "--wait",
+            "--timeout=60",
+            "--silent",
+            "stop",
+        ]);
+        run(pg_ctl, self.dir.path())
+    }
+
+    /// Starts a server stopped by [`stop_for_outage`](Self::stop_for_outage) again, on the
+    /// same port and with the same data. Blocks until it accepts connections.
+    pub fn start_again(&self) -> Result<(), LocalPostgresError> {
+        let mut pg_ctl = self.run_as.command(&self.programs.pg_ctl());
+        pg_ctl
+            .arg("--pgdata")
+            .arg(self.data_dir())
+            .arg("--log")
+            .arg(self.log_path())
+            .args(["--wait", "--timeout=60", "--silent", "start"]);
+        run(pg_ctl, self.dir.path())
+    }
+
     /// `pg_ctl stop -m immediate`: the data is about to be deleted, so no checkpoint is needed.
     fn stop_command(&self) -> Command {
         let mut pg_ctl = self.run_as.command(&self.programs.pg_ctl());

@@ -30,6 +30,7 @@ pub const UNLOAD_MIN_ROWS: &str = "unload_min_rows";
 pub const UNLOAD_S3_ENDPOINT_URL: &str = "unload_s3_endpoint_url";
 pub const CONNECT_TIMEOUT_S: &str = "connect_timeout_s";
 pub const QUERY_TIMEOUT_S: &str = "query_timeout_s";
+pub const RETRY_TIMEOUT_S: &str = "retry_timeout_s";
 
 /// All keys the connector understands; anything else is rejected as a probable typo.
 pub const ALL: &[&str] = &[
@@ -63,4 +64,5 @@ pub const ALL: &[&str] = &[
     UNLOAD_S3_ENDPOINT_URL,
     CONNECT_TIMEOUT_S,
     QUERY_TIMEOUT_S,
+    RETRY_TIMEOUT_S,
 ];

@@ -25,6 +25,9 @@ pub const MAX_MAX_ROWS_PER_QUERY: u64 = 10_000_000_000;
 /// slots for as long as it runs, which other users of a shared cluster need too.
 pub const DEFAULT_MAX_PARALLEL_TABLES: usize = 1;
 pub const MAX_PARALLEL_TABLES: usize = 32;
+/// How long an Update keeps retrying without progress: a reboot takes minutes, a resize or a
+/// maintenance window's patch can keep a cluster unreachable for up to about half an hour.
+pub const DEFAULT_RETRY_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// Schemas that hold catalogs, never user data (redshift.md, Catalog).
 pub const SYSTEM_SCHEMAS: &[&str] = &[
@@ -60,6 +63,9 @@ pub struct SyncConfig {
     /// Where initial syncs and re-syncs of large tables are exported by UNLOAD; `None`: every
     /// table is read by queries.
     pub unload: Option<super::UnloadConfig>,
+    /// How long transient failures (connection lost, cluster restarting) may go on without
+    /// progress before the Update gives up (see `sync::retry`).
+    pub retry_timeout: Duration,
 }
 
 /// How many rows one query may read before the next resumes after it.
@@ -154,7 +160,11 @@ pub(super) fn parse(reader: &MapReader<'_>) -> Result<SyncConfig, ConfigError> {
             "tables",
         )?
         .map_or(DEFAULT_MAX_PARALLEL_TABLES, |n| n as usize);
+    let retry_timeout = reader
+        .seconds(keys::RETRY_TIMEOUT_S, 0, 7 * 24 * 3600)?
+        .unwrap_or(DEFAULT_RETRY_TIMEOUT);
     Ok(SyncConfig {
+        retry_timeout,
         schemas,
         tables,
         default_cursor_column,

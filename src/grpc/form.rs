@@ -116,6 +116,7 @@ pub fn configuration_form() -> ConfigurationFormResponse {
             text(keys::UNLOAD_S3_ENDPOINT_URL, "S3 endpoint", false, "With a staging location: an S3 endpoint for the connector's reads other than AWS's (a VPC endpoint, an S3-compatible store). Empty = AWS's.", None),
             text(keys::CONNECT_TIMEOUT_S, "Connect timeout (s)", false, "Seconds to wait for a connection.", Some("30")),
             text(keys::QUERY_TIMEOUT_S, "Query timeout (s)", false, "statement_timeout in seconds (includes WLM queue time on Redshift); 0 = none.", Some("0")),
+            text(keys::RETRY_TIMEOUT_S, "Retry for (s)", false, "How long a sync keeps reconnecting and resuming after transient failures (a reboot, failover, resize or maintenance window) before it fails; the time starts over whenever rows arrive. 0 = fail at the first one.", Some("1800")),
         ],
         tests: vec![
             ConfigurationTest {

@@ -38,6 +38,7 @@ pub mod encode;
 pub mod output;
 pub mod plan;
 pub mod position;
+mod retry;
 mod table;
 
 use std::sync::atomic::AtomicU32;
@@ -114,7 +115,8 @@ pub async fn run(
 ) -> Result<(), SyncError> {
     let started = Instant::now();
     let mut counters = output::Counters::default();
-    let mut session = table::connect_with_retry(&config.connection, &output).await?;
+    let mut session =
+        table::connect_with_retry(&config.connection, config.sync.retry_timeout, &output).await?;
     let catalog = catalog::discover(&mut session, &config.sync).await?;
     let plans = plan::plan(&catalog, selection.as_ref(), &config.sync);
     check_states(&plans, &state)?;

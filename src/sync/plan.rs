@@ -265,6 +265,7 @@ mod tests {
             cursor_lag: std::time::Duration::ZERO,
             max_parallel_tables: 1,
             unload: None,
+            retry_timeout: std::time::Duration::ZERO,
         }
     }
 

@@ -28,6 +28,7 @@ use super::encode::{EncodedRecords, RecordEncoder};
 use super::output::{Counters, Output};
 use super::plan::{Mode, TablePlan};
 use super::position::{self, AfterQuery, HoldLimits, NextQuery, Progress, RowAction, Shape};
+use super::retry::Retry;
 use super::SyncError;
 use crate::config::{Config, ConnectionConfig};
 use crate::source::scan::{Resume, ScanEvent, ScanSpec};
@@ -41,9 +42,6 @@ use crate::state::{ExportState, TableState};
 
 pub(super) use export::{clean_abandoned, new_export_id, readers as export_readers};
 
-/// Attempts after a transient failure without progress (connection lost, cluster restart,
-/// serialization conflict) before the Update gives up with an error status.
-const MAX_RETRIES: u32 = 5;
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 /// Redshift's single-node clusters fetch at most this many rows at a time.
 pub const SINGLE_NODE_FETCH_LIMIT: u32 = 1000;
@@ -74,7 +72,14 @@ impl Shared {
         let idle = self.idle_sessions.lock().expect("sessions lock").pop();
         match idle {
             Some(session) => Ok(session),
-            None => connect_with_retry(&self.config.connection, &self.output).await,
+            None => {
+                connect_with_retry(
+                    &self.config.connection,
+                    self.config.sync.retry_timeout,
+                    &self.output,
+                )
+                .await
+            }
         }
     }
 
@@ -104,28 +109,26 @@ impl Shared {
     }
 }
 
-/// Connects, retrying transient failures with exponential backoff while the host is there.
+/// Connects, retrying transient failures for up to `retry_timeout` while the host is there.
 pub(super) async fn connect_with_retry(
     config: &ConnectionConfig,
+    retry_timeout: Duration,
     output: &Output,
 ) -> Result<Session, SyncError> {
-    let mut attempt = 0;
+    let mut retry = Retry::new(retry_timeout);
     loop {
-        match source::connect(config).await {
+        let err = match source::connect(config).await {
             Ok(session) => return Ok(session),
-            Err(err) if err.is_transient() && attempt < MAX_RETRIES => {
-                attempt += 1;
-                let delay = backoff(attempt);
-                tracing::warn!(error = %err, attempt, retry_in_s = delay.as_secs(), "connect failed, retrying");
+            Err(err) => err,
+        };
+        match retry.next_delay() {
+            Some(delay) if err.is_transient() => {
+                tracing::warn!(error = %err, attempt = retry.attempts(), retry_in_ms = delay.as_millis() as u64, "connect failed, retrying");
                 pause(delay, output).await?;
             }
-            Err(err) => return Err(SyncError::Source(err)),
+            _ => return Err(SyncError::Source(err)),
         }
     }
-}
-
-fn backoff(attempt: u32) -> Duration {
-    Duration::from_secs(1 << attempt.min(5))
 }
 
 /// Waits `delay`, or returns at once if the host goes away meanwhile.
@@ -192,7 +195,7 @@ pub(super) async fn sync_table(
     }
 
     let mut read_whole_queries = false;
-    let mut attempts = 0;
+    let mut retry = Retry::new(shared.config.sync.retry_timeout);
     loop {
         let rows_before = table.rows;
         let stop = match table.scan(&shared, read_whole_queries).await {
@@ -207,7 +210,7 @@ pub(super) async fn sync_table(
             Stop::Source(err) => err,
         };
         if table.rows > rows_before {
-            attempts = 0;
+            retry.renew();
         }
         // Every retry reads on from the last checkpoint; a keyless full pass cannot, and
         // starts over with its TRUNCATE (an export can: from its files).
@@ -227,15 +230,18 @@ pub(super) async fn sync_table(
                 tracing::warn!(table = %name, "the query runs on the leader node, whose portals last one batch: reading each query in one go");
                 read_whole_queries = true;
             }
-            err if err.is_transient() && attempts < MAX_RETRIES => {
-                attempts += 1;
-                let delay = backoff(attempts);
-                tracing::warn!(table = %name, error = %err, attempt = attempts, retry_in_s = delay.as_secs(), "table scan failed, resuming from the last row sent");
+            err if err.is_transient() => {
+                let Some(delay) = retry.next_delay() else {
+                    return Err(SyncError::Table {
+                        table: name.clone(),
+                        source: err,
+                    });
+                };
+                tracing::warn!(table = %name, error = %err, attempt = retry.attempts(), retry_in_ms = delay.as_millis() as u64, "table scan failed, resuming from the last row sent");
                 pause(delay, output).await?;
             }
-            err if err.is_transient()
-                || (err.needs_user_action()
-                    && !matches!(err, SourceError::PermissionDenied { .. })) =>
+            err if err.needs_user_action()
+                && !matches!(err, SourceError::PermissionDenied { .. }) =>
             {
                 return Err(SyncError::Table {
                     table: name.clone(),
