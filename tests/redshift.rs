@@ -67,6 +67,7 @@ async fn plain_session(port: u16, database: &str, sql: &str) -> Result<(), Strin
         tls: &tls,
         timeout: Duration::from_secs(10),
         application_name: "plain session",
+        ssh: None,
     })
     .await
     .map_err(|e| e.to_string())?;

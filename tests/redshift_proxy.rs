@@ -109,6 +109,7 @@ async fn wire(port: u16, database: &str) -> Connection {
         tls: &tls,
         timeout: std::time::Duration::from_secs(10),
         application_name: "proxy test",
+        ssh: None,
     };
     Connection::connect(&options)
         .await

@@ -45,6 +45,12 @@ const KEYS: &[&str] = &[
     "aws_endpoint_url",
     "sslmode",
     "sslrootcert",
+    "ssh_host",
+    "ssh_port",
+    "ssh_user",
+    "ssh_private_key",
+    "ssh_private_key_passphrase",
+    "ssh_host_key",
     "schemas",
     "tables",
     "cursor_column",
@@ -60,6 +66,7 @@ const KEYS: &[&str] = &[
     "unload_s3_endpoint_url",
     "connect_timeout_s",
     "query_timeout_s",
+    "retry_timeout_s",
 ];
 
 fn with(config: &Config, pairs: &[(&str, &str)]) -> Config {
@@ -298,8 +305,21 @@ async fn the_form_has_every_key_the_tests_and_selection() {
         Some(form_field::Type::TextField(TextField::Password as i32))
     );
     assert_eq!(password.default_value, None);
-    // No other field hides what the user types; nothing else is a secret.
-    for field in form.fields.iter().filter(|f| f.name != "password") {
+    // The secrets hide what the user types; nothing else does.
+    const SECRETS: &[&str] = &["password", "ssh_private_key", "ssh_private_key_passphrase"];
+    for name in SECRETS {
+        let field = form.fields.iter().find(|f| f.name == *name).unwrap();
+        assert_eq!(
+            field.r#type,
+            Some(form_field::Type::TextField(TextField::Password as i32)),
+            "`{name}`"
+        );
+    }
+    for field in form
+        .fields
+        .iter()
+        .filter(|f| !SECRETS.contains(&f.name.as_str()))
+    {
         assert_ne!(
             field.r#type,
             Some(form_field::Type::TextField(TextField::Password as i32)),

@@ -313,6 +313,7 @@ async fn client_session(port: u16) -> Result<(), WireError> {
         tls: &tls,
         timeout: STALL_TIMEOUT,
         application_name: "wire-fuzz",
+        ssh: None,
     };
     let mut session = Connection::connect(&options).await?;
     session.prepare("s1", "SELECT id, name FROM t", &[]).await?;

@@ -28,6 +28,8 @@ pub struct ConnectionConfig {
     pub connect_timeout: Duration,
     /// Zero: no statement timeout.
     pub query_timeout: Duration,
+    /// The bastion every session tunnels through; `None`: sessions connect directly.
+    pub ssh: Option<super::SshConfig>,
 }
 
 impl ConnectionConfig {
@@ -163,6 +165,7 @@ pub(super) fn parse(reader: &MapReader<'_>) -> Result<ConnectionConfig, ConfigEr
         root_certificates,
         connect_timeout,
         query_timeout,
+        ssh: super::ssh::parse(reader)?,
     })
 }
 

@@ -15,6 +15,12 @@ pub const DB_GROUPS: &str = "db_groups";
 pub const AWS_ENDPOINT_URL: &str = "aws_endpoint_url";
 pub const SSLMODE: &str = "sslmode";
 pub const SSLROOTCERT: &str = "sslrootcert";
+pub const SSH_HOST: &str = "ssh_host";
+pub const SSH_PORT: &str = "ssh_port";
+pub const SSH_USER: &str = "ssh_user";
+pub const SSH_PRIVATE_KEY: &str = "ssh_private_key";
+pub const SSH_PRIVATE_KEY_PASSPHRASE: &str = "ssh_private_key_passphrase";
+pub const SSH_HOST_KEY: &str = "ssh_host_key";
 pub const SCHEMAS: &str = "schemas";
 pub const TABLES: &str = "tables";
 pub const CURSOR_COLUMN: &str = "cursor_column";
@@ -49,6 +55,12 @@ pub const ALL: &[&str] = &[
     AWS_ENDPOINT_URL,
     SSLMODE,
     SSLROOTCERT,
+    SSH_HOST,
+    SSH_PORT,
+    SSH_USER,
+    SSH_PRIVATE_KEY,
+    SSH_PRIVATE_KEY_PASSPHRASE,
+    SSH_HOST_KEY,
     SCHEMAS,
     TABLES,
     CURSOR_COLUMN,

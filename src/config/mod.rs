@@ -19,6 +19,7 @@ pub mod keys;
 pub mod names;
 mod reader;
 pub mod secret;
+pub mod ssh;
 pub mod sync;
 pub mod unload;
 
@@ -32,6 +33,7 @@ pub use connection::{
 pub use error::{shorten, ConfigError};
 pub use names::{Identifier, TableName, TablePattern};
 pub use secret::Secret;
+pub use ssh::SshConfig;
 pub use sync::*;
 pub use unload::{UnloadConfig, UnloadRole, DEFAULT_UNLOAD_MIN_ROWS};
 

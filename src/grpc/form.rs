@@ -36,6 +36,11 @@ pub fn configuration_form() -> ConfigurationFormResponse {
         None,
     );
     password.r#type = Some(form_field::Type::TextField(TextField::Password as i32));
+    let secret = |name: &str, label: &str, description: &str| {
+        let mut field = text(name, label, false, description, None);
+        field.r#type = Some(form_field::Type::TextField(TextField::Password as i32));
+        field
+    };
     let sslmode = FormField {
         name: keys::SSLMODE.to_string(),
         label: "TLS mode".to_string(),
@@ -101,6 +106,12 @@ pub fn configuration_form() -> ConfigurationFormResponse {
             text(keys::AWS_ENDPOINT_URL, "AWS API endpoint", false, "auth = iam: an endpoint for the Redshift API other than the region's (e.g. a VPC interface endpoint). Empty = the region's.", None),
             sslmode,
             text(keys::SSLROOTCERT, "Root certificate", false, "PEM text of the CA to trust for verify-ca/verify-full, or the path of a PEM file (at most 1 MiB); empty = the system roots (which trust Redshift's certificates).", None),
+            text(keys::SSH_HOST, "SSH bastion", false, "For clusters reachable only through a bastion host: its name or address. Every session then goes through an SSH tunnel (the host and port above are then as the bastion sees them). Empty = connect directly.", None),
+            text(keys::SSH_PORT, "SSH port", false, "The bastion's SSH port.", Some("22")),
+            text(keys::SSH_USER, "SSH user", false, "With a bastion: the user to log in as (key authentication; the user needs TCP forwarding to the cluster, nothing else).", None),
+            secret(keys::SSH_PRIVATE_KEY, "SSH private key", "With a bastion: the text of a private key (OpenSSH or PEM; Ed25519, ECDSA or RSA) whose public key is in the user's authorized_keys on the bastion."),
+            secret(keys::SSH_PRIVATE_KEY_PASSPHRASE, "SSH key passphrase", "With a bastion: the passphrase of an encrypted private key."),
+            text(keys::SSH_HOST_KEY, "SSH host key", false, "With a bastion, required: the bastion's public host key (e.g. the contents of its /etc/ssh/ssh_host_ed25519_key.pub, or a line of ssh-keyscan). A bastion presenting any other key is refused: the key is never trusted on first use.", None),
             text(keys::SCHEMAS, "Schemas", false, "Comma-separated schemas to sync; empty = every schema but the system ones. Names resolve as in SQL: unquoted names are lower case, \"Quoted\" names keep their case.", None),
             text(keys::TABLES, "Tables", false, "Comma-separated schema.table names to sync; empty = every readable table of the schemas. Quote names with capitals, dots or commas: \"Sales\".\"Order.Items\".", None),
             text(keys::CURSOR_COLUMN, "Cursor column", false, "The column that tells when a row changed, and per-table overrides: updated_at, public.orders:modified_at. Tables without it are re-synced in full each time.", Some("updated_at")),

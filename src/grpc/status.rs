@@ -6,7 +6,7 @@
 use tonic::{Code, Status};
 
 use crate::config::ConfigError;
-use crate::source::{IamError, SourceError, UnloadError};
+use crate::source::{IamError, SourceError, SshError, UnloadError};
 use crate::state::StateError;
 use crate::sync::SyncError;
 
@@ -70,6 +70,15 @@ fn source_code(err: &SourceError) -> Code {
             UnloadError::CountMismatch { .. }
             | UnloadError::Unreadable { .. }
             | UnloadError::Request { .. } => Code::Internal,
+        },
+        SourceError::Tunnel(ssh) => match ssh.as_ref() {
+            SshError::Rejected { .. } => Code::Unauthenticated,
+            SshError::HostKeyMismatch { .. } | SshError::ForwardingRefused { .. } => {
+                Code::FailedPrecondition
+            }
+            SshError::Unreachable { .. }
+            | SshError::TargetUnreachable { .. }
+            | SshError::Session { .. } => Code::Unavailable,
         },
         SourceError::FetchSizeRefused { .. }
         | SourceError::PortalLost { .. }

@@ -30,6 +30,7 @@ pub use catalog::{Catalog, ColumnInfo, TableInfo};
 pub use iam::IamError;
 pub use session::{connect, Flavour, Session};
 pub use unload::UnloadError;
+pub use wire::ssh::SshError;
 use wire::{DbError, WireError};
 
 use crate::config::{Authentication, ConnectionConfig};
@@ -107,6 +108,10 @@ pub enum SourceError {
     /// Boxed as [`Iam`](Self::Iam).
     #[error("UNLOAD export: {0}")]
     Unload(Box<UnloadError>),
+    /// The SSH tunnel, by hop (the bastion, or its way on to the cluster).
+    #[error(transparent)]
+    /// Boxed as [`Iam`](Self::Iam).
+    Tunnel(Box<SshError>),
 }
 
 impl From<UnloadError> for SourceError {
@@ -131,6 +136,7 @@ impl SourceError {
             Self::Database { transient, .. } => *transient,
             Self::Iam(iam) => iam.is_transient(),
             Self::Unload(unload) => unload.is_transient(),
+            Self::Tunnel(ssh) => ssh.is_transient(),
             _ => false,
         }
     }
@@ -143,6 +149,9 @@ impl SourceError {
         }
         if let Self::Unload(unload) = self {
             return unload.needs_user_action();
+        }
+        if let Self::Tunnel(ssh) = self {
+            return !ssh.is_transient();
         }
         matches!(
             self,
@@ -220,6 +229,7 @@ impl SourceError {
             WireError::Protocol(_) => Self::ConnectionLost {
                 reason: err.to_string(),
             },
+            WireError::Ssh(ssh) => Self::Tunnel(Box::new(ssh)),
         }
     }
 

@@ -90,6 +90,13 @@ async fn connect_once(config: &ConnectionConfig) -> Result<Session, SourceError>
                 reason,
             }
         })?;
+    let ssh = config.ssh.as_ref().map(|ssh| wire::ssh::SshTarget {
+        host: ssh.host.clone(),
+        port: ssh.port,
+        user: ssh.user.clone(),
+        private_key: ssh.private_key.clone(),
+        host_key: ssh.host_key.clone(),
+    });
     let options = ConnectOptions {
         host: &sign_in.host,
         port: sign_in.port,
@@ -99,6 +106,7 @@ async fn connect_once(config: &ConnectionConfig) -> Result<Session, SourceError>
         tls: &tls,
         timeout: config.connect_timeout,
         application_name: APPLICATION_NAME,
+        ssh: ssh.as_ref(),
     };
     let connection = Connection::connect(&options)
         .await
@@ -210,11 +218,6 @@ impl Session {
         Canceller {
             token: self.connection.cancel_token(),
         }
-    }
-
-    /// The session's socket (its keepalive settings are tested through it).
-    pub fn tcp(&self) -> &tokio::net::TcpStream {
-        self.connection.tcp()
     }
 }
 

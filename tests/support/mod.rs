@@ -28,6 +28,8 @@ pub mod aws;
 #[allow(dead_code)]
 pub mod python;
 pub mod redshift;
+#[allow(dead_code)]
+pub mod ssh;
 pub mod stream;
 
 use redshift::{RedshiftProxy, Settings};

@@ -98,6 +98,9 @@ pub enum WireError {
     CleartextRefused,
     #[error("{0}")]
     Db(DbError),
+    /// The SSH tunnel could not be opened (see [`super::ssh::SshError`] for which hop).
+    #[error(transparent)]
+    Ssh(super::ssh::SshError),
     /// The connection broke (reset, closed, keepalive timeout) while in use.
     #[error("connection lost: {0}")]
     Io(#[source] io::Error),

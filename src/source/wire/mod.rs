@@ -17,6 +17,7 @@ pub mod digest;
 pub mod error;
 pub mod net;
 pub mod oid;
+pub mod ssh;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -30,7 +31,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub use error::{DbError, WireError};
-use net::Stream;
+use net::{Stream, Transport};
+use ssh::SshTarget;
 use tls::TlsMode;
 
 /// Reads are at least this large, so a stream of small rows costs few system calls.
@@ -59,6 +61,8 @@ pub struct ConnectOptions<'a> {
     /// bounded here: a long query sends nothing until its first row.)
     pub timeout: Duration,
     pub application_name: &'a str,
+    /// The bastion to tunnel through; `host` and `port` are then as the bastion sees them.
+    pub ssh: Option<&'a SshTarget>,
 }
 
 /// A result column as the server describes it.
@@ -100,14 +104,47 @@ pub struct Connection {
 }
 
 /// Cancels the statement running on a session, over a connection of its own (the protocol's
-/// CancelRequest), to the same address and with the same TLS mode.
+/// CancelRequest), to the same address (through the same bastion) and with the same TLS mode.
 #[derive(Clone)]
 pub struct CancelToken {
-    peer: SocketAddr,
+    route: Route,
     host: String,
     tls: TlsMode,
     process_id: i32,
     secret_key: i32,
+}
+
+/// How a session reached the server, for its cancel requests.
+#[derive(Clone)]
+enum Route {
+    /// The address the session connected to (a cancel must reach the same server, not
+    /// another address the name resolves to).
+    Direct(SocketAddr),
+    Tunnel {
+        ssh: Box<SshTarget>,
+        port: u16,
+        timeout: Duration,
+    },
+}
+
+impl Route {
+    async fn open(&self, host: &str) -> Result<Transport, WireError> {
+        match self {
+            Route::Direct(peer) => {
+                TcpStream::connect(peer)
+                    .await
+                    .map(Transport::Tcp)
+                    .map_err(|source| WireError::Connect {
+                        address: peer.to_string(),
+                        source,
+                    })
+            }
+            Route::Tunnel { ssh, port, timeout } => ssh::open(ssh, host, *port, *timeout)
+                .await
+                .map(|tunnel| Transport::Ssh(Box::new(tunnel)))
+                .map_err(WireError::Ssh),
+        }
+    }
 }
 
 impl Connection {
@@ -119,9 +156,25 @@ impl Connection {
     }
 
     async fn connect_inner(options: &ConnectOptions<'_>) -> Result<Connection, WireError> {
-        let tcp = net::connect(options.host, options.port, options.timeout).await?;
-        let peer = tcp.peer_addr()?;
-        let stream = negotiate_tls(tcp, options.host, options.tls).await?;
+        let (transport, route) = match options.ssh {
+            None => {
+                let tcp = net::connect(options.host, options.port, options.timeout).await?;
+                let peer = tcp.peer_addr()?;
+                (Transport::Tcp(tcp), Route::Direct(peer))
+            }
+            Some(target) => {
+                let tunnel = ssh::open(target, options.host, options.port, options.timeout)
+                    .await
+                    .map_err(WireError::Ssh)?;
+                let route = Route::Tunnel {
+                    ssh: Box::new(target.clone()),
+                    port: options.port,
+                    timeout: options.timeout,
+                };
+                (Transport::Ssh(Box::new(tunnel)), route)
+            }
+        };
+        let stream = negotiate_tls(transport, options.host, options.tls).await?;
         let mut connection = Connection {
             stream,
             read: BytesMut::with_capacity(READ_CHUNK),
@@ -133,7 +186,7 @@ impl Connection {
         };
         let key = connection.startup(options).await?;
         connection.cancel = key.map(|(process_id, secret_key)| CancelToken {
-            peer,
+            route,
             host: options.host.to_string(),
             tls: options.tls.clone(),
             process_id,
@@ -153,11 +206,6 @@ impl Connection {
     /// The handle that cancels this session's running statement, if the server gave a key.
     pub fn cancel_token(&self) -> Option<CancelToken> {
         self.cancel.clone()
-    }
-
-    /// The socket, for its address and options (tests read the keepalive settings from it).
-    pub fn tcp(&self) -> &TcpStream {
-        self.stream.tcp()
     }
 
     /// The startup message and the authentication exchange. Returns the cancel key.
@@ -595,13 +643,8 @@ impl CancelToken {
     /// Best effort: sends the CancelRequest; whether a statement was running is not reported.
     pub async fn cancel(&self) -> Result<(), WireError> {
         let attempt = async {
-            let tcp = TcpStream::connect(self.peer)
-                .await
-                .map_err(|source| WireError::Connect {
-                    address: self.peer.to_string(),
-                    source,
-                })?;
-            let mut stream = negotiate_tls(tcp, &self.host, &self.tls).await?;
+            let transport = self.route.open(&self.host).await?;
+            let mut stream = negotiate_tls(transport, &self.host, &self.tls).await?;
             let mut message = BytesMut::new();
             frontend::cancel_request(self.process_id, self.secret_key, &mut message);
             stream.write_all(&message).await?;
@@ -618,7 +661,7 @@ impl CancelToken {
 
 /// SSLRequest, then the TLS handshake if the server agrees.
 async fn negotiate_tls(
-    mut tcp: TcpStream,
+    mut tcp: Transport,
     host: &str,
     mode: &TlsMode,
 ) -> Result<Stream, WireError> {

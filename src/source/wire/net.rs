@@ -37,60 +37,61 @@ fn keepalive() -> TcpKeepalive {
         .with_retries(KEEPALIVE_PROBES)
 }
 
-/// The connection's bytes: plain TCP, or TLS over it.
+/// How the bytes travel: a TCP connection to the cluster, or a channel through an SSH bastion.
+pub enum Transport {
+    Tcp(TcpStream),
+    Ssh(Box<super::ssh::Tunnel>),
+}
+
+/// The connection's bytes: the transport, or TLS over it.
 pub enum Stream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Plain(Transport),
+    Tls(Box<TlsStream<Transport>>),
 }
 
-impl Stream {
-    pub fn tcp(&self) -> &TcpStream {
-        match self {
-            Stream::Plain(tcp) => tcp,
-            Stream::Tls(tls) => tls.get_ref().0,
+/// Forwards the async I/O traits to whichever variant an enum holds.
+macro_rules! forward_io {
+    ($type:ident, $($variant:ident => $inner:ident $access:expr),+) => {
+        impl AsyncRead for $type {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &mut ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                match self.get_mut() {
+                    $($type::$variant($inner) => Pin::new($access).poll_read(cx, buf),)+
+                }
+            }
         }
-    }
+
+        impl AsyncWrite for $type {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                match self.get_mut() {
+                    $($type::$variant($inner) => Pin::new($access).poll_write(cx, buf),)+
+                }
+            }
+
+            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                match self.get_mut() {
+                    $($type::$variant($inner) => Pin::new($access).poll_flush(cx),)+
+                }
+            }
+
+            fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                match self.get_mut() {
+                    $($type::$variant($inner) => Pin::new($access).poll_shutdown(cx),)+
+                }
+            }
+        }
+    };
 }
 
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
+forward_io!(Transport, Tcp => s s, Ssh => s s.as_mut());
+forward_io!(Stream, Plain => s s, Tls => s s.as_mut());
 
 /// Resolves `host` and connects to the first address that answers, within `timeout` overall.
 pub async fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, WireError> {
