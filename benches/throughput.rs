@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use fivetran_source::config::{keys, Config, DEFAULT_BATCH_SIZE};
-use fivetran_source::local_postgres::LocalPostgres;
+use fivetran_source::debug::local_postgres::LocalPostgres;
 use fivetran_source::proto::source_connector_client::SourceConnectorClient;
 use fivetran_source::proto::{update_response::Operation, RecordType, UpdateRequest};
 use fivetran_source::server::MAX_MESSAGE_BYTES;

@@ -6,13 +6,13 @@
 //! - [`source`]: Redshift over the PostgreSQL wire protocol (connect, catalog, queries, decoding);
 //! - [`state`] and [`config`]: the versioned checkpoint state and the typed configuration;
 //! - [`server`] and [`logging`]: the process around them;
-//! - [`debug`]: the local debug runner that plays the host, and [`local_postgres`], the throwaway
-//!   PostgreSQL server it and the tests run against.
+//! - [`debug`]: the local debug runner that plays the host, and [`debug::local_postgres`], the
+//!   throwaway PostgreSQL server its demo, the tests and the benchmarks run against (outside the
+//!   product's core layers: nothing in `grpc`, `sync` or `source` uses it).
 
 pub mod config;
 pub mod debug;
 pub mod grpc;
-pub mod local_postgres;
 pub mod logging;
 pub mod server;
 pub mod source;

@@ -50,14 +50,12 @@ async fn through_proxy(
 
 /// Runs `sql` through the proxy on a plain session: no `enable_case_sensitive_identifier`.
 async fn plain_session(port: u16, database: &str, sql: &str) -> Result<(), String> {
-    use fivetran_source::config::{RootCertificates, SslMode};
-    use fivetran_source::source::wire::{tls::TlsMode, ConnectOptions, Connection};
+    use fivetran_source::source::wire::{
+        tls::{Roots, TlsMode},
+        ConnectOptions, Connection,
+    };
     let pg = cluster();
-    let tls = TlsMode::new(
-        SslMode::VerifyFull,
-        &RootCertificates::Pem(pg.ca_cert_pem().to_vec()),
-    )
-    .unwrap();
+    let tls = TlsMode::verified(Roots::Pem(pg.ca_cert_pem()), true).unwrap();
     let mut connection = Connection::connect(&ConnectOptions {
         host: "localhost",
         port,

@@ -5,8 +5,7 @@
 
 mod support;
 
-use fivetran_source::config::{RootCertificates, SslMode};
-use fivetran_source::source::wire::tls::TlsMode;
+use fivetran_source::source::wire::tls::{Roots, TlsMode};
 use fivetran_source::source::wire::{ConnectOptions, Connection, Fetched, Format, WireError};
 use support::redshift::{sql, Faults, Settings, SERVER_VERSION};
 use support::{chain, cluster, fresh_database, own_proxy, proxy};
@@ -95,11 +94,7 @@ fn plain_numeric_is_redshift_s_numeric_18_0_and_varchar_has_no_boolean_cast() {
 /// A session of the connector's wire client through `port`, trusting the test CA.
 async fn wire(port: u16, database: &str) -> Connection {
     let pg = cluster();
-    let tls = TlsMode::new(
-        SslMode::VerifyFull,
-        &RootCertificates::Pem(pg.ca_cert_pem().to_vec()),
-    )
-    .unwrap();
+    let tls = TlsMode::verified(Roots::Pem(pg.ca_cert_pem()), true).unwrap();
     let options = ConnectOptions {
         host: "localhost",
         port,

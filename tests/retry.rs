@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fivetran_source::local_postgres::LocalPostgres;
+use fivetran_source::debug::local_postgres::LocalPostgres;
 
 use support::stream;
 

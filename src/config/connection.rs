@@ -228,15 +228,19 @@ fn read_root_certificate_file(path: &std::path::Path) -> Result<Vec<u8>, ()> {
     Ok(pem)
 }
 
+/// At least one certificate, and every PEM section readable (the TLS layer checks each
+/// certificate itself when a session starts).
 fn check_pem(pem: &[u8]) -> Result<(), ConfigError> {
-    crate::source::wire::tls::pem_roots(pem)
-        .map(|_| ())
-        .map_err(|_| {
-            ConfigError::new(
-                keys::SSLROOTCERT,
-                "holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)",
-            )
-        })
+    use rustls_pki_types::pem::PemObject as _;
+    let certificates: Result<Vec<_>, _> =
+        rustls_pki_types::CertificateDer::pem_slice_iter(pem).collect();
+    match certificates {
+        Ok(certificates) if !certificates.is_empty() => Ok(()),
+        _ => Err(ConfigError::new(
+            keys::SSLROOTCERT,
+            "holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)",
+        )),
+    }
 }
 
 /// A host name or IP address; a port or scheme in it is a common mistake worth naming.

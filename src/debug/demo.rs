@@ -17,7 +17,7 @@ use super::error_chain;
 use super::progress::ProgressMode;
 use super::runner::{run_sync, RunOptions};
 use crate::config::keys;
-use crate::local_postgres::{LocalPostgres, LocalPostgresError};
+use crate::debug::local_postgres::{LocalPostgres, LocalPostgresError};
 use crate::logging::{self, LogTarget};
 
 const DATABASE: &str = "demo";

@@ -17,6 +17,7 @@ pub mod client;
 pub mod configuration;
 pub mod demo;
 pub mod error;
+pub mod local_postgres;
 pub mod progress;
 pub mod runner;
 pub mod state_file;

@@ -15,9 +15,10 @@
 
 use std::collections::HashMap;
 
+use super::wire::tls::{Roots, TlsMode};
 use super::wire::{self, CancelToken, Column, ConnectOptions, Connection};
 use super::{iam, SourceError};
-use crate::config::{Authentication, ConnectionConfig};
+use crate::config::{Authentication, ConnectionConfig, RootCertificates, SslMode};
 
 /// Shown in Redshift's STL_CONNECTION_LOG / pg_stat_activity so DBAs can tell whose queries these are.
 pub const APPLICATION_NAME: &str = "redshift-sync";
@@ -83,13 +84,10 @@ pub async fn connect(config: &ConnectionConfig) -> Result<Session, SourceError> 
 
 async fn connect_once(config: &ConnectionConfig) -> Result<Session, SourceError> {
     let sign_in = iam::sign_in(config).await?;
-    let tls =
-        wire::tls::TlsMode::new(config.sslmode, &config.root_certificates).map_err(|reason| {
-            SourceError::Tls {
-                host: sign_in.host.clone(),
-                reason,
-            }
-        })?;
+    let tls = tls_mode(config).map_err(|reason| SourceError::Tls {
+        host: sign_in.host.clone(),
+        reason,
+    })?;
     let ssh = config.ssh.as_ref().map(|ssh| wire::ssh::SshTarget {
         host: ssh.host.clone(),
         port: ssh.port,
@@ -122,6 +120,24 @@ async fn connect_once(config: &ConnectionConfig) -> Result<Session, SourceError>
     };
     session.apply_settings(config).await?;
     Ok(session)
+}
+
+/// `sslmode` and `sslrootcert` as the wire layer takes them.
+fn tls_mode(config: &ConnectionConfig) -> Result<TlsMode, String> {
+    let roots = match &config.root_certificates {
+        RootCertificates::System => Roots::System,
+        RootCertificates::Pem(pem) => Roots::Pem(pem),
+        RootCertificates::File(_) => {
+            return Err("sslrootcert was not read (Config::load_files)".to_string())
+        }
+    };
+    match config.sslmode {
+        SslMode::Disable => Ok(TlsMode::Disable),
+        SslMode::Prefer => Ok(TlsMode::prefer()),
+        SslMode::Require => Ok(TlsMode::require()),
+        SslMode::VerifyCa => TlsMode::verified(roots, false),
+        SslMode::VerifyFull => TlsMode::verified(roots, true),
+    }
 }
 
 impl Session {

@@ -30,7 +30,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
-use fivetran_source::local_postgres::LocalPostgres;
+use fivetran_source::debug::local_postgres::LocalPostgres;
 
 pub const REGION: &str = "us-east-1";
 pub const CLUSTER: &str = "sync-cluster";

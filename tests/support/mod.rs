@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-use fivetran_source::local_postgres::LocalPostgres;
+use fivetran_source::debug::local_postgres::LocalPostgres;
 use fivetran_source::proto::source_connector_client::SourceConnectorClient;
 use fivetran_source::server::MAX_MESSAGE_BYTES;
 use tokio::sync::oneshot;

@@ -27,7 +27,15 @@ use rustls::{
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
-use crate::config::{RootCertificates, SslMode};
+/// The roots a verified session trusts. (Plain inputs: the wire layer knows nothing of the
+/// configuration's keys; the source layer maps `sslmode` and `sslrootcert` to these.)
+#[derive(Debug, Clone, Copy)]
+pub enum Roots<'a> {
+    /// The operating system's store (Mozilla's when it has none).
+    System,
+    /// A PEM bundle, which replaces the system's roots.
+    Pem(&'a [u8]),
+}
 
 /// How a connection uses TLS.
 #[derive(Clone)]
@@ -43,15 +51,20 @@ pub enum TlsMode {
 }
 
 impl TlsMode {
-    /// The mode for `sslmode` with these roots.
-    pub fn new(sslmode: SslMode, roots: &RootCertificates) -> Result<TlsMode, String> {
-        Ok(match sslmode {
-            SslMode::Disable => TlsMode::Disable,
-            SslMode::Prefer => TlsMode::Prefer(unverified()),
-            SslMode::Require => TlsMode::Require(unverified()),
-            SslMode::VerifyCa => TlsMode::Verified(verified(roots, false)?),
-            SslMode::VerifyFull => TlsMode::Verified(verified(roots, true)?),
-        })
+    /// TLS if the server offers it, the certificate not checked (`prefer`).
+    pub fn prefer() -> TlsMode {
+        TlsMode::Prefer(unverified())
+    }
+
+    /// TLS always, the certificate not checked (`require`).
+    pub fn require() -> TlsMode {
+        TlsMode::Require(unverified())
+    }
+
+    /// TLS always, the chain checked against `roots`, and the host name too when
+    /// `check_host_name` (`verify-full`; without it, `verify-ca`).
+    pub fn verified(roots: Roots<'_>, check_host_name: bool) -> Result<TlsMode, String> {
+        verified(roots, check_host_name).map(TlsMode::Verified)
     }
 
     /// Whether the server's certificate is verified.
@@ -91,13 +104,10 @@ fn unverified() -> Arc<ClientConfig> {
         .clone()
 }
 
-fn verified(roots: &RootCertificates, check_host_name: bool) -> Result<Arc<ClientConfig>, String> {
+fn verified(roots: Roots<'_>, check_host_name: bool) -> Result<Arc<ClientConfig>, String> {
     let roots = match roots {
-        RootCertificates::System => system_roots(),
-        RootCertificates::Pem(pem) => Arc::new(pem_roots(pem)?),
-        RootCertificates::File(_) => {
-            return Err("sslrootcert was not read (Config::load_files)".to_string())
-        }
+        Roots::System => system_roots(),
+        Roots::Pem(pem) => Arc::new(pem_roots(pem)?),
     };
     let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider())
         .build()
@@ -114,7 +124,7 @@ fn verified(roots: &RootCertificates, check_host_name: bool) -> Result<Arc<Clien
 }
 
 /// The certificates of a PEM bundle; other PEM sections (keys, CRLs) are ignored.
-pub fn pem_roots(pem: &[u8]) -> Result<RootCertStore, String> {
+fn pem_roots(pem: &[u8]) -> Result<RootCertStore, String> {
     let mut roots = RootCertStore::empty();
     for certificate in CertificateDer::pem_slice_iter(pem) {
         let certificate =
