@@ -186,3 +186,65 @@ async fn a_slow_host_holds_the_scan_back() {
     })
     .await;
 }
+
+/// The host pauses again and again, at many moments of the stream (between two messages of a
+/// batch, just after a checkpoint, near the end) and for different times: whatever the
+/// connector, the proxy's TLS and PostgreSQL are doing when it resumes, the next message
+/// comes, and the Update ends with every row once. A lost wakeup anywhere on that path (one
+/// hung this test's sibling above in 1 of 6 runs once) fails here with where it stalled.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_that_pauses_at_many_moments_always_gets_the_rest() {
+    const ROWS: usize = 4000;
+    /// Longer than any batch takes here; a message that does not come by then never will.
+    const STALL: Duration = Duration::from_secs(30);
+    let db = support::fresh_database().await;
+    db.client
+        .batch_execute(&format!(
+            "CREATE TABLE public.wide (id INTEGER PRIMARY KEY, updated_at TIMESTAMP, pad TEXT);
+             INSERT INTO public.wide
+               SELECT g, TIMESTAMP '2024-01-01' + g * INTERVAL '1 millisecond', repeat(md5(g::text), 100)
+               FROM generate_series(1, {ROWS}) g;"
+        ))
+        .await
+        .unwrap();
+    let server = support::TestServer::start().await;
+    let mut client = server.client().await;
+    let mut config = with_batch_size(&db.config, 100);
+    // Small messages, so the stream has many moments to pause at.
+    config.insert("max_batch_bytes".into(), "65536".into());
+    let mut updates = stream::start_update(&mut client, &config, None, None)
+        .await
+        .unwrap();
+
+    let mut log = UpdateLog::default();
+    let mut pauses = 0;
+    let mut index: u64 = 0;
+    loop {
+        let message = tokio::time::timeout(STALL, updates.message())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "no message for {STALL:?} after message {index} ({pauses} pauses, {} checkpoints)",
+                    log.checkpoints().len()
+                )
+            })
+            .expect("the update completes");
+        let Some(message) = message else { break };
+        stream::push(&mut log, message.operation);
+        index += 1;
+        // A pause at about one message in five, at moments spread by a multiplicative hash,
+        // of 10 to 250 ms.
+        let spread = index.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+        if spread % 5 == 0 {
+            pauses += 1;
+            tokio::time::sleep(Duration::from_millis(10 + spread % 241)).await;
+        }
+    }
+    assert!(pauses >= 40, "only {pauses} pauses");
+    let ids: Vec<i32> = log
+        .upserts_of("wide")
+        .iter()
+        .map(|r| r["id"].parse().unwrap())
+        .collect();
+    assert_eq!(ids, (1..=ROWS as i32).collect::<Vec<_>>());
+}
