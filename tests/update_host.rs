@@ -235,7 +235,7 @@ async fn a_host_that_pauses_at_many_moments_always_gets_the_rest() {
         // A pause at about one message in five, at moments spread by a multiplicative hash,
         // of 10 to 250 ms.
         let spread = index.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
-        if spread % 5 == 0 {
+        if spread.is_multiple_of(5) {
             pauses += 1;
             tokio::time::sleep(Duration::from_millis(10 + spread % 241)).await;
         }
