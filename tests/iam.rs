@@ -123,11 +123,12 @@ async fn a_cluster_sync_signs_in_and_renews_expired_passwords() {
         .unwrap();
     assert_eq!(users.len(), 1);
 
-    // Passwords now good for one second past the connector's one-minute margin; another
-    // database user, so that nothing cached applies. The proxy drops the connection in the
-    // middle of table `a`: the reconnect, after the retry's pause, needs a new password.
+    // Passwords now good for exactly the connector's one-minute margin: each is used for the
+    // session it was fetched for, and a later session needs a new one (whatever the retry's
+    // jittered pause); another database user, so that nothing cached applies. The proxy drops
+    // the connection in the middle of table `a`: the reconnect needs a new password.
     aws.set(FrontSettings {
-        lifetime: Some(Duration::from_secs(61)),
+        lifetime: Some(Duration::from_secs(60)),
         ..FrontSettings::default()
     });
     let config = iam_config(

@@ -5,12 +5,11 @@
 mod support;
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::Duration;
 
 use fivetran_source::proto::source_connector_client::SourceConnectorClient;
 use fivetran_source::proto::{test_response, TestRequest};
 use support::ssh::{Bastion, PASSPHRASE};
-use support::stream;
+use support::{interrupt, stream};
 use tonic::transport::Channel;
 
 type Config = HashMap<String, String>;
@@ -40,18 +39,6 @@ async fn run_test(
     }
 }
 
-async fn items_table(db: &support::TestDb, rows: i32) {
-    db.client
-        .batch_execute(&format!(
-            "CREATE TABLE public.items (id INTEGER PRIMARY KEY, updated_at TIMESTAMP, pad VARCHAR(2000));
-             INSERT INTO public.items
-               SELECT g, TIMESTAMP '2024-01-01' + (g / 100) * INTERVAL '1 second', repeat('x', 1000)
-               FROM generate_series(1, {rows}) g;"
-        ))
-        .await
-        .unwrap();
-}
-
 fn ids(log: &stream::UpdateLog) -> Vec<i32> {
     log.upserts()
         .iter()
@@ -64,7 +51,7 @@ fn ids(log: &stream::UpdateLog) -> Vec<i32> {
 #[tokio::test(flavor = "multi_thread")]
 async fn sessions_reach_the_cluster_through_the_bastion_with_each_key_format() {
     let db = support::fresh_database().await;
-    items_table(&db, 50).await;
+    interrupt::create_items(&db.client).await;
     let bastion = bastion().await;
     let server = support::TestServer::start().await;
     let mut client = server.client().await;
@@ -87,7 +74,7 @@ async fn sessions_reach_the_cluster_through_the_bastion_with_each_key_format() {
     let before = bastion.sign_ins();
     let log = stream::update_ok(&mut client, &config, None, None).await;
     let synced: BTreeSet<i32> = ids(&log).into_iter().collect();
-    assert_eq!(synced, (1..=50).collect::<BTreeSet<i32>>());
+    assert_eq!(synced, (1..=interrupt::ROWS).collect::<BTreeSet<i32>>());
     assert!(
         bastion.sign_ins() > before,
         "the Update went through the bastion"
@@ -109,7 +96,7 @@ async fn sessions_reach_the_cluster_through_the_bastion_with_each_key_format() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bastion_with_another_host_key_is_refused() {
     let db = support::fresh_database().await;
-    items_table(&db, 5).await;
+    interrupt::create_items(&db.client).await;
     let bastion = bastion().await;
     let server = support::TestServer::start().await;
     let mut client = server.client().await;
@@ -185,38 +172,15 @@ async fn each_unreachable_hop_is_named() {
 /// and the sync resumes after the last row sent, every row once.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tunnel_killed_mid_sync_reconnects_and_the_sync_resumes() {
-    const ROWS: i32 = 3000;
     let db = support::fresh_database().await;
-    items_table(&db, ROWS).await;
+    interrupt::create_items(&db.client).await;
     let bastion = bastion().await;
-    let server = support::TestServer::start().await;
-    let mut client = server.client().await;
-    let mut config = bastion.configuration(&db.config, &bastion.key);
-    config.insert("batch_size".into(), "100".into());
-    config.insert("max_batch_bytes".into(), "65536".into());
-
-    let mut updates = stream::start_update(&mut client, &config, None, None)
-        .await
-        .unwrap();
-    let mut log = stream::UpdateLog::default();
-    let mut killed = 0;
-    while let Some(message) = updates
-        .message()
-        .await
-        .expect("the stream survives the tunnel's death")
-    {
-        stream::push(&mut log, message.operation);
-        // The host pauses after the 5th checkpoint, so the scan's session waits in its
-        // transaction inside the tunnel; then every tunnel dies.
-        if log.checkpoints().len() == 5 && killed == 0 {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            killed = tokio::task::block_in_place(|| bastion.kill_tunnels());
-        }
-    }
+    let config = interrupt::small_batches(&bastion.configuration(&db.config, &bastion.key));
+    let (log, killed) = interrupt::update_interrupted(&config, || async {
+        tokio::task::block_in_place(|| bastion.kill_tunnels())
+    })
+    .await;
     assert!(killed > 0, "a tunnel was open to kill");
-    let ids = ids(&log);
-    let distinct: BTreeSet<i32> = ids.iter().copied().collect();
-    assert_eq!(distinct.len(), ROWS as usize, "every row arrived");
-    assert_eq!(ids.len(), ROWS as usize, "and none twice");
+    interrupt::assert_each_row_once(&log);
     assert!(bastion.sign_ins() >= 2, "a new tunnel: {}", bastion.log());
 }

@@ -25,6 +25,7 @@ use tonic::transport::{Channel, Endpoint};
 
 #[allow(dead_code)]
 pub mod aws;
+pub mod interrupt;
 #[allow(dead_code)]
 pub mod python;
 pub mod redshift;
