@@ -475,7 +475,9 @@ async fn a_silent_scan_connection_is_watched_by_keepalives() {
         &db,
         Settings {
             faults: Faults {
-                silence_at: Some(5),
+                // Past the catalog's statements and the clock's (the cursor's bound): the
+                // scan's second fetch.
+                silence_at: Some(6),
                 ..Faults::default()
             },
             ..Settings::default()
@@ -492,7 +494,11 @@ async fn a_silent_scan_connection_is_watched_by_keepalives() {
     .await
     .unwrap();
     // The first batch arrives; then the server goes silent.
-    updates.message().await.unwrap().expect("a first message");
+    tokio::time::timeout(Duration::from_secs(30), updates.message())
+        .await
+        .expect("the first batch arrives before the silence")
+        .unwrap()
+        .expect("a first message");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let sockets = connected_sockets(proxy.port());
     assert!(!sockets.is_empty(), "the scan's connection is open");

@@ -288,6 +288,7 @@ async fn an_export_arrives_exactly_as_the_direct_path_reads_the_table() {
         .batch_execute("UPDATE public.typed SET c_text = 'changed', updated_at = now() + INTERVAL '1 second' WHERE id <= 5")
         .await
         .unwrap();
+    settle(&setup.db).await;
     let next = stream::update_ok(
         &mut client,
         &setup.config("sync-staging"),
@@ -306,6 +307,29 @@ async fn an_export_arrives_exactly_as_the_direct_path_reads_the_table() {
 }
 
 /// The export's checkpoints, by (files done, rows of the next file).
+/// Waits until the database's clock, in whole seconds as Redshift's GETDATE() counts them,
+/// has passed every `updated_at` of `public.typed`: syncs read time cursors only up to that
+/// clock, so the rows the tests just changed (stamped a second or two ahead) are readable.
+async fn settle(db: &TestDb) {
+    for _ in 0..100 {
+        let passed: bool = db
+            .client
+            .query_one(
+                "SELECT date_trunc('second', clock_timestamp() AT TIME ZONE 'UTC')
+                        > (SELECT max(updated_at) FROM public.typed)",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if passed {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the database's clock did not pass the newest updated_at within 10 s");
+}
+
 fn export_progress(state_json: &str) -> Option<(u64, u64)> {
     let state: serde_json::Value = serde_json::from_str(state_json).unwrap();
     let export = state["tables"]["public"]["typed"].get("export")?;
@@ -397,6 +421,7 @@ async fn a_sync_killed_anywhere_in_its_export_resumes_equal_to_the_source() {
             ))
             .await
             .unwrap();
+        settle(&setup.db).await;
         let server = setup.server(&setup.aws.syncer);
         let mut client = server.client().await;
         let unloads_before = setup.unloads().len();
@@ -605,6 +630,7 @@ async fn the_debug_runners_warehouse_after_an_export_equals_the_direct_paths() {
         .batch_execute(&changes.join(";"))
         .await
         .unwrap();
+    settle(&setup.db).await;
     let resumed = run_sync(&exported).await.expect("the resumed run");
     assert!(resumed.tables["public.typed"].upserts > 0, "{resumed}");
     setup
@@ -615,6 +641,7 @@ async fn the_debug_runners_warehouse_after_an_export_equals_the_direct_paths() {
         )
         .await
         .unwrap();
+    settle(&setup.db).await;
     let incremental = run_sync(&exported).await.expect("the incremental run");
     assert_eq!(
         incremental.tables["public.typed"].truncates, 0,

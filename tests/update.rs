@@ -182,6 +182,58 @@ async fn incremental_sync_sends_exactly_the_new_and_changed_rows() {
     assert_eq!(third.last_state(), second.last_state());
 }
 
+/// One row dated 2099 (a typo, a test row) does not carry the position past every current
+/// row: time cursors are read up to the database's clock even with `cursor_lag_s` = 0, the row
+/// waits for its time with one Warning per sync saying how many rows wait and until when, and
+/// rows changed later are delivered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_future_dated_row_waits_and_hides_no_later_change() {
+    let db = support::fresh_database().await;
+    create_orders(&db, 10).await;
+    db.client
+        .batch_execute(
+            "INSERT INTO public.orders (id, customer, updated_at)
+             VALUES (99, 'from the future', TIMESTAMP '2099-12-31 00:00:00')",
+        )
+        .await
+        .unwrap();
+    let server = support::TestServer::start().await;
+    let mut client = server.client().await;
+    let config = with(&db.config, &[("cursor_lag_s", "0")]);
+    let first = stream::update_ok(&mut client, &config, None, None).await;
+    let ids = |log: &UpdateLog| -> BTreeSet<String> {
+        log.upserts().iter().map(|row| row["id"].clone()).collect()
+    };
+    assert_eq!(ids(&first), (1..=10).map(|i| i.to_string()).collect());
+    let warnings = first.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("public.orders: 1 row"),
+        "{}",
+        warnings[0]
+    );
+    assert!(warnings[0].contains("2099-12-31"), "{}", warnings[0]);
+    assert!(warnings[0].contains("`cursor_lag_s`"), "{}", warnings[0]);
+
+    // Five rows change now (two seconds ago: the clock the next sync reads counts whole
+    // seconds on Redshift).
+    db.client
+        .batch_execute(
+            "UPDATE public.orders
+             SET customer = 'changed', updated_at = (now() AT TIME ZONE 'UTC') - INTERVAL '2 seconds'
+             WHERE id <= 5",
+        )
+        .await
+        .unwrap();
+    let second = stream::update_ok(&mut client, &config, None, first.last_state()).await;
+    assert_eq!(ids(&second), (1..=5).map(|i| i.to_string()).collect());
+    assert!(second
+        .upserts()
+        .iter()
+        .all(|row| row["customer"] == "changed"));
+    assert_eq!(second.warnings().len(), 1, "{:?}", second.warnings());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn tables_without_the_cursor_column_are_resent_in_full_with_a_warning() {
     let db = support::fresh_database().await;

@@ -283,6 +283,42 @@ impl ScanSpec<'_> {
 
 /// `t1 >= v1 AND (<rest>)` when there are several terms: the same as `<rest>` alone, in a form
 /// an index range scan (PostgreSQL) or zone maps (Redshift) can use.
+/// Rows held back by a scan's upper bound: how many have a cursor beyond `bound`, and the
+/// greatest such cursor value (as text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BeyondBound {
+    pub rows: u64,
+    pub greatest: Option<String>,
+}
+
+/// Counts the rows of `table` whose `cursor` column lies beyond `bound` (position text). On
+/// Redshift, with the cursor as sort key, zone maps answer it from block metadata.
+pub async fn beyond_bound(
+    session: &mut Session,
+    table: &TableInfo,
+    cursor: usize,
+    bound: &str,
+) -> Result<BeyondBound, SourceError> {
+    let column = &table.columns[cursor];
+    let sql = format!(
+        "SELECT COUNT(*), MAX({c})::VARCHAR FROM {} WHERE {c} > {}",
+        table.quoted_name(),
+        column.sql_type.param_expr(1, bound),
+        c = quote_ident(&column.name),
+    );
+    let rows = session.query(&sql, &[bound]).await?;
+    let row = rows.into_iter().next().unwrap_or_default();
+    let count = row.first().cloned().flatten().unwrap_or_default();
+    Ok(BeyondBound {
+        rows: count.parse().map_err(|_| SourceError::Database {
+            code: "count".to_string(),
+            message: format!("COUNT(*) of {} reads `{count}`", table.name),
+            transient: false,
+        })?,
+        greatest: row.get(1).cloned().flatten(),
+    })
+}
+
 fn leading_range(terms: &[Term], rest: fn(&[Term]) -> String) -> String {
     match terms {
         [first, _, ..] => format!("{} >= {} AND ({})", first.column, first.value, rest(terms)),

@@ -29,9 +29,10 @@
 //!   out (see `checkpoints`), so the first invariant holds for every table at every checkpoint.
 //! - After a failure the rows read so far are sent and checkpointed, and the table is re-read
 //!   on a new session from there, so a retry repeats nothing that was delivered.
-//! - With `cursor_lag_s`, a query reads only cursor values up to the database's clock minus the
-//!   lag, so a row committed late with an older cursor value (redshift.md, "Time and the
-//!   cursor") is still ahead of every checkpoint when it becomes visible.
+//! - A query reads time cursors only up to the database's clock minus `cursor_lag_s` (which may
+//!   be zero), so a row committed late with an older cursor value (redshift.md, "Time and the
+//!   cursor") is still ahead of every checkpoint when it becomes visible, and a row dated in the
+//!   future waits for its time instead of carrying the position past every current row.
 
 mod checkpoints;
 pub mod encode;

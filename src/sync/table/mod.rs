@@ -269,6 +269,8 @@ struct TableSync {
     restart_reason: Option<String>,
     /// Warned that more rows share one cursor value than a query may read.
     warned_tied: bool,
+    /// Counted the rows beyond the cursor's upper bound (once per Update).
+    counted_beyond_bound: bool,
     /// The UNLOAD export under way, as last committed.
     export: Option<ExportState>,
     /// Whether this pass was considered for an export (once per Update).
@@ -330,6 +332,7 @@ impl TableSync {
             plan: Arc::clone(plan),
             restart_reason: start.restart_reason,
             warned_tied: false,
+            counted_beyond_bound: false,
             export: start.export,
             export_considered: false,
             truncate_pending: start.truncate,
@@ -403,11 +406,53 @@ impl TableSync {
             self.warn_of_a_tied_group(shared, &next, rows, rows_per_query)
                 .await?;
             if after == AfterQuery::Done {
+                if let (Some(bound), Some(cursor)) = (&upper_bound, cursor) {
+                    self.warn_of_rows_beyond_bound(shared, &mut session, cursor, bound)
+                        .await?;
+                }
                 cancel.0 = None;
                 shared.release(session);
                 return Ok(());
             }
         }
+    }
+
+    /// Once the pass is done: a Warning, once per Update, when rows wait beyond the cursor's
+    /// upper bound, saying how many and up to when. One query per table and Update.
+    async fn warn_of_rows_beyond_bound(
+        &mut self,
+        shared: &Shared,
+        session: &mut Session,
+        cursor: usize,
+        bound: &str,
+    ) -> Result<(), SyncError> {
+        if std::mem::replace(&mut self.counted_beyond_bound, true) {
+            return Ok(());
+        }
+        let table = &self.plan.table;
+        let beyond = match source::scan::beyond_bound(session, table, cursor, bound).await {
+            Ok(beyond) => beyond,
+            Err(err) => {
+                // Only a Warning's worth of information: never a reason to fail the table.
+                tracing::warn!(table = %table.name, error = %err, "cannot count the rows beyond the cursor's bound");
+                return Ok(());
+            }
+        };
+        if beyond.rows == 0 {
+            return Ok(());
+        }
+        let column = &table.columns[cursor].name;
+        let (rows, verb) = match beyond.rows {
+            1 => ("1 row".to_string(), "is"),
+            n => (format!("{n} rows"), "are"),
+        };
+        let message = format!(
+            "table {}: {rows} with `{column}` later than the database's clock minus `cursor_lag_s` ({bound}) {verb} left for the syncs after that time comes (the latest: {}); rows dated in the future usually come from a typo, a test row, or local time written into a TIMESTAMP column (the clock is read in UTC)",
+            table.name,
+            beyond.greatest.as_deref().unwrap_or("?"),
+        );
+        tracing::warn!(table = %table.name, rows = beyond.rows, %bound, "rows beyond the cursor's bound");
+        self.warning(&shared.output, message).await
     }
 
     /// After the rows sharing one cursor value were read by one query without a limit: a
@@ -712,9 +757,11 @@ impl TableSync {
         Ok(())
     }
 
-    /// The newest cursor value this scan may read: the database's clock minus `cursor_lag_s`,
-    /// for time cursors. Taken when the attempt starts, so a retry may read a little further,
-    /// never less.
+    /// The newest cursor value this scan may read, for time cursors: the database's clock
+    /// minus `cursor_lag_s` (which may be zero), always. Rows dated beyond it wait for their
+    /// time: one row dated 2099 (a typo, a test row) would otherwise carry the position past
+    /// every current row, and every later change would be skipped until then. Taken when the
+    /// attempt starts, so a retry may read a little further, never less.
     async fn upper_bound(
         &self,
         session: &mut Session,
@@ -724,7 +771,7 @@ impl TableSync {
             return Ok(None);
         };
         let sql_type = &self.plan.table.columns[cursor].sql_type;
-        if config.sync.cursor_lag.is_zero() || !sql_type.is_time() {
+        if !sql_type.is_time() {
             return Ok(None);
         }
         let now = database_clock(session).await?;
