@@ -73,9 +73,9 @@ fn source_code(err: &SourceError) -> Code {
         },
         SourceError::Tunnel(ssh) => match ssh.as_ref() {
             SshError::Rejected { .. } => Code::Unauthenticated,
-            SshError::HostKeyMismatch { .. } | SshError::ForwardingRefused { .. } => {
-                Code::FailedPrecondition
-            }
+            SshError::HostKeyMismatch { .. }
+            | SshError::ForwardingRefused { .. }
+            | SshError::Incompatible { .. } => Code::FailedPrecondition,
             SshError::Unreachable { .. }
             | SshError::TargetUnreachable { .. }
             | SshError::Session { .. } => Code::Unavailable,

@@ -78,6 +78,9 @@ pub enum SshError {
     },
     #[error("the SSH session with the bastion {bastion} failed: {reason}")]
     Session { bastion: String, reason: String },
+    /// No cipher, MAC or key exchange both sides support: retrying cannot help.
+    #[error("the SSH bastion {bastion} and this connector share no algorithm: {reason}")]
+    Incompatible { bastion: String, reason: String },
 }
 
 impl SshError {
@@ -144,10 +147,21 @@ pub async fn open(
                     offered,
                     expected: fingerprint(&target.host_key),
                 },
-                (russh::Error::NoCommonAlgo { .. }, _) => SshError::HostKeyMismatch {
+                (
+                    russh::Error::NoCommonAlgo {
+                        kind: russh::AlgorithmKind::Key,
+                        theirs,
+                        ..
+                    },
+                    _,
+                ) => SshError::HostKeyMismatch {
                     bastion: bastion.clone(),
-                    offered: "no key of that type".to_string(),
+                    offered: format!("only keys of type {}", theirs.join(", ")),
                     expected: fingerprint(&target.host_key),
+                },
+                (russh::Error::NoCommonAlgo { .. }, _) => SshError::Incompatible {
+                    bastion: bastion.clone(),
+                    reason: err.to_string(),
                 },
                 _ => SshError::Session {
                     bastion: bastion.clone(),
