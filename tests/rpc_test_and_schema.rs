@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use fivetran_source::proto::source_connector_client::SourceConnectorClient;
 use fivetran_source::proto::{
-    form_field, schema_response, test_response, ConfigurationFormRequest, Schema, SchemaRequest,
-    TestRequest, TextField,
+    form_field, schema_response, ConfigurationFormRequest, Schema, SchemaRequest, TestRequest,
+    TextField,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -83,31 +83,7 @@ async fn client() -> (support::TestServer, SourceConnectorClient<Channel>) {
     (server, client)
 }
 
-/// Runs the named test; a status error fails the calling test (Test must answer `failure`).
-async fn run_test(
-    client: &mut SourceConnectorClient<Channel>,
-    name: &str,
-    config: &Config,
-) -> Result<(), String> {
-    let response = client
-        .test(TestRequest {
-            name: name.to_string(),
-            configuration: config.clone(),
-        })
-        .await
-        .unwrap_or_else(|status| {
-            panic!("Test `{name}` answered a status instead of a result: {status:?}")
-        })
-        .into_inner();
-    match response.response {
-        Some(test_response::Response::Success(true)) => Ok(()),
-        Some(test_response::Response::Failure(reason)) => {
-            assert!(!reason.trim().is_empty(), "an empty failure reason");
-            Err(reason)
-        }
-        other => panic!("Test `{name}` answered {other:?}"),
-    }
-}
+use support::run_test;
 
 async fn expect_failure(
     client: &mut SourceConnectorClient<Channel>,
@@ -810,8 +786,8 @@ async fn sha256_password_users_sign_in_and_a_wrong_password_is_refused() {
 async fn identity_provider_authentication_says_what_to_use_instead() {
     let db = shared_database().await;
     let (_server, mut client) = client().await;
-    for (code, sslmode) in [(14, "prefer"), (14, "disable")] {
-        let (port, server) = fake_redshift_auth(code).await;
+    for sslmode in ["prefer", "disable"] {
+        let (port, server) = fake_redshift_auth(14).await;
         let config = with(
             &db.config,
             &[
@@ -824,7 +800,7 @@ async fn identity_provider_authentication_says_what_to_use_instead() {
             ],
         );
         let reason = expect_failure(&mut client, "connect", &config).await;
-        assert_eq!(server.await.unwrap().0, "sha_user", "code {code}");
+        assert_eq!(server.await.unwrap().0, "sha_user", "sslmode={sslmode}");
         assert!(reason.contains("`sha_user`"), "{reason}");
         assert!(reason.contains("authentication method"), "{reason}");
         assert!(reason.contains("MD5"), "{reason}");

@@ -4,39 +4,13 @@
 
 mod support;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
-use fivetran_source::proto::source_connector_client::SourceConnectorClient;
-use fivetran_source::proto::{test_response, TestRequest};
 use support::ssh::{Bastion, PASSPHRASE};
-use support::{interrupt, stream};
-use tonic::transport::Channel;
-
-type Config = HashMap<String, String>;
+use support::{interrupt, run_test, stream};
 
 async fn bastion() -> Bastion {
     tokio::task::spawn_blocking(Bastion::start).await.unwrap()
-}
-
-/// Runs the named Test: `Ok` on success, the failure's text otherwise.
-async fn run_test(
-    client: &mut SourceConnectorClient<Channel>,
-    name: &str,
-    config: &Config,
-) -> Result<(), String> {
-    let response = client
-        .test(TestRequest {
-            name: name.into(),
-            configuration: config.clone(),
-        })
-        .await
-        .unwrap_or_else(|status| panic!("Test `{name}` answered a status: {status:?}"))
-        .into_inner();
-    match response.response {
-        Some(test_response::Response::Success(true)) => Ok(()),
-        Some(test_response::Response::Failure(reason)) => Err(reason),
-        other => panic!("Test `{name}` answered {other:?}"),
-    }
 }
 
 fn ids(log: &stream::UpdateLog) -> Vec<i32> {

@@ -51,6 +51,19 @@ async fn wait_for_sessions(
     }
 }
 
+/// `public.wide`: `rows` rows of about 3 KB, one cursor value each.
+async fn create_wide(db: &TestDb, rows: usize) {
+    db.client
+        .batch_execute(&format!(
+            "CREATE TABLE public.wide (id INTEGER PRIMARY KEY, updated_at TIMESTAMP, pad TEXT);
+             INSERT INTO public.wide
+               SELECT g, TIMESTAMP '2024-01-01' + g * INTERVAL '1 millisecond', repeat(md5(g::text), 100)
+               FROM generate_series(1, {rows}) g;"
+        ))
+        .await
+        .unwrap();
+}
+
 fn with_batch_size(config: &HashMap<String, String>, batch_size: u32) -> HashMap<String, String> {
     let mut config = config.clone();
     config.insert("batch_size".into(), batch_size.to_string());
@@ -130,16 +143,8 @@ async fn a_host_that_goes_away_during_a_long_query_cancels_it() {
 async fn a_slow_host_holds_the_scan_back() {
     const ROWS: usize = 5000;
     let db = support::fresh_database().await;
-    // ~3 KB a row, ~16 MB in all: far more than the stream's buffers hold.
-    db.client
-        .batch_execute(&format!(
-            "CREATE TABLE public.wide (id INTEGER PRIMARY KEY, updated_at TIMESTAMP, pad TEXT);
-             INSERT INTO public.wide
-               SELECT g, TIMESTAMP '2024-01-01' + g * INTERVAL '1 millisecond', repeat(md5(g::text), 100)
-               FROM generate_series(1, {ROWS}) g;"
-        ))
-        .await
-        .unwrap();
+    // ~16 MB in all: far more than the stream's buffers hold.
+    create_wide(&db, ROWS).await;
     let server = support::TestServer::start().await;
     let mut client = server.client().await;
     let mut updates =
@@ -198,15 +203,7 @@ async fn a_host_that_pauses_at_many_moments_always_gets_the_rest() {
     /// Longer than any batch takes here; a message that does not come by then never will.
     const STALL: Duration = Duration::from_secs(30);
     let db = support::fresh_database().await;
-    db.client
-        .batch_execute(&format!(
-            "CREATE TABLE public.wide (id INTEGER PRIMARY KEY, updated_at TIMESTAMP, pad TEXT);
-             INSERT INTO public.wide
-               SELECT g, TIMESTAMP '2024-01-01' + g * INTERVAL '1 millisecond', repeat(md5(g::text), 100)
-               FROM generate_series(1, {ROWS}) g;"
-        ))
-        .await
-        .unwrap();
+    create_wide(&db, ROWS).await;
     let server = support::TestServer::start().await;
     let mut client = server.client().await;
     let mut config = with_batch_size(&db.config, 100);

@@ -512,14 +512,7 @@ shared_buffers = 32MB
             let (port, ipv6) = free_port()?;
             self.write_settings(port, ipv6)?;
             let log_start = fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
-            let mut pg_ctl = self.run_as.command(&self.programs.pg_ctl());
-            pg_ctl
-                .arg("--pgdata")
-                .arg(self.data_dir())
-                .arg("--log")
-                .arg(&log)
-                .args(["--wait", "--timeout=60", "--silent", "start"]);
-            let started = run(pg_ctl, self.dir.path());
+            let started = run(self.pg_ctl_start(), self.dir.path());
             let new_log = read_from(&log, log_start);
             // PostgreSQL starts when at least one listen address binds; a server that lost
             // one of them to another process would be reached only some of the time.
@@ -557,20 +550,17 @@ shared_buffers = 32MB
     /// what a sync does while its database is away. [`start_again`](Self::start_again) brings
     /// it back on the same port. Blocks until the server is down.
     pub fn stop_for_outage(&self) -> Result<(), LocalPostgresError> {
-        let mut pg_ctl = self.run_as.command(&self.programs.pg_ctl());
-        pg_ctl.arg("--pgdata").arg(self.data_dir()).args([
-            "--mode=fast",
-            "--wait",
-            "--timeout=60",
-            "--silent",
-            "stop",
-        ]);
-        run(pg_ctl, self.dir.path())
+        run(self.pg_ctl_stop("fast", 60), self.dir.path())
     }
 
     /// Starts a server stopped by [`stop_for_outage`](Self::stop_for_outage) again, on the
     /// same port and with the same data. Blocks until it accepts connections.
     pub fn start_again(&self) -> Result<(), LocalPostgresError> {
+        run(self.pg_ctl_start(), self.dir.path())
+    }
+
+    /// `pg_ctl start`, waiting until the server accepts connections.
+    fn pg_ctl_start(&self) -> Command {
         let mut pg_ctl = self.run_as.command(&self.programs.pg_ctl());
         pg_ctl
             .arg("--pgdata")
@@ -578,20 +568,24 @@ shared_buffers = 32MB
             .arg("--log")
             .arg(self.log_path())
             .args(["--wait", "--timeout=60", "--silent", "start"]);
-        run(pg_ctl, self.dir.path())
+        pg_ctl
+    }
+
+    /// `pg_ctl stop` in `mode`, waiting at most `timeout_s` seconds.
+    fn pg_ctl_stop(&self, mode: &str, timeout_s: u32) -> Command {
+        let mut pg_ctl = self.run_as.command(&self.programs.pg_ctl());
+        pg_ctl
+            .arg("--pgdata")
+            .arg(self.data_dir())
+            .arg(format!("--mode={mode}"))
+            .arg(format!("--timeout={timeout_s}"))
+            .args(["--wait", "--silent", "stop"]);
+        pg_ctl
     }
 
     /// `pg_ctl stop -m immediate`: the data is about to be deleted, so no checkpoint is needed.
     fn stop_command(&self) -> Command {
-        let mut pg_ctl = self.run_as.command(&self.programs.pg_ctl());
-        pg_ctl.arg("--pgdata").arg(self.data_dir()).args([
-            "--mode=immediate",
-            "--wait",
-            "--timeout=30",
-            "--silent",
-            "stop",
-        ]);
-        pg_ctl
+        self.pg_ctl_stop("immediate", 30)
     }
 
     fn stop(&self) {

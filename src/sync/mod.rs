@@ -147,6 +147,7 @@ pub async fn run(
         export_id: table::new_export_id(),
         staging: tokio::sync::OnceCell::new(),
         export_readers: Arc::new(tokio::sync::Semaphore::new(table::export_readers())),
+        clock: tokio::sync::OnceCell::new(),
     });
     shared.release(session);
     // Exports left by abandoned syncs go, in the background; any export a table's state

@@ -235,6 +235,35 @@ impl Drop for TestServer {
 #[allow(unused_imports)]
 pub use fivetran_source::source::error_chain as chain;
 
+/// Runs the named Test: `Ok` on success, the failure's text otherwise (never empty). A status
+/// instead of an answer fails the calling test: Test answers problems as failures.
+#[allow(dead_code)]
+pub async fn run_test(
+    client: &mut SourceConnectorClient<Channel>,
+    name: &str,
+    config: &HashMap<String, String>,
+) -> Result<(), String> {
+    use fivetran_source::proto::{test_response, TestRequest};
+    let response = client
+        .test(TestRequest {
+            name: name.to_string(),
+            configuration: config.clone(),
+        })
+        .await
+        .unwrap_or_else(|status| {
+            panic!("Test `{name}` answered a status instead of a result: {status:?}")
+        })
+        .into_inner();
+    match response.response {
+        Some(test_response::Response::Success(true)) => Ok(()),
+        Some(test_response::Response::Failure(reason)) => {
+            assert!(!reason.trim().is_empty(), "an empty failure reason");
+            Err(reason)
+        }
+        other => panic!("Test `{name}` answered {other:?}"),
+    }
+}
+
 /// Runs the `connect` test, which must fail, and returns its failure message (Test answers
 /// problems with the configuration or the cluster as a failure for the user to read).
 #[allow(dead_code)]

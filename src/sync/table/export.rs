@@ -25,7 +25,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::task::JoinHandle;
 
-use super::{database_clock, Shared, Stop, TableSync};
+use super::{Shared, Stop, TableSync};
 use crate::config::UnloadConfig;
 use crate::source::types::SqlType;
 use crate::source::unload::manifest::{Entry, Manifest};
@@ -221,11 +221,7 @@ impl TableSync {
             Mode::Incremental { cursor } => {
                 let column = &table.columns[cursor];
                 if column.sql_type.is_time() {
-                    let lag = chrono::Duration::from_std(shared.config.sync.cursor_lag)
-                        .unwrap_or(chrono::Duration::MAX);
-                    let now = database_clock(session).await?;
-                    now.checked_sub_signed(lag)
-                        .and_then(|at| column.sql_type.time_position(at))
+                    shared.time_bound(session, &column.sql_type).await?
                 } else {
                     greatest(session, &table.quoted_name(), &column.name).await?
                 }

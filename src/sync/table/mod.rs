@@ -64,6 +64,9 @@ pub(super) struct Shared {
     pub staging: tokio::sync::OnceCell<Staging>,
     /// Export files held and decoded at once, across all tables (see `export`).
     pub export_readers: Arc<tokio::sync::Semaphore>,
+    /// The database's clock as first read in this Update, and when: later readings are derived
+    /// from it (see [`Shared::time_bound`]).
+    pub clock: tokio::sync::OnceCell<(chrono::DateTime<Utc>, Instant)>,
 }
 
 impl Shared {
@@ -97,6 +100,33 @@ impl Shared {
             })
             .await
             .clone()
+    }
+
+    /// The newest value of a time cursor a query may read now: the database's clock minus
+    /// `cursor_lag_s`, as a position of `sql_type`. The clock is asked once per Update (a
+    /// round trip to the leader node per table would add up over thousands of tables) and
+    /// advanced by the time elapsed since; `GETDATE()` counts whole seconds, so the derived
+    /// time never runs ahead of the database's.
+    pub async fn time_bound(
+        &self,
+        session: &mut Session,
+        sql_type: &SqlType,
+    ) -> Result<Option<String>, SourceError> {
+        let (read, at) = *self
+            .clock
+            .get_or_try_init(|| async {
+                Ok::<_, SourceError>((database_clock(session).await?, Instant::now()))
+            })
+            .await?;
+        let now = chrono::Duration::from_std(at.elapsed())
+            .ok()
+            .and_then(|elapsed| read.checked_add_signed(elapsed))
+            .unwrap_or(read);
+        let lag = chrono::Duration::from_std(self.config.sync.cursor_lag)
+            .unwrap_or(chrono::Duration::MAX);
+        Ok(now
+            .checked_sub_signed(lag)
+            .and_then(|at| sql_type.time_position(at)))
     }
 
     /// Keeps a session that is between statements (no transaction, no portal) for the next
@@ -369,7 +399,7 @@ impl TableSync {
             shared.release(session);
             return Ok(());
         }
-        let upper_bound = self.upper_bound(&mut session, config).await?;
+        let upper_bound = self.upper_bound(shared, &mut session).await?;
         let cursor = match self.plan.mode {
             Mode::Incremental { cursor } => Some(cursor),
             Mode::Full { .. } => None,
@@ -764,8 +794,8 @@ impl TableSync {
     /// attempt starts, so a retry may read a little further, never less.
     async fn upper_bound(
         &self,
+        shared: &Shared,
         session: &mut Session,
-        config: &Config,
     ) -> Result<Option<String>, SourceError> {
         let Mode::Incremental { cursor } = self.plan.mode else {
             return Ok(None);
@@ -774,12 +804,7 @@ impl TableSync {
         if !sql_type.is_time() {
             return Ok(None);
         }
-        let now = database_clock(session).await?;
-        let lag =
-            chrono::Duration::from_std(config.sync.cursor_lag).unwrap_or(chrono::Duration::MAX);
-        Ok(now
-            .checked_sub_signed(lag)
-            .and_then(|at| sql_type.time_position(at)))
+        shared.time_bound(session, sql_type).await
     }
 
     fn report(&mut self) {
