@@ -356,6 +356,7 @@ async fn scan_sql(config: &HashMap<String, String>) -> Result<String, BoxError> 
         key: &plan.key,
         upper_bound: None,
         limit: None,
+        only_null_cursor: false,
     };
     Ok(spec.query(&Resume::FromStart).sql)
 }

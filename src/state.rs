@@ -57,6 +57,11 @@ pub enum TableState {
         /// The table's initial sync (or re-sync) is an UNLOAD export under way.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         export: Option<ExportState>,
+        /// The rows whose cursor is NULL are being read again, before the scan goes on from
+        /// `position` (see `sync::position::null_rescan_due`): after this key; empty: from
+        /// the first (always, for a table without a key, which has no order to resume in).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        null_rescan: Option<Vec<String>>,
     },
     /// No cursor column: each sync re-reads the whole table after a TRUNCATE.
     Full {
@@ -268,6 +273,7 @@ mod tests {
                     vec!["7".into()],
                 )),
                 export: None,
+                null_rescan: Some(vec!["3".into()]),
             },
         );
         state.set_table(
@@ -291,6 +297,7 @@ mod tests {
                 key_columns: vec![],
                 position: Some(Position::tied(Some("2024-01-01 00:00:00.000000".into()))),
                 export: None,
+                null_rescan: None,
             },
         );
         let json = state.to_json();

@@ -301,9 +301,23 @@ async fn an_export_arrives_exactly_as_the_direct_path_reads_the_table() {
         3,
         "only the full table is exported again"
     );
-    let changed = next.upserts_of("typed");
+    // The changed rows, after the rows whose cursor is NULL, which every sync reads again.
+    let rows = next.upserts_of("typed");
+    let (null_cursor, changed): (Vec<_>, Vec<_>) = rows
+        .iter()
+        .partition(|row| row["updated_at"] == stream::NULL);
     assert_eq!(changed.len(), 5, "{changed:?}");
     assert!(changed.iter().all(|row| row["c_text"] == "changed"));
+    let nulls = stream::query_rows(
+        &setup.db.client,
+        "SELECT id::text AS id FROM public.typed WHERE updated_at IS NULL",
+    )
+    .await;
+    assert_eq!(null_cursor.len(), nulls.len());
+    assert_eq!(
+        rows[..nulls.len()],
+        null_cursor.into_iter().cloned().collect::<Vec<_>>()[..]
+    );
 }
 
 /// The export's checkpoints, by (files done, rows of the next file).

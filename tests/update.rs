@@ -234,6 +234,121 @@ async fn a_future_dated_row_waits_and_hides_no_later_change() {
     assert_eq!(second.warnings().len(), 1, "{:?}", second.warnings());
 }
 
+/// Rows whose cursor is NULL are read by the initial sync, and again by every later one
+/// (nothing says when they change), before the changed rows: a change to one arrives; a sync
+/// resumed inside the re-read goes on after the last key sent and then from the scan's own
+/// position, losing nothing; without a key they are read by one query; when many, a Warning
+/// says what it costs.
+#[tokio::test(flavor = "multi_thread")]
+async fn null_cursor_rows_are_read_again_by_every_later_sync() {
+    let db = support::fresh_database().await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE public.keyed (id INTEGER PRIMARY KEY, note TEXT, updated_at TIMESTAMP);
+             INSERT INTO public.keyed
+               SELECT g, 'row ' || g,
+                      CASE WHEN g % 3 = 0 THEN NULL
+                           ELSE TIMESTAMP '2024-01-01' + g * INTERVAL '1 second' END
+               FROM generate_series(1, 12) g;
+             CREATE TABLE public.keyless (v INTEGER, updated_at TIMESTAMP);
+             INSERT INTO public.keyless SELECT g, NULL FROM generate_series(1, 10000) g;
+             INSERT INTO public.keyless VALUES (0, TIMESTAMP '2024-01-01');",
+        )
+        .await
+        .unwrap();
+    let server = support::TestServer::start().await;
+    let mut client = server.client().await;
+    let config = with(
+        &db.config,
+        &[("batch_size", "1"), ("max_rows_per_query", "2")],
+    );
+    let first = stream::update_ok(&mut client, &config, None, None).await;
+    assert_eq!(first.upserts_of("keyed").len(), 12);
+    assert_eq!(first.upserts_of("keyless").len(), 10_001);
+    assert!(
+        first.warnings().iter().all(|w| !w.contains("NULL `")),
+        "{:?}",
+        first.warnings()
+    );
+
+    // A NULL-cursor row changes without a cursor, another is new, a dated row changes.
+    db.client
+        .batch_execute(
+            "UPDATE public.keyed SET note = 'changed, cursor still NULL' WHERE id = 6;
+             INSERT INTO public.keyed VALUES (13, 'new without a cursor', NULL);
+             UPDATE public.keyed SET note = 'dated change', updated_at = TIMESTAMP '2024-06-01'
+               WHERE id = 4;",
+        )
+        .await
+        .unwrap();
+    let ids = |rows: Vec<Row>| -> Vec<String> { rows.iter().map(|r| r["id"].clone()).collect() };
+    let second = stream::update_ok(&mut client, &config, None, first.last_state()).await;
+    assert_eq!(second.truncates_of("keyed"), 0);
+    assert_eq!(second.truncates_of("keyless"), 0);
+    // The NULL-cursor rows by key, then the changed row.
+    assert_eq!(
+        ids(second.upserts_of("keyed")),
+        ["3", "6", "9", "12", "13", "4"]
+    );
+    let keyed = by_key(&second.upserts_of("keyed"), &["id"]);
+    assert_eq!(
+        keyed[&vec!["6".to_string()]]["note"],
+        "changed, cursor still NULL"
+    );
+    // Without a key: the NULL-cursor rows, and the row at the last cursor value, which a
+    // keyless table's scan reads again.
+    assert_eq!(second.upserts_of("keyless").len(), 10_001);
+    let warnings = second.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("public.keyless: 10000 rows have a NULL `updated_at`"),
+        "{}",
+        warnings[0]
+    );
+    // The scan's position is where the first sync left it plus the dated change.
+    assert_eq!(
+        stream::position(&second.last_state().unwrap(), "public", "keyed"),
+        Some((Some("2024-06-01 00:00:00.000000".into()), vec!["4".into()]))
+    );
+
+    // A sync resumed from each checkpoint inside the re-read of `keyed` sends the NULL-cursor
+    // rows after the last key sent, then the changed row; none is lost.
+    let mut resumed_inside = 0;
+    for (at, resumed) in stream::resume_from_each_checkpoint(
+        &mut client,
+        &config,
+        Some(stream::with_schema(
+            false,
+            vec![schema("public", vec![table("keyed")])],
+        )),
+        &second,
+    )
+    .await
+    {
+        let state: serde_json::Value = serde_json::from_str(&at.state_json).unwrap();
+        let Some(after_key) = state["tables"]["public"]["keyed"]["null_rescan"].as_array() else {
+            continue;
+        };
+        resumed_inside += 1;
+        let after: i32 = after_key[0].as_str().unwrap().parse().unwrap();
+        let expected: Vec<String> = [3, 6, 9, 12, 13]
+            .into_iter()
+            .filter(|&id| id > after)
+            .chain([4])
+            .map(|id| id.to_string())
+            .collect();
+        assert_eq!(
+            ids(resumed.upserts_of("keyed")),
+            expected,
+            "resumed after key {after}"
+        );
+    }
+    assert!(
+        resumed_inside >= 4,
+        "checkpoints inside the re-read: {resumed_inside}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn tables_without_the_cursor_column_are_resent_in_full_with_a_warning() {
     let db = support::fresh_database().await;

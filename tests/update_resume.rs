@@ -19,7 +19,8 @@ use support::stream::{
 use tonic::transport::Channel;
 
 /// For a table with a primary key: from every checkpoint of `first`, the resumed run delivers
-/// exactly the rows not delivered before it (none twice), with a TRUNCATE first if and only if
+/// exactly the rows not delivered before it (none twice, but for the NULL-cursor rows every sync
+/// past them reads again), with a TRUNCATE first if and only if
 /// the table's TRUNCATE had not been sent yet. Returns the number of checkpoints checked.
 async fn assert_exact_resume_from_every_checkpoint(
     client: &mut SourceConnectorClient<Channel>,
@@ -34,7 +35,26 @@ async fn assert_exact_resume_from_every_checkpoint(
         for (table, key, expected) in tables {
             let before = by_key(&upserts_before(first, at, table), key);
             let after = by_key(&resumed.upserts_of(table), key);
-            let repeated: Vec<_> = before.keys().filter(|k| after.contains_key(*k)).collect();
+            // Once the position is past the rows whose cursor is NULL, a sync reads them all
+            // again (nothing says when they change): the one repeat a resume makes by design.
+            let past_nulls = position(&at.state_json, "public", table)
+                .is_some_and(|(cursor, _)| cursor.is_some());
+            let null_cursor = |row: &Row| row.get("updated_at").is_some_and(|v| v == stream::NULL);
+            if past_nulls {
+                let nulls = |rows: &std::collections::BTreeMap<Vec<String>, Row>| {
+                    rows.values().filter(|r| null_cursor(r)).count()
+                };
+                assert_eq!(
+                    nulls(&after),
+                    nulls(&by_key(expected, key)),
+                    "{table}, resumed from checkpoint {i}: the NULL-cursor rows are read again"
+                );
+            }
+            let repeated: Vec<_> = before
+                .iter()
+                .filter(|(k, row)| after.contains_key(*k) && !(past_nulls && null_cursor(row)))
+                .map(|(k, _)| k)
+                .collect();
             assert!(
                 repeated.is_empty(),
                 "{table}, resumed from checkpoint {i} ({}): rows delivered before it came again: {repeated:?}",

@@ -67,6 +67,8 @@ pub struct ScanSpec<'a> {
     pub upper_bound: Option<&'a str>,
     /// The most rows one query may return (`max_rows_per_query`); `None`: no limit.
     pub limit: Option<u64>,
+    /// Only the rows whose cursor is NULL, in key order (a later sync's re-read of them).
+    pub only_null_cursor: bool,
 }
 
 /// The scanned table's alias in the query, so that column references never resolve to the
@@ -193,16 +195,20 @@ impl ScanSpec<'_> {
             }
             _ => None,
         };
-        let predicate = match (after, below_bound) {
-            (Some(after), Some(bound)) => Some(format!("({after}) AND ({bound})")),
-            (after, bound) => after.or(bound),
-        };
+        let only_null = self
+            .cursor
+            .filter(|_| self.only_null_cursor)
+            .map(|c| format!("{} IS NULL", column(c)));
+        let predicate = [after, below_bound, only_null]
+            .into_iter()
+            .flatten()
+            .reduce(|all, term| format!("({all}) AND ({term})"));
 
         // Rows that share one cursor value have no order to keep (they are read whole, in one
         // query): no sort.
         let unordered = matches!(resume, Resume::OnlyCursor(_));
         let mut order: Vec<String> = Vec::new();
-        if let Some(c) = self.cursor.filter(|_| !unordered) {
+        if let Some(c) = self.cursor.filter(|_| !unordered && !self.only_null_cursor) {
             for (i, term) in self.cursor_terms(c, &column(c), "").iter().enumerate() {
                 let nulls = if i == 0 { " NULLS FIRST" } else { "" };
                 order.push(format!("{} ASC{nulls}", term.column));
@@ -519,6 +525,7 @@ mod tests {
             cursor,
             key,
             upper_bound: None,
+            only_null_cursor: false,
             limit: None,
         }
     }
@@ -595,6 +602,21 @@ mod tests {
         assert!(query.sql.ends_with(" LIMIT $3::BIGINT"), "{}", query.sql);
         assert_eq!(query.params[2], "1000000");
         assert_eq!(query.param_types, [oid::VARCHAR, oid::VARCHAR, oid::INT8]);
+    }
+
+    #[test]
+    fn the_null_cursor_re_read_selects_only_them_in_key_order() {
+        let table = table();
+        let mut spec = spec(&table, &[1, 2], Some(2), &[1]);
+        spec.only_null_cursor = true;
+        spec.limit = Some(10);
+        let query = spec.query(&Resume::AfterKey(vec!["3".into()]));
+        assert!(
+            query.sql.contains(") AND (\"src\".\"updated_at\" IS NULL) ORDER BY \"src\".\"id\" ASC LIMIT $2::BIGINT"),
+            "{}",
+            query.sql
+        );
+        assert!(!query.sql.contains("NULLS FIRST"), "{}", query.sql);
     }
 
     #[test]

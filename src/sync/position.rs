@@ -81,6 +81,30 @@ pub struct TableStart {
     pub position: Option<Position>,
     /// An UNLOAD export under way, to resume before any query.
     pub export: Option<ExportState>,
+    /// Re-read the rows whose cursor is NULL first, after this key (empty: from the first):
+    /// see [`null_rescan_due`].
+    pub null_rescan: Option<Vec<String>>,
+}
+
+/// Whether a sync that resumes from `position` begins by reading again the rows whose cursor
+/// is NULL. They come first in the scan order, so a table's initial sync reads them once; but
+/// nothing marks when one changes (a loader that never sets `updated_at`, a row inserted
+/// before the column was), so once the position is past them every change to them would be
+/// lost. Each later sync therefore re-reads them before it goes on (UPSERTs by key: a row sent
+/// again is idempotent; without a key, hosts key rows by a hash of their values, so an
+/// unchanged row is too). Not while the position is still among them, where the scan itself
+/// reads the rest.
+pub fn null_rescan_due(position: Option<&Position>) -> bool {
+    position.is_some_and(|p| p.cursor.is_some() || p.kind == PositionKind::AfterCursor)
+}
+
+/// How the rows whose cursor is NULL are re-read: by key, resumable after any; without a key,
+/// by one query.
+pub fn null_rescan_shape(shape: Shape) -> Shape {
+    match shape {
+        Shape::KeyedIncremental | Shape::KeyedFull => Shape::KeyedFull,
+        Shape::KeylessIncremental | Shape::KeylessFull => Shape::KeylessFull,
+    }
 }
 
 /// Decides, from the table's state, whether it resumes or starts over.
@@ -90,6 +114,7 @@ pub fn table_start(plan: &TablePlan, previous: Option<&TableState>) -> TableStar
         restart_reason,
         position: None,
         export: None,
+        null_rescan: None,
     };
     let Some(previous) = previous else {
         return fresh(None);
@@ -102,14 +127,24 @@ pub fn table_start(plan: &TablePlan, previous: Option<&TableState>) -> TableStar
                 key_columns: keys,
                 position,
                 export,
+                null_rescan,
             },
             Some(cursor),
-        ) if cursor_column == cursor && *keys == key_columns => TableStart {
-            truncate: false,
-            restart_reason: None,
-            position: position.clone().filter(|_| export.is_none()),
-            export: export.clone(),
-        },
+        ) if cursor_column == cursor && *keys == key_columns => {
+            let position = position.clone().filter(|_| export.is_none());
+            let null_rescan = match null_rescan {
+                Some(after_key) if export.is_none() => Some(after_key.clone()),
+                _ if export.is_none() && null_rescan_due(position.as_ref()) => Some(Vec::new()),
+                _ => None,
+            };
+            TableStart {
+                truncate: false,
+                restart_reason: None,
+                position,
+                export: export.clone(),
+                null_rescan,
+            }
+        }
         // A full pass under way resumes: an export from its files; a scan after its last key
         // (without a key it cannot).
         (
@@ -125,6 +160,7 @@ pub fn table_start(plan: &TablePlan, previous: Option<&TableState>) -> TableStar
             restart_reason: None,
             position: None,
             export: Some(export.clone()),
+            null_rescan: None,
         },
         (
             TableState::Full {
@@ -139,6 +175,7 @@ pub fn table_start(plan: &TablePlan, previous: Option<&TableState>) -> TableStar
             restart_reason: None,
             position: Some(position.clone()),
             export: None,
+            null_rescan: None,
         },
         // A finished full pass: the next one starts over, as full mode promises.
         (TableState::Full { .. }, None) => fresh(None),
@@ -156,6 +193,16 @@ pub fn table_start(plan: &TablePlan, previous: Option<&TableState>) -> TableStar
 /// (the table restarts) and needs no check.
 pub fn check_state(plan: &TablePlan, previous: Option<&TableState>) -> Result<(), String> {
     let start = table_start(plan, previous);
+    if let Some(after_key) = start.null_rescan.as_ref().filter(|k| !k.is_empty()) {
+        if after_key.len() != plan.key.len() {
+            return Err(format!(
+                "null_rescan has {} key values where {} belong",
+                after_key.len(),
+                plan.key.len()
+            ));
+        }
+        check_key_texts(plan, after_key)?;
+    }
     let Some(position) = start.position.filter(|_| !start.truncate) else {
         return Ok(());
     };
@@ -191,7 +238,13 @@ pub fn check_state(plan: &TablePlan, previous: Option<&TableState>) -> Result<()
             .check_position_text(text)
             .map_err(|reason| format!("cursor `{}`: {reason}", columns[*cursor].name))?;
     }
-    for (&index, text) in plan.key.iter().zip(&position.key) {
+    check_key_texts(plan, &position.key)
+}
+
+/// Each key value of a position fits its column's type and range.
+fn check_key_texts(plan: &TablePlan, key: &[String]) -> Result<(), String> {
+    let columns = &plan.table.columns;
+    for (&index, text) in plan.key.iter().zip(key) {
         columns[index]
             .sql_type
             .check_position_text(text)

@@ -38,11 +38,13 @@ use crate::source::unload::s3::Staging;
 use crate::source::value::{group_key, position_text, Cell, Decoder, RowDecoder, SavedValues};
 use crate::source::wire::Format;
 use crate::source::{self, Flavour, Session, SourceError};
-use crate::state::{ExportState, TableState};
+use crate::state::{ExportState, Position, TableState};
 
 pub(super) use export::{clean_abandoned, new_export_id, readers as export_readers};
 
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
+/// Rows with a NULL cursor, read again by every sync, from which a Warning says so.
+const NULL_RESCAN_WARNING_ROWS: u64 = 10_000;
 /// Redshift's single-node clusters fetch at most this many rows at a time.
 pub const SINGLE_NODE_FETCH_LIMIT: u32 = 1000;
 
@@ -244,7 +246,11 @@ pub(super) async fn sync_table(
         }
         // Every retry reads on from the last checkpoint; a keyless full pass cannot, and
         // starts over with its TRUNCATE (an export can: from its files).
-        if table.export.is_none() && table.progress.attempt_failed(table.rows) {
+        // (The re-read of NULL-cursor rows never does: sending them again is idempotent.)
+        if table.progress.attempt_failed(table.rows)
+            && table.export.is_none()
+            && table.after_null_rescan.is_none()
+        {
             table.truncate_pending = true;
         }
         match err {
@@ -294,8 +300,14 @@ pub(super) async fn sync_table(
 /// A table's sync in progress, across attempts.
 struct TableSync {
     plan: Arc<TablePlan>,
-    /// Where the scan stands, as last committed.
+    /// Where the scan stands, as last committed. While the rows whose cursor is NULL are
+    /// re-read, the progress of that re-read, with the scan's own kept in `after_null_rescan`.
     progress: Progress,
+    /// The scan's progress, while the NULL-cursor rows are re-read first (see
+    /// `position::null_rescan_due`); `None` otherwise.
+    after_null_rescan: Option<Progress>,
+    /// Rows the NULL-cursor re-read sent in this Update.
+    null_rescan_rows: u64,
     restart_reason: Option<String>,
     /// Warned that more rows share one cursor value than a query may read.
     warned_tied: bool,
@@ -358,7 +370,18 @@ impl TableSync {
                 .iter()
                 .map(|&i| columns[i].sql_type.clone())
                 .collect(),
-            progress: Progress::new(Shape::of(plan), start.position),
+            progress: match &start.null_rescan {
+                Some(after_key) => Progress::new(
+                    position::null_rescan_shape(Shape::of(plan)),
+                    (!after_key.is_empty()).then(|| Position::row(None, after_key.clone())),
+                ),
+                None => Progress::new(Shape::of(plan), start.position.clone()),
+            },
+            after_null_rescan: start
+                .null_rescan
+                .is_some()
+                .then(|| Progress::new(Shape::of(plan), start.position)),
+            null_rescan_rows: 0,
             plan: Arc::clone(plan),
             restart_reason: start.restart_reason,
             warned_tied: false,
@@ -389,7 +412,6 @@ impl TableSync {
 
     /// One attempt: a session, then the queries `position` asks for until the pass is done.
     async fn scan(&mut self, shared: &Shared, read_whole_queries: bool) -> Result<(), Stop> {
-        let config = &shared.config;
         let mut session = shared.session().await?;
         // While a statement runs, leaving early (an error, the host gone) cancels it on the
         // server, which would otherwise run the query to its end.
@@ -399,7 +421,40 @@ impl TableSync {
             shared.release(session);
             return Ok(());
         }
+        if self.after_null_rescan.is_some() {
+            self.run_pass(shared, &mut session, None, true, read_whole_queries)
+                .await?;
+            self.end_null_rescan(shared).await?;
+        }
         let upper_bound = self.upper_bound(shared, &mut session).await?;
+        self.run_pass(
+            shared,
+            &mut session,
+            upper_bound.as_deref(),
+            false,
+            read_whole_queries,
+        )
+        .await?;
+        if let (Some(bound), Mode::Incremental { cursor }) = (&upper_bound, &self.plan.mode) {
+            self.warn_of_rows_beyond_bound(shared, &mut session, *cursor, bound)
+                .await?;
+        }
+        cancel.0 = None;
+        shared.release(session);
+        Ok(())
+    }
+
+    /// Runs the queries `progress` asks for until its pass is done: the table's scan, or (with
+    /// `only_null_cursor`) the re-read of its rows whose cursor is NULL.
+    async fn run_pass(
+        &mut self,
+        shared: &Shared,
+        session: &mut Session,
+        upper_bound: Option<&str>,
+        only_null_cursor: bool,
+        read_whole_queries: bool,
+    ) -> Result<(), Stop> {
+        let config = &shared.config;
         let cursor = match self.plan.mode {
             Mode::Incremental { cursor } => Some(cursor),
             Mode::Full { .. } => None,
@@ -417,8 +472,9 @@ impl TableSync {
                 select: &self.plan.select,
                 cursor,
                 key: &self.plan.key,
-                upper_bound: upper_bound.as_deref(),
+                upper_bound,
                 limit: next.limit,
+                only_null_cursor,
             };
             let query = spec.query(&next.resume);
             tracing::debug!(table = %self.plan.table.name, sql = %query.sql, limit = ?next.limit, "scan query");
@@ -430,21 +486,37 @@ impl TableSync {
                     .batch_size
                     .min(shared.fetch_limit.load(Ordering::Relaxed))
             };
-            let (after, rows) = self
-                .run_query(shared, &mut session, &query, fetch_rows)
-                .await?;
+            let rows_before = self.rows + self.uncommitted_rows;
+            let (after, rows) = self.run_query(shared, session, &query, fetch_rows).await?;
+            if only_null_cursor {
+                self.null_rescan_rows += self.rows + self.uncommitted_rows - rows_before;
+            }
             self.warn_of_a_tied_group(shared, &next, rows, rows_per_query)
                 .await?;
             if after == AfterQuery::Done {
-                if let (Some(bound), Some(cursor)) = (&upper_bound, cursor) {
-                    self.warn_of_rows_beyond_bound(shared, &mut session, cursor, bound)
-                        .await?;
-                }
-                cancel.0 = None;
-                shared.release(session);
                 return Ok(());
             }
         }
+    }
+
+    /// The NULL-cursor rows were all read again: the scan goes on from its own position, and
+    /// a Warning says what re-reading them costs when they are many.
+    async fn end_null_rescan(&mut self, shared: &Shared) -> Result<(), SyncError> {
+        let Some(scan) = self.after_null_rescan.take() else {
+            return Ok(());
+        };
+        self.progress = scan;
+        let rows = self.null_rescan_rows;
+        tracing::info!(table = %self.plan.table.name, rows, "rows with a NULL cursor read again");
+        if rows < NULL_RESCAN_WARNING_ROWS {
+            return Ok(());
+        }
+        let column = self.plan.cursor_column().unwrap_or_default();
+        let message = format!(
+            "table {}: {rows} rows have a NULL `{column}`; nothing says when such a row changes, so they are read again on every sync; set `{column}` when rows are written (or choose another `cursor_column`) to sync only what changed",
+            self.plan.table.name
+        );
+        self.warning(&shared.output, message).await
     }
 
     /// Once the pass is done: a Warning, once per Update, when rows wait beyond the cursor's
@@ -753,11 +825,26 @@ impl TableSync {
     fn table_state(&self, in_progress: bool) -> TableState {
         let key_columns = self.plan.key_columns();
         match self.plan.cursor_column() {
-            Some(cursor) => TableState::Incremental {
-                cursor_column: cursor.to_string(),
-                key_columns,
-                position: self.progress.position().cloned(),
-                export: self.export.clone(),
+            Some(cursor) => match &self.after_null_rescan {
+                Some(scan) => TableState::Incremental {
+                    cursor_column: cursor.to_string(),
+                    key_columns,
+                    position: scan.position().cloned(),
+                    export: None,
+                    null_rescan: Some(
+                        self.progress
+                            .position()
+                            .map(|p| p.key.clone())
+                            .unwrap_or_default(),
+                    ),
+                },
+                None => TableState::Incremental {
+                    cursor_column: cursor.to_string(),
+                    key_columns,
+                    position: self.progress.position().cloned(),
+                    export: self.export.clone(),
+                    null_rescan: None,
+                },
             },
             None => TableState::Full {
                 key_columns,
