@@ -556,3 +556,59 @@ async fn a_full_resync_soft_deletes_rows_gone_from_the_source() {
         ]
     );
 }
+
+/// Soft deletes through the debug runner: rows the `deleted_column` marks (in the initial sync,
+/// and later) are deleted in the warehouse, an un-deleted row is live again, and the live rows
+/// equal the source's unmarked rows, column for column.
+#[tokio::test(flavor = "multi_thread")]
+async fn soft_deleted_rows_are_deleted_in_the_warehouse() {
+    let db = support::fresh_database().await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE public.accounts (
+               id INTEGER PRIMARY KEY, name TEXT, is_deleted BOOLEAN, updated_at TIMESTAMP);
+             INSERT INTO public.accounts
+               SELECT g, 'account ' || g, g % 4 = 0, TIMESTAMP '2024-01-01' + g * INTERVAL '1 second'
+               FROM generate_series(1, 40) g;",
+        )
+        .await
+        .expect("create the accounts table");
+    let files = files();
+    let mut config = db.config.clone();
+    config.insert("deleted_column".into(), "is_deleted".into());
+    let options = options(&config, &files);
+    let source = "SELECT id::BIGINT, name, CASE WHEN is_deleted THEN 1 ELSE 0 END::BIGINT
+                  FROM public.accounts WHERE is_deleted IS NOT TRUE ORDER BY id";
+    let live = "SELECT id, name, is_deleted FROM \"public.accounts\"
+                WHERE _fivetran_deleted = 0 ORDER BY id";
+    let assert_live_rows_equal_the_source = || async {
+        let rows = db.client.query(source, &[]).await.expect("read the source");
+        let expected: Vec<Vec<Value>> = rows
+            .iter()
+            .map(|r| {
+                vec![
+                    Value::Integer(r.get(0)),
+                    Value::Text(r.get(1)),
+                    Value::Integer(r.get(2)),
+                ]
+            })
+            .collect();
+        assert_eq!(warehouse_rows(&files.warehouse, live), expected);
+    };
+
+    let first = sync(&options).await;
+    assert_eq!(first.tables["public.accounts"].deletes, 10, "{first}");
+    assert_live_rows_equal_the_source().await;
+
+    db.client
+        .batch_execute(
+            "UPDATE public.accounts SET is_deleted = true, updated_at = '2024-06-01' WHERE id IN (1, 2);
+             UPDATE public.accounts SET is_deleted = false, updated_at = '2024-06-01' WHERE id = 4;",
+        )
+        .await
+        .expect("mark rows");
+    let second = sync(&options).await;
+    let counts = second.tables["public.accounts"];
+    assert_eq!((counts.upserts, counts.deletes), (1, 2), "{second}");
+    assert_live_rows_equal_the_source().await;
+}

@@ -55,6 +55,7 @@ const KEYS: &[&str] = &[
     "tables",
     "cursor_column",
     "cursor_lag_s",
+    "deleted_column",
     "batch_size",
     "max_batch_bytes",
     "max_rows_per_query",

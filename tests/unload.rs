@@ -762,3 +762,52 @@ async fn a_later_sync_deletes_abandoned_exports_and_nothing_else() {
     left.sort();
     assert_eq!(left, expected);
 }
+
+/// `deleted_column` through an export: the rows marked deleted arrive as the same DELETE
+/// records, carrying the key alone, as the direct path sends, and the others as UPSERTs.
+#[tokio::test(flavor = "multi_thread")]
+async fn soft_deletes_arrive_through_an_export_as_by_queries() {
+    let setup = setup().await;
+    create_typed_table(&setup.db, 600).await;
+    let server = setup.server(&setup.aws.syncer);
+    let mut client = server.client().await;
+    let soft = |mut config: HashMap<String, String>| {
+        config.insert("deleted_column".into(), "public.typed:c_bool".into());
+        config
+    };
+    let exported =
+        stream::update_ok(&mut client, &soft(setup.config("sync-staging")), None, None).await;
+    assert_eq!(setup.unloads().len(), 1, "the table is exported");
+    let direct = stream::update_ok(&mut client, &soft(setup.direct_config()), None, None).await;
+    let split = |log: &UpdateLog| {
+        let mut deleted = std::collections::BTreeSet::new();
+        let mut live = std::collections::BTreeSet::new();
+        for record in log.records_of("typed") {
+            match record.kind {
+                RecordType::Delete => {
+                    assert_eq!(record.data.len(), 1, "a DELETE carries the key alone");
+                    deleted.insert(record.get("id").parse::<i32>().unwrap());
+                }
+                RecordType::Upsert => {
+                    live.insert(record.get("id").parse::<i32>().unwrap());
+                }
+                _ => {}
+            }
+        }
+        (deleted, live)
+    };
+    let marked: std::collections::BTreeSet<i32> = setup
+        .db
+        .client
+        .query("SELECT id::INT4 FROM public.typed WHERE c_bool", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(!marked.is_empty());
+    let (exported_deleted, exported_live) = split(&exported);
+    assert_eq!(exported_deleted, marked);
+    assert_eq!(exported_live.len() + marked.len(), 600);
+    assert_eq!(split(&direct), (exported_deleted, exported_live));
+}

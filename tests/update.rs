@@ -349,6 +349,130 @@ async fn null_cursor_rows_are_read_again_by_every_later_sync() {
     );
 }
 
+/// `deleted_column`: rows a BOOLEAN marks true, or a TIMESTAMPTZ marks set, go out as DELETE
+/// records carrying the key alone, in the same scan as the UPSERTs (so in the initial sync and
+/// whenever a row is marked later); tables that cannot use the column say why in a Warning and
+/// sync as usual.
+#[tokio::test(flavor = "multi_thread")]
+async fn soft_deleted_rows_go_out_as_deletes_carrying_the_key() {
+    let db = support::fresh_database().await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE public.accounts (
+               id INTEGER PRIMARY KEY, name TEXT, is_deleted BOOLEAN, updated_at TIMESTAMP);
+             INSERT INTO public.accounts
+               SELECT g, 'account ' || g,
+                      CASE WHEN g = 3 THEN true WHEN g = 4 THEN NULL ELSE false END,
+                      TIMESTAMP '2024-01-01' + g * INTERVAL '1 second'
+               FROM generate_series(1, 6) g;
+             CREATE TABLE public.events (
+               region TEXT, id INTEGER, deleted_at TIMESTAMPTZ, updated_at TIMESTAMP,
+               PRIMARY KEY (region, id));
+             INSERT INTO public.events VALUES
+               ('eu', 1, NULL, '2024-01-01'), ('eu', 2, '2024-02-01 00:00:00+00', '2024-01-02'),
+               ('us', 1, NULL, '2024-01-03');
+             CREATE TABLE public.keyless (v INTEGER, is_deleted BOOLEAN, updated_at TIMESTAMP);
+             INSERT INTO public.keyless VALUES (1, true, '2024-01-01');
+             CREATE TABLE public.texty (id INTEGER PRIMARY KEY, is_deleted TEXT, updated_at TIMESTAMP);
+             INSERT INTO public.texty VALUES (1, 'yes', '2024-01-01');
+             CREATE TABLE public.unmarked (id INTEGER PRIMARY KEY, updated_at TIMESTAMP);
+             INSERT INTO public.unmarked VALUES (1, '2024-01-01');",
+        )
+        .await
+        .unwrap();
+    let server = support::TestServer::start().await;
+    let mut client = server.client().await;
+    let config = with(
+        &db.config,
+        &[(
+            "deleted_column",
+            "is_deleted, public.events:deleted_at, public.unmarked:gone",
+        )],
+    );
+    let deletes = |log: &UpdateLog, table: &str| -> Vec<Row> {
+        log.records_of(table)
+            .into_iter()
+            .filter(|r| r.kind == RecordType::Delete)
+            .map(|r| r.data.clone())
+            .collect()
+    };
+    let row = |pairs: &[(&str, &str)]| -> Row {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let first = stream::update_ok(&mut client, &config, None, None).await;
+    assert_eq!(
+        first.kinds_of("accounts"),
+        [
+            RecordType::Truncate,
+            RecordType::Upsert,
+            RecordType::Upsert,
+            RecordType::Delete,
+            RecordType::Upsert,
+            RecordType::Upsert,
+            RecordType::Upsert
+        ]
+    );
+    assert_eq!(deletes(&first, "accounts"), [row(&[("id", "3")])]);
+    // A NULL mark is not deleted; the mark itself is sent with the live rows.
+    let live = by_key(&first.upserts_of("accounts"), &["id"]);
+    assert_eq!(live[&vec!["4".to_string()]]["is_deleted"], stream::NULL);
+    assert_eq!(live[&vec!["5".to_string()]]["is_deleted"], "false");
+    assert_eq!(
+        deletes(&first, "events"),
+        [row(&[("region", "eu"), ("id", "2")])]
+    );
+    assert_eq!(first.upserts_of("events").len(), 2);
+    for table in ["keyless", "texty", "unmarked"] {
+        assert_eq!(first.upserts_of(table).len(), 1, "{table} syncs as usual");
+        assert!(deletes(&first, table).is_empty());
+    }
+    let warnings = first.warnings();
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
+    let warned = |needle: &str| warnings.iter().any(|w| w.contains(needle));
+    assert!(
+        warned("table public.keyless: it has no primary key"),
+        "{warnings:?}"
+    );
+    assert!(
+        warned("table public.texty: its `deleted_column` `is_deleted` is of type Text"),
+        "{warnings:?}"
+    );
+    assert!(
+        warned("table public.unmarked: it has no column `gone`"),
+        "{warnings:?}"
+    );
+
+    // Marked deleted later (the mark moves the cursor, as an application's soft delete does),
+    // and one row un-deleted.
+    db.client
+        .batch_execute(
+            "UPDATE public.accounts SET is_deleted = true, updated_at = '2024-06-01' WHERE id = 5;
+             UPDATE public.accounts SET is_deleted = false, updated_at = '2024-06-02' WHERE id = 3;
+             UPDATE public.events SET deleted_at = now(), updated_at = '2024-06-01'
+               WHERE region = 'us';",
+        )
+        .await
+        .unwrap();
+    let second = stream::update_ok(&mut client, &config, None, first.last_state()).await;
+    assert_eq!(deletes(&second, "accounts"), [row(&[("id", "5")])]);
+    assert_eq!(
+        second
+            .upserts_of("accounts")
+            .iter()
+            .map(|r| r["id"].as_str())
+            .collect::<Vec<_>>(),
+        ["3"]
+    );
+    assert_eq!(
+        deletes(&second, "events"),
+        [row(&[("region", "us"), ("id", "1")])]
+    );
+    assert!(second.upserts_of("events").is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn tables_without_the_cursor_column_are_resent_in_full_with_a_warning() {
     let db = support::fresh_database().await;

@@ -25,6 +25,7 @@ pub const SCHEMAS: &str = "schemas";
 pub const TABLES: &str = "tables";
 pub const CURSOR_COLUMN: &str = "cursor_column";
 pub const CURSOR_LAG_S: &str = "cursor_lag_s";
+pub const DELETED_COLUMN: &str = "deleted_column";
 pub const BATCH_SIZE: &str = "batch_size";
 pub const MAX_BATCH_BYTES: &str = "max_batch_bytes";
 pub const MAX_ROWS_PER_QUERY: &str = "max_rows_per_query";
@@ -65,6 +66,7 @@ pub const ALL: &[&str] = &[
     TABLES,
     CURSOR_COLUMN,
     CURSOR_LAG_S,
+    DELETED_COLUMN,
     BATCH_SIZE,
     MAX_BATCH_BYTES,
     MAX_ROWS_PER_QUERY,

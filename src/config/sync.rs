@@ -50,7 +50,11 @@ pub struct SyncConfig {
     /// Optional include list; `None` = every readable table of the schemas.
     pub tables: Option<Vec<TablePattern>>,
     pub default_cursor_column: Identifier,
-    pub cursor_column_overrides: Vec<(TablePattern, Identifier)>,
+    pub cursor_column_overrides: ColumnOverrides,
+    /// The column that marks a row soft-deleted (`deleted_column`): its default for every
+    /// table, and per-table overrides, as for the cursor.
+    pub default_deleted_column: Option<Identifier>,
+    pub deleted_column_overrides: ColumnOverrides,
     pub batch_size: u32,
     pub max_batch_bytes: u64,
     pub max_rows_per_query: RowsPerQuery,
@@ -94,6 +98,20 @@ impl SyncConfig {
             .map_or(&self.default_cursor_column, |(_, column)| column)
     }
 
+    /// The soft-delete column configured for a table, and whether an override named it (a
+    /// table without the default column simply has none; one named for it must exist).
+    pub fn deleted_column_for(&self, table: &TableName) -> Option<(&Identifier, bool)> {
+        match self
+            .deleted_column_overrides
+            .iter()
+            .rev()
+            .find(|(pattern, _)| pattern.matches(table))
+        {
+            Some((_, column)) => Some((column, true)),
+            None => self.default_deleted_column.as_ref().map(|c| (c, false)),
+        }
+    }
+
     /// Whether the schema/table filters admit this table.
     pub fn includes(&self, table: &TableName) -> bool {
         let schema_ok = self
@@ -128,7 +146,12 @@ pub(super) fn parse(reader: &MapReader<'_>) -> Result<SyncConfig, ConfigError> {
                 .collect::<Result<Vec<_>, _>>()?,
         ),
     };
-    let (default_cursor_column, cursor_column_overrides) = parse_cursor_columns(reader)?;
+    let (default_cursor_column, cursor_column_overrides) =
+        parse_column_overrides(reader, keys::CURSOR_COLUMN)?;
+    let default_cursor_column =
+        default_cursor_column.unwrap_or_else(|| Identifier::unquoted(DEFAULT_CURSOR_COLUMN));
+    let (default_deleted_column, deleted_column_overrides) =
+        parse_column_overrides(reader, keys::DELETED_COLUMN)?;
     let cursor_lag = reader
         .seconds(keys::CURSOR_LAG_S, 0, 30 * 24 * 3600)?
         .unwrap_or(Duration::ZERO);
@@ -170,6 +193,8 @@ pub(super) fn parse(reader: &MapReader<'_>) -> Result<SyncConfig, ConfigError> {
         tables,
         default_cursor_column,
         cursor_column_overrides,
+        default_deleted_column,
+        deleted_column_overrides,
         batch_size,
         max_batch_bytes,
         max_rows_per_query,
@@ -179,12 +204,15 @@ pub(super) fn parse(reader: &MapReader<'_>) -> Result<SyncConfig, ConfigError> {
     })
 }
 
-/// `cursor_column`: a comma list of one default column name and/or `schema.table:column`
-/// overrides, e.g. `updated_at, public.orders:modified_at`.
-fn parse_cursor_columns(
+/// Per-table column names: the last matching pattern wins.
+type ColumnOverrides = Vec<(TablePattern, Identifier)>;
+
+/// `cursor_column`, `deleted_column`: a comma list of one default column name and/or
+/// `schema.table:column` overrides, e.g. `updated_at, public.orders:modified_at`.
+fn parse_column_overrides(
     reader: &MapReader<'_>,
-) -> Result<(Identifier, Vec<(TablePattern, Identifier)>), ConfigError> {
-    let key = keys::CURSOR_COLUMN;
+    key: &'static str,
+) -> Result<(Option<Identifier>, ColumnOverrides), ConfigError> {
     let mut default = None;
     let mut overrides = Vec::new();
     for item in reader.list(key)?.unwrap_or_default() {
@@ -214,8 +242,5 @@ fn parse_cursor_columns(
             }
         }
     }
-    Ok((
-        default.unwrap_or_else(|| Identifier::unquoted(DEFAULT_CURSOR_COLUMN)),
-        overrides,
-    ))
+    Ok((default, overrides))
 }

@@ -141,13 +141,32 @@ impl RecordEncoder {
         out.put_varint(record_len as u64);
         out.put_slice(&self.header);
         for ((column, cell), &value_len) in self.columns.iter().zip(cells).zip(&self.sizes) {
-            let entry_len = column.key.len() + 1 + varint_len(value_len as u64) + value_len;
-            out.put_tag(RECORD_DATA, LENGTH_DELIMITED);
-            out.put_varint(entry_len as u64);
-            out.put_slice(&column.key);
-            out.put_tag(ENTRY_VALUE, LENGTH_DELIMITED);
-            out.put_varint(value_len as u64);
-            out.put_value(column.field, cell, row, scratch);
+            out.put_entry(column, value_len, cell, row, scratch);
+        }
+        out.done();
+        self.record_added();
+    }
+
+    /// Appends a DELETE of the row: only the columns at `key` (indexes into `cells`, which are
+    /// laid out as for [`push_upsert`](Self::push_upsert)), as hosts expect of a DELETE.
+    pub fn push_delete(&mut self, key: &[usize], cells: &[Cell], row: &[u8], scratch: &[u8]) {
+        self.sizes.clear();
+        let mut record_len = self.header.len() + 2;
+        for &i in key {
+            let column = &self.columns[i];
+            let value_len = value_len(column.field, &cells[i], row, scratch);
+            self.sizes.push(value_len);
+            record_len += entry_size(column.key.len(), value_len);
+        }
+        let start = self.make_room(record_len);
+        let mut out = RecordWriter::new(&mut self.message[start..]);
+        out.put_tag(RECORDS_RECORD, LENGTH_DELIMITED);
+        out.put_varint(record_len as u64);
+        out.put_slice(&self.header);
+        out.put_tag(RECORD_TYPE, VARINT);
+        out.put_varint(RecordType::Delete as u64);
+        for (&i, &value_len) in key.iter().zip(&self.sizes) {
+            out.put_entry(&self.columns[i], value_len, &cells[i], row, scratch);
         }
         out.done();
         self.record_added();
@@ -269,6 +288,25 @@ impl<'a> RecordWriter<'a> {
     #[inline]
     fn put_tag(&mut self, field: u32, wire_type: u32) {
         self.put_varint(u64::from(tag(field, wire_type)));
+    }
+
+    /// One `data` map entry: the column's precomputed key, then its value of `value_len` bytes.
+    #[inline]
+    fn put_entry(
+        &mut self,
+        column: &Column,
+        value_len: usize,
+        cell: &Cell,
+        row: &[u8],
+        scratch: &[u8],
+    ) {
+        let entry_len = column.key.len() + 1 + varint_len(value_len as u64) + value_len;
+        self.put_tag(RECORD_DATA, LENGTH_DELIMITED);
+        self.put_varint(entry_len as u64);
+        self.put_slice(&column.key);
+        self.put_tag(ENTRY_VALUE, LENGTH_DELIMITED);
+        self.put_varint(value_len as u64);
+        self.put_value(column.field, cell, row, scratch);
     }
 
     #[inline]
@@ -660,14 +698,21 @@ mod tests {
                     .map(|(_, samples)| samples.get(r % samples.len().max(1)).cloned().unwrap_or((Cell::Null, vec![])))
                     .collect();
                 let (cells, row, scratch) = lay_out(&values);
-                encoder.push_upsert(&cells, &row, &scratch);
+                // Every third row a DELETE carrying the first column (as its key) alone.
+                let delete = r % 3 == 2 && !cells.is_empty();
+                if delete {
+                    encoder.push_delete(&[0], &cells, &row, &scratch);
+                } else {
+                    encoder.push_upsert(&cells, &row, &scratch);
+                }
                 expected.push(Record {
                     schema_name: Some(schema.clone()),
                     table_name: table.clone(),
-                    r#type: RecordType::Upsert as i32,
+                    r#type: if delete { RecordType::Delete } else { RecordType::Upsert } as i32,
                     data: declared
                         .iter()
                         .zip(&cells)
+                        .take(if delete { 1 } else { cells.len() })
                         .map(|((name, data_type), cell)| (name.to_string(), reference_value(*data_type, cell, &row, &scratch)))
                         .collect(),
                 });

@@ -25,6 +25,34 @@ pub struct TablePlan {
     pub select: Vec<usize>,
     pub key: Vec<usize>,
     pub mode: Mode,
+    /// Rows this column marks deleted go out as DELETE records (`deleted_column`).
+    pub soft_delete: Option<SoftDelete>,
+    /// What the plan could not do as configured, for a Warning when the table syncs.
+    pub notes: Vec<String>,
+}
+
+/// A soft-delete column, by its place among a row's emitted cells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SoftDelete {
+    /// Index into `emitted` (the column is always sent, so the destination shows it too).
+    pub column: usize,
+    /// A TIMESTAMP marks deleted when set; a BOOLEAN when true.
+    pub when_set: bool,
+    /// The key columns' indexes into `emitted`: a DELETE carries them alone.
+    pub key: Vec<usize>,
+}
+
+impl SoftDelete {
+    /// Whether the row whose emitted cells these are is marked deleted.
+    #[inline]
+    pub fn marks(&self, cells: &[crate::source::value::Cell]) -> bool {
+        use crate::source::value::Cell;
+        match cells[self.column] {
+            Cell::Null => false,
+            Cell::Bool(deleted) => deleted,
+            _ => self.when_set,
+        }
+    }
 }
 
 impl TablePlan {
@@ -172,7 +200,25 @@ fn plan_table(table: &Arc<TableInfo>, selected: Vec<bool>, config: &SyncConfig) 
         },
         Some(i) => Mode::Incremental { cursor: i },
     };
-    let emitted: Vec<usize> = (0..table.columns.len()).filter(|&i| selected[i]).collect();
+    let mut notes = Vec::new();
+    let deleted = soft_delete_column(table, config, &mut notes);
+    let emitted: Vec<usize> = (0..table.columns.len())
+        .filter(|&i| selected[i] || deleted.is_some_and(|(d, _)| d == i))
+        .collect();
+    let soft_delete = deleted.map(|(column, when_set)| SoftDelete {
+        column: emitted.iter().position(|&i| i == column).expect("emitted"),
+        when_set,
+        key: table
+            .key_indexes()
+            .iter()
+            .map(|k| {
+                emitted
+                    .iter()
+                    .position(|i| i == k)
+                    .expect("keys are emitted")
+            })
+            .collect(),
+    });
     let mut select = emitted.clone();
     if let Mode::Incremental { cursor } = mode {
         if !select.contains(&cursor) {
@@ -185,7 +231,49 @@ fn plan_table(table: &Arc<TableInfo>, selected: Vec<bool>, config: &SyncConfig) 
         select,
         key,
         mode,
+        soft_delete,
+        notes,
     }
+}
+
+/// The table's soft-delete column, if `deleted_column` names one it can use: its index, and
+/// whether it marks deletes by being set (a timestamp) rather than true (a boolean). Why one
+/// named for this table cannot be used goes to `notes`.
+fn soft_delete_column(
+    table: &TableInfo,
+    config: &SyncConfig,
+    notes: &mut Vec<String>,
+) -> Option<(usize, bool)> {
+    use crate::source::types::SqlType;
+    let (name, named_for_table) = config.deleted_column_for(&table.name)?;
+    let Some(index) = table.columns.iter().position(|c| name.matches(&c.name)) else {
+        if named_for_table {
+            notes.push(format!(
+                "it has no column `{name}`, which `deleted_column` names for it: rows marked deleted are not sent as deletes"
+            ));
+        }
+        return None;
+    };
+    let column = &table.columns[index];
+    let when_set = match column.sql_type {
+        SqlType::Boolean => false,
+        SqlType::Timestamp | SqlType::TimestampTz => true,
+        ref other => {
+            notes.push(format!(
+                "its `deleted_column` `{}` is of type {other:?}; a soft-delete column is a BOOLEAN (true = deleted) or a TIMESTAMP/TIMESTAMPTZ (set = deleted): its rows are sent as they are",
+                column.name
+            ));
+            return None;
+        }
+    };
+    if table.key_indexes().is_empty() {
+        notes.push(format!(
+            "it has no primary key, which a delete needs to name its row: rows its `deleted_column` `{}` marks deleted are sent as UPSERTs carrying the mark",
+            column.name
+        ));
+        return None;
+    }
+    Some((index, when_set))
 }
 
 /// Tables the Selection explicitly includes that the catalog does not have (dropped since the
@@ -259,6 +347,8 @@ mod tests {
             tables: None,
             default_cursor_column: crate::config::Identifier::unquoted("updated_at"),
             cursor_column_overrides: Default::default(),
+            default_deleted_column: None,
+            deleted_column_overrides: Default::default(),
             batch_size: 10,
             max_batch_bytes: crate::config::DEFAULT_MAX_BATCH_BYTES,
             max_rows_per_query: crate::config::RowsPerQuery::Auto,

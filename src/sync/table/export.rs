@@ -482,6 +482,7 @@ fn decode_file(
         rows: 0,
         limits,
         sender,
+        soft_delete: plan.soft_delete.clone(),
     };
     let mut seen = 0u64;
     let result = read_rows(file, &types, |cells, scratch| {
@@ -531,12 +532,19 @@ struct ChunkWriter {
     rows: u64,
     limits: ChunkLimits,
     sender: mpsc::Sender<Chunk>,
+    soft_delete: Option<super::super::plan::SoftDelete>,
 }
 
 impl ChunkWriter {
     #[inline]
     fn push(&mut self, cells: &[Cell], scratch: &[u8]) -> Result<(), SenderGone> {
-        self.encoder.push_upsert(cells, &[], scratch);
+        match &self.soft_delete {
+            Some(soft_delete) if soft_delete.marks(cells) => {
+                self.encoder
+                    .push_delete(&soft_delete.key, cells, &[], scratch)
+            }
+            _ => self.encoder.push_upsert(cells, &[], scratch),
+        }
         self.rows += 1;
         self.collect();
         if self.rows >= self.limits.rows

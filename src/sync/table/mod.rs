@@ -220,6 +220,11 @@ pub(super) async fn sync_table(
             )
             .await?;
     }
+    for note in &plan.notes {
+        table
+            .warning(output, format!("table {name}: {note}"))
+            .await?;
+    }
     if let Some(reason) = table.restart_reason.take() {
         table
             .warning(output, format!("table {name}: {reason}"))
@@ -753,9 +758,14 @@ impl TableSync {
         if std::mem::take(&mut self.truncate_pending) {
             self.encoder.push_truncate();
         }
-        let emitted = self.plan.emitted.len();
-        self.encoder
-            .push_upsert(&self.cells[..emitted], row, &self.scratch);
+        let cells = &self.cells[..self.plan.emitted.len()];
+        match &self.plan.soft_delete {
+            Some(soft_delete) if soft_delete.marks(cells) => {
+                self.encoder
+                    .push_delete(&soft_delete.key, cells, row, &self.scratch)
+            }
+            _ => self.encoder.push_upsert(cells, row, &self.scratch),
+        }
         if !self.plan.key.is_empty() {
             self.saved
                 .save(&self.position_indexes, &self.cells, row, &self.scratch);
