@@ -62,6 +62,10 @@ pub enum TableState {
         /// the first (always, for a table without a key, which has no order to resume in).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         null_rescan: Option<Vec<String>>,
+        /// With `delete_capture = resync`: when the table's latest sync from scratch began,
+        /// and whether it is complete (only a complete one is ever restarted).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resync: Option<ResyncState>,
     },
     /// No cursor column: each sync re-reads the whole table after a TRUNCATE.
     Full {
@@ -83,6 +87,14 @@ impl TableState {
             Self::Incremental { export, .. } | Self::Full { export, .. } => export.as_ref(),
         }
     }
+}
+
+/// When a table's latest sync from scratch began (RFC 3339, UTC), and whether it is complete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResyncState {
+    pub started_at: String,
+    pub done: bool,
 }
 
 /// An export through UNLOAD (see `sync::table::export`): where its files are, the cursor
@@ -274,6 +286,10 @@ mod tests {
                 )),
                 export: None,
                 null_rescan: Some(vec!["3".into()]),
+                resync: Some(ResyncState {
+                    started_at: "2026-12-02T09:00:00Z".into(),
+                    done: true,
+                }),
             },
         );
         state.set_table(
@@ -298,6 +314,7 @@ mod tests {
                 position: Some(Position::tied(Some("2024-01-01 00:00:00.000000".into()))),
                 export: None,
                 null_rescan: None,
+                resync: None,
             },
         );
         let json = state.to_json();

@@ -612,3 +612,27 @@ async fn soft_deleted_rows_are_deleted_in_the_warehouse() {
     assert_eq!((counts.upserts, counts.deletes), (1, 2), "{second}");
     assert_live_rows_equal_the_source().await;
 }
+
+/// `delete_capture = resync` through the debug runner: rows deleted in the source are marked
+/// deleted in the warehouse by the re-sync's TRUNCATE, and the live rows equal the source.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scheduled_resync_marks_hard_deleted_rows_deleted_in_the_warehouse() {
+    let db = all_types_database().await;
+    let files = files();
+    let mut config = db.config.clone();
+    config.insert("delete_capture".into(), "resync".into());
+    config.insert("resync_interval_h".into(), "0".into());
+    let options = options(&config, &files);
+    let first = sync(&options).await;
+    assert_eq!(first.tables["public.all_types"].upserts, 60, "{first}");
+    assert_warehouse_equals_source(&db.client, &files.warehouse).await;
+
+    db.client
+        .batch_execute("DELETE FROM public.all_types WHERE id % 3 = 0")
+        .await
+        .expect("delete rows");
+    let second = sync(&options).await;
+    let counts = second.tables["public.all_types"];
+    assert_eq!((counts.truncates, counts.upserts), (1, 40), "{second}");
+    assert_warehouse_equals_source(&db.client, &files.warehouse).await;
+}

@@ -56,6 +56,8 @@ const KEYS: &[&str] = &[
     "cursor_column",
     "cursor_lag_s",
     "deleted_column",
+    "delete_capture",
+    "resync_interval_h",
     "batch_size",
     "max_batch_bytes",
     "max_rows_per_query",

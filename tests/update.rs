@@ -473,6 +473,70 @@ async fn soft_deleted_rows_go_out_as_deletes_carrying_the_key() {
     assert!(second.upserts_of("events").is_empty());
 }
 
+/// `delete_capture = resync`: a table synced incrementally starts over (TRUNCATE, then every
+/// row) once its last sync from scratch is complete and `resync_interval_h` old, so rows
+/// deleted in Redshift are marked deleted by the host; not before, and never in the middle of
+/// one (a resume goes on); a state that records none (the mode just turned on) re-syncs at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn resync_mode_starts_a_table_over_once_its_interval_passed() {
+    let db = support::fresh_database().await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE public.items (id INTEGER PRIMARY KEY, updated_at TIMESTAMP);
+             INSERT INTO public.items
+               SELECT g, TIMESTAMP '2024-01-01' + g * INTERVAL '1 second'
+               FROM generate_series(1, 30) g;",
+        )
+        .await
+        .unwrap();
+    let server = support::TestServer::start().await;
+    let mut client = server.client().await;
+    let plain = with(&db.config, &[("batch_size", "5")]);
+    let daily = with(&plain, &[("delete_capture", "resync")]);
+    let always = with(&daily, &[("resync_interval_h", "0")]);
+
+    // Turned on over a state that records no re-sync: one at once.
+    let before = stream::update_ok(&mut client, &plain, None, None).await;
+    let first = stream::update_ok(&mut client, &daily, None, before.last_state()).await;
+    assert_eq!(first.truncates_of("items"), 1);
+    assert_eq!(first.upserts_of("items").len(), 30);
+    let resync = &first.last_state_value()["tables"]["public"]["items"]["resync"];
+    assert_eq!(resync["done"], true, "{resync}");
+
+    db.client
+        .batch_execute("DELETE FROM public.items WHERE id <= 5")
+        .await
+        .unwrap();
+    let second = stream::update_ok(&mut client, &daily, None, first.last_state()).await;
+    assert_eq!(second.truncates_of("items"), 0, "not due for a day");
+    assert!(second.records().is_empty());
+
+    let third = stream::update_ok(&mut client, &always, None, second.last_state()).await;
+    assert_eq!(third.kinds_of("items")[0], RecordType::Truncate);
+    let ids = |rows: Vec<Row>| -> BTreeSet<i32> {
+        rows.iter().map(|r| r["id"].parse().unwrap()).collect()
+    };
+    assert_eq!(ids(third.upserts_of("items")), (6..=30).collect());
+
+    // From a checkpoint inside the re-sync, the pass goes on (no second TRUNCATE) and the rows
+    // before and after it are every row.
+    let mut inside = 0;
+    for (at, resumed) in
+        stream::resume_from_each_checkpoint(&mut client, &always, None, &third).await
+    {
+        let state: serde_json::Value = serde_json::from_str(&at.state_json).unwrap();
+        if state["tables"]["public"]["items"]["resync"]["done"] == true {
+            continue;
+        }
+        inside += 1;
+        assert_eq!(resumed.truncates_of("items"), 0, "{}", at.state_json);
+        let mut union = ids(stream::upserts_before(&third, &at, "items"));
+        union.extend(ids(resumed.upserts_of("items")));
+        assert_eq!(union, (6..=30).collect(), "{}", at.state_json);
+    }
+    assert!(inside >= 4, "checkpoints inside the re-sync: {inside}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn tables_without_the_cursor_column_are_resent_in_full_with_a_warning() {
     let db = support::fresh_database().await;

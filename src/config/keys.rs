@@ -26,6 +26,8 @@ pub const TABLES: &str = "tables";
 pub const CURSOR_COLUMN: &str = "cursor_column";
 pub const CURSOR_LAG_S: &str = "cursor_lag_s";
 pub const DELETED_COLUMN: &str = "deleted_column";
+pub const DELETE_CAPTURE: &str = "delete_capture";
+pub const RESYNC_INTERVAL_H: &str = "resync_interval_h";
 pub const BATCH_SIZE: &str = "batch_size";
 pub const MAX_BATCH_BYTES: &str = "max_batch_bytes";
 pub const MAX_ROWS_PER_QUERY: &str = "max_rows_per_query";
@@ -67,6 +69,8 @@ pub const ALL: &[&str] = &[
     CURSOR_COLUMN,
     CURSOR_LAG_S,
     DELETED_COLUMN,
+    DELETE_CAPTURE,
+    RESYNC_INTERVAL_H,
     BATCH_SIZE,
     MAX_BATCH_BYTES,
     MAX_ROWS_PER_QUERY,

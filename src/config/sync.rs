@@ -28,6 +28,10 @@ pub const MAX_PARALLEL_TABLES: usize = 32;
 /// How long an Update keeps retrying without progress: a reboot takes minutes, a resize or a
 /// maintenance window's patch can keep a cluster unreachable for up to about half an hour.
 pub const DEFAULT_RETRY_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// How often `delete_capture = resync` re-syncs a table from scratch: once a day.
+pub const DEFAULT_RESYNC_INTERVAL_H: u64 = 24;
+/// A year: the longest interval between re-syncs.
+pub const MAX_RESYNC_INTERVAL_H: u64 = 24 * 366;
 
 /// Schemas that hold catalogs, never user data (redshift.md, Catalog).
 pub const SYSTEM_SCHEMAS: &[&str] = &[
@@ -55,6 +59,9 @@ pub struct SyncConfig {
     /// table, and per-table overrides, as for the cursor.
     pub default_deleted_column: Option<Identifier>,
     pub deleted_column_overrides: ColumnOverrides,
+    /// `delete_capture = resync`: how often each incrementally synced table is re-synced from
+    /// scratch (its TRUNCATE marks rows deleted in Redshift); `None`: never.
+    pub resync_interval: Option<Duration>,
     pub batch_size: u32,
     pub max_batch_bytes: u64,
     pub max_rows_per_query: RowsPerQuery,
@@ -184,6 +191,7 @@ pub(super) fn parse(reader: &MapReader<'_>) -> Result<SyncConfig, ConfigError> {
             "tables",
         )?
         .map_or(DEFAULT_MAX_PARALLEL_TABLES, |n| n as usize);
+    let resync_interval = parse_delete_capture(reader)?;
     let retry_timeout = reader
         .seconds(keys::RETRY_TIMEOUT_S, 0, 7 * 24 * 3600)?
         .unwrap_or(DEFAULT_RETRY_TIMEOUT);
@@ -195,6 +203,7 @@ pub(super) fn parse(reader: &MapReader<'_>) -> Result<SyncConfig, ConfigError> {
         cursor_column_overrides,
         default_deleted_column,
         deleted_column_overrides,
+        resync_interval,
         batch_size,
         max_batch_bytes,
         max_rows_per_query,
@@ -202,6 +211,25 @@ pub(super) fn parse(reader: &MapReader<'_>) -> Result<SyncConfig, ConfigError> {
         max_parallel_tables,
         unload: super::unload::parse(reader)?,
     })
+}
+
+/// `delete_capture` (`none`, the default, or `resync`) and its `resync_interval_h`.
+fn parse_delete_capture(reader: &MapReader<'_>) -> Result<Option<Duration>, ConfigError> {
+    let interval = reader.number(keys::RESYNC_INTERVAL_H, 0, MAX_RESYNC_INTERVAL_H, "hours")?;
+    let mode = reader
+        .optional(keys::DELETE_CAPTURE)
+        .map(|text| text.trim().to_ascii_lowercase());
+    match mode.as_deref() {
+        // The interval is still checked, so a typo there is caught before the mode is on.
+        None | Some("") | Some("none") => Ok(None),
+        Some("resync") => Ok(Some(Duration::from_secs(
+            interval.unwrap_or(DEFAULT_RESYNC_INTERVAL_H) * 3600,
+        ))),
+        Some(_) => Err(ConfigError::new(
+            keys::DELETE_CAPTURE,
+            "must be none or resync",
+        )),
+    }
 }
 
 /// Per-table column names: the last matching pattern wins.

@@ -29,6 +29,8 @@ pub struct TablePlan {
     pub soft_delete: Option<SoftDelete>,
     /// What the plan could not do as configured, for a Warning when the table syncs.
     pub notes: Vec<String>,
+    /// `delete_capture = resync`: an incremental table is re-synced from scratch this often.
+    pub resync_every: Option<std::time::Duration>,
 }
 
 /// A soft-delete column, by its place among a row's emitted cells.
@@ -233,6 +235,7 @@ fn plan_table(table: &Arc<TableInfo>, selected: Vec<bool>, config: &SyncConfig) 
         mode,
         soft_delete,
         notes,
+        resync_every: config.resync_interval,
     }
 }
 
@@ -349,6 +352,7 @@ mod tests {
             cursor_column_overrides: Default::default(),
             default_deleted_column: None,
             deleted_column_overrides: Default::default(),
+            resync_interval: None,
             batch_size: 10,
             max_batch_bytes: crate::config::DEFAULT_MAX_BATCH_BYTES,
             max_rows_per_query: crate::config::RowsPerQuery::Auto,

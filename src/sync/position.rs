@@ -34,7 +34,7 @@
 use crate::config::RowsPerQuery;
 use crate::source::scan::Resume;
 use crate::source::types::SqlType;
-use crate::state::{ExportState, Position, PositionKind, TableState};
+use crate::state::{ExportState, Position, PositionKind, ResyncState, TableState};
 
 use super::plan::{Mode, TablePlan};
 
@@ -84,6 +84,30 @@ pub struct TableStart {
     /// Re-read the rows whose cursor is NULL first, after this key (empty: from the first):
     /// see [`null_rescan_due`].
     pub null_rescan: Option<Vec<String>>,
+    /// With `delete_capture = resync`: the table's latest sync from scratch (a new one when
+    /// this start truncates).
+    pub resync: Option<ResyncState>,
+    /// The table starts over because its re-sync is due (not a change that needs a Warning).
+    pub scheduled_resync: bool,
+}
+
+/// Whether a table read incrementally is due for its re-sync from scratch: its last one is
+/// complete and began at least `every` ago; or none is recorded (the mode was just turned on,
+/// or the state is older). One under way is never restarted, however long it takes.
+fn resync_due(
+    resync: Option<&ResyncState>,
+    every: std::time::Duration,
+    now: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    let Some(resync) = resync else {
+        return true;
+    };
+    if !resync.done {
+        return false;
+    }
+    let every = chrono::Duration::from_std(every).unwrap_or(chrono::Duration::MAX);
+    chrono::DateTime::parse_from_rfc3339(&resync.started_at)
+        .map_or(true, |started| now.signed_duration_since(started) >= every)
 }
 
 /// Whether a sync that resumes from `position` begins by reading again the rows whose cursor
@@ -109,12 +133,31 @@ pub fn null_rescan_shape(shape: Shape) -> Shape {
 
 /// Decides, from the table's state, whether it resumes or starts over.
 pub fn table_start(plan: &TablePlan, previous: Option<&TableState>) -> TableStart {
+    table_start_at(plan, previous, chrono::Utc::now())
+}
+
+/// [`table_start`] at the time `now`.
+pub fn table_start_at(
+    plan: &TablePlan,
+    previous: Option<&TableState>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> TableStart {
+    let resync_from_now = || {
+        plan.resync_every
+            .filter(|_| plan.cursor_column().is_some())
+            .map(|_| ResyncState {
+                started_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                done: false,
+            })
+    };
     let fresh = |restart_reason: Option<String>| TableStart {
         truncate: true,
         restart_reason,
         position: None,
         export: None,
         null_rescan: None,
+        resync: resync_from_now(),
+        scheduled_resync: false,
     };
     let Some(previous) = previous else {
         return fresh(None);
@@ -128,9 +171,18 @@ pub fn table_start(plan: &TablePlan, previous: Option<&TableState>) -> TableStar
                 position,
                 export,
                 null_rescan,
+                resync,
             },
             Some(cursor),
         ) if cursor_column == cursor && *keys == key_columns => {
+            if let Some(every) = plan.resync_every {
+                if resync_due(resync.as_ref(), every, now) {
+                    return TableStart {
+                        scheduled_resync: true,
+                        ..fresh(None)
+                    };
+                }
+            }
             let position = position.clone().filter(|_| export.is_none());
             let null_rescan = match null_rescan {
                 Some(after_key) if export.is_none() => Some(after_key.clone()),
@@ -143,6 +195,8 @@ pub fn table_start(plan: &TablePlan, previous: Option<&TableState>) -> TableStar
                 position,
                 export: export.clone(),
                 null_rescan,
+                resync: resync.clone().filter(|_| plan.resync_every.is_some()),
+                scheduled_resync: false,
             }
         }
         // A full pass under way resumes: an export from its files; a scan after its last key
@@ -161,6 +215,8 @@ pub fn table_start(plan: &TablePlan, previous: Option<&TableState>) -> TableStar
             position: None,
             export: Some(export.clone()),
             null_rescan: None,
+            resync: None,
+            scheduled_resync: false,
         },
         (
             TableState::Full {
@@ -176,6 +232,8 @@ pub fn table_start(plan: &TablePlan, previous: Option<&TableState>) -> TableStar
             position: Some(position.clone()),
             export: None,
             null_rescan: None,
+            resync: None,
+            scheduled_resync: false,
         },
         // A finished full pass: the next one starts over, as full mode promises.
         (TableState::Full { .. }, None) => fresh(None),

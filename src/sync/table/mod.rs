@@ -38,7 +38,7 @@ use crate::source::unload::s3::Staging;
 use crate::source::value::{group_key, position_text, Cell, Decoder, RowDecoder, SavedValues};
 use crate::source::wire::Format;
 use crate::source::{self, Flavour, Session, SourceError};
-use crate::state::{ExportState, Position, TableState};
+use crate::state::{ExportState, Position, ResyncState, TableState};
 
 pub(super) use export::{clean_abandoned, new_export_id, readers as export_readers};
 
@@ -313,6 +313,8 @@ struct TableSync {
     after_null_rescan: Option<Progress>,
     /// Rows the NULL-cursor re-read sent in this Update.
     null_rescan_rows: u64,
+    /// With `delete_capture = resync`: the table's latest sync from scratch.
+    resync: Option<ResyncState>,
     restart_reason: Option<String>,
     /// Warned that more rows share one cursor value than a query may read.
     warned_tied: bool,
@@ -363,6 +365,9 @@ impl TableSync {
             Mode::Incremental { .. } => "incremental",
             Mode::Full { .. } => "full",
         };
+        if start.scheduled_resync {
+            tracing::info!(table = %plan.table.name, "re-synced from scratch (delete_capture = resync): its TRUNCATE marks rows deleted in Redshift");
+        }
         tracing::info!(table = %plan.table.name, mode, "table sync started");
         let now = Instant::now();
         Self {
@@ -387,6 +392,7 @@ impl TableSync {
                 .is_some()
                 .then(|| Progress::new(Shape::of(plan), start.position)),
             null_rescan_rows: 0,
+            resync: start.resync,
             plan: Arc::clone(plan),
             restart_reason: start.restart_reason,
             warned_tied: false,
@@ -847,6 +853,7 @@ impl TableSync {
                             .map(|p| p.key.clone())
                             .unwrap_or_default(),
                     ),
+                    resync: self.resync.clone(),
                 },
                 None => TableState::Incremental {
                     cursor_column: cursor.to_string(),
@@ -854,6 +861,7 @@ impl TableSync {
                     position: self.progress.position().cloned(),
                     export: self.export.clone(),
                     null_rescan: None,
+                    resync: self.resync.clone(),
                 },
             },
             None => TableState::Full {
@@ -868,6 +876,9 @@ impl TableSync {
     /// The end of the table: a full pass is complete; a table without rows still sends its
     /// TRUNCATE; a last checkpoint.
     async fn finish(&mut self, shared: &Shared) -> Result<(), SyncError> {
+        if let Some(resync) = &mut self.resync {
+            resync.done = true;
+        }
         if std::mem::take(&mut self.truncate_pending) {
             self.encoder.push_truncate();
             self.encoder.finish();
