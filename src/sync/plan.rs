@@ -38,21 +38,20 @@ pub struct TablePlan {
 pub struct SoftDelete {
     /// Index into `emitted` (the column is always sent, so the destination shows it too).
     pub column: usize,
-    /// A TIMESTAMP marks deleted when set; a BOOLEAN when true.
-    pub when_set: bool,
     /// The key columns' indexes into `emitted`: a DELETE carries them alone.
     pub key: Vec<usize>,
 }
 
 impl SoftDelete {
-    /// Whether the row whose emitted cells these are is marked deleted.
+    /// Whether the row whose emitted cells these are is marked deleted: a BOOLEAN that is
+    /// true, a TIMESTAMP/TIMESTAMPTZ that is set (the only types the plan accepts).
     #[inline]
     pub fn marks(&self, cells: &[crate::source::value::Cell]) -> bool {
         use crate::source::value::Cell;
         match cells[self.column] {
             Cell::Null => false,
             Cell::Bool(deleted) => deleted,
-            _ => self.when_set,
+            _ => true,
         }
     }
 }
@@ -203,15 +202,13 @@ fn plan_table(table: &Arc<TableInfo>, selected: Vec<bool>, config: &SyncConfig) 
         Some(i) => Mode::Incremental { cursor: i },
     };
     let mut notes = Vec::new();
-    let deleted = soft_delete_column(table, config, &mut notes);
+    let deleted = soft_delete_column(table, &key, config, &mut notes);
     let emitted: Vec<usize> = (0..table.columns.len())
-        .filter(|&i| selected[i] || deleted.is_some_and(|(d, _)| d == i))
+        .filter(|&i| selected[i] || deleted == Some(i))
         .collect();
-    let soft_delete = deleted.map(|(column, when_set)| SoftDelete {
+    let soft_delete = deleted.map(|column| SoftDelete {
         column: emitted.iter().position(|&i| i == column).expect("emitted"),
-        when_set,
-        key: table
-            .key_indexes()
+        key: key
             .iter()
             .map(|k| {
                 emitted
@@ -239,14 +236,15 @@ fn plan_table(table: &Arc<TableInfo>, selected: Vec<bool>, config: &SyncConfig) 
     }
 }
 
-/// The table's soft-delete column, if `deleted_column` names one it can use: its index, and
-/// whether it marks deletes by being set (a timestamp) rather than true (a boolean). Why one
-/// named for this table cannot be used goes to `notes`.
+/// The index of the table's soft-delete column, if `deleted_column` names one it can use (a
+/// BOOLEAN or TIMESTAMP/TIMESTAMPTZ, in a table with a primary key `key`). Why one named for
+/// this table cannot be used goes to `notes`.
 fn soft_delete_column(
     table: &TableInfo,
+    key: &[usize],
     config: &SyncConfig,
     notes: &mut Vec<String>,
-) -> Option<(usize, bool)> {
+) -> Option<usize> {
     use crate::source::types::SqlType;
     let (name, named_for_table) = config.deleted_column_for(&table.name)?;
     let Some(index) = table.columns.iter().position(|c| name.matches(&c.name)) else {
@@ -258,9 +256,8 @@ fn soft_delete_column(
         return None;
     };
     let column = &table.columns[index];
-    let when_set = match column.sql_type {
-        SqlType::Boolean => false,
-        SqlType::Timestamp | SqlType::TimestampTz => true,
+    match column.sql_type {
+        SqlType::Boolean | SqlType::Timestamp | SqlType::TimestampTz => {}
         ref other => {
             notes.push(format!(
                 "its `deleted_column` `{}` is of type {other:?}; a soft-delete column is a BOOLEAN (true = deleted) or a TIMESTAMP/TIMESTAMPTZ (set = deleted): its rows are sent as they are",
@@ -268,15 +265,15 @@ fn soft_delete_column(
             ));
             return None;
         }
-    };
-    if table.key_indexes().is_empty() {
+    }
+    if key.is_empty() {
         notes.push(format!(
             "it has no primary key, which a delete needs to name its row: rows its `deleted_column` `{}` marks deleted are sent as UPSERTs carrying the mark",
             column.name
         ));
         return None;
     }
-    Some((index, when_set))
+    Some(index)
 }
 
 /// Tables the Selection explicitly includes that the catalog does not have (dropped since the
