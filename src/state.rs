@@ -1,12 +1,18 @@
 //! The versioned checkpoint state the host persists between syncs.
 //!
 //! ```json
-//! {"version": 1,
+//! {"version": 2,
 //!  "tables": {"public": {"orders": {"mode": "incremental",
 //!                                   "cursor_column": "updated_at",
 //!                                   "key_columns": ["order_id"],
-//!                                   "position": {"cursor": "2024-05-01 12:00:00.123456", "key": ["42"]}}}}}
+//!                                   "position": {"cursor": "2024-05-01 12:00:00.123456", "key": ["42"]},
+//!                                   "table_id": 108532,
+//!                                   "columns": [["order_id", "BIGINT"], ["updated_at", "TIMESTAMP"]]}}}}}
 //! ```
+//!
+//! Version 2 added `table_id` and `columns` (what the table was synced with, see
+//! `sync::schema_change`); a state of version 1 reads as one without them, and is resumed as
+//! it is: the first sync records them.
 //!
 //! A table's entry exists from the moment its initial sync starts (its TRUNCATE was sent), so
 //! "no entry" is exactly "needs an initial sync". Positions are text in each type's canonical
@@ -19,15 +25,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::TableName;
 
-/// The only version this build writes and reads.
-pub const STATE_VERSION: u32 = 1;
+/// The version this build writes.
+pub const STATE_VERSION: u32 = 2;
+/// The oldest version this build reads.
+pub const OLDEST_STATE_VERSION: u32 = 1;
 
 /// Why a `state_json` was refused; the gRPC layer maps it to `INVALID_ARGUMENT`.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("state_json is not valid state: {0}; send the state_json of a checkpoint this connector emitted, or {{}} to re-sync from scratch")]
     Malformed(#[source] serde_json::Error),
-    #[error("state_json has version {found}, but this connector reads version {STATE_VERSION}; send {{}} to re-sync from scratch")]
+    #[error("state_json has version {found}, but this connector reads versions {OLDEST_STATE_VERSION} to {STATE_VERSION}; send {{}} to re-sync from scratch")]
     UnknownVersion { found: u64 },
     /// No name or position this connector writes holds one, and none can reach the database.
     #[error("state_json has a NUL character in {at}; send the state_json of a checkpoint this connector emitted, or {{}} to re-sync from scratch")]
@@ -66,6 +74,12 @@ pub enum TableState {
         /// and whether it is complete (only a complete one is ever restarted).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resync: Option<ResyncState>,
+        /// The relation's OID the table was last synced from (see `TableInfo::id`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        table_id: Option<u32>,
+        /// The columns it was last synced with: what the host was told.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        columns: Option<Vec<SyncedColumn>>,
     },
     /// No cursor column: each sync re-reads the whole table after a TRUNCATE.
     Full {
@@ -78,6 +92,12 @@ pub enum TableState {
         /// The pass is an UNLOAD export under way.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         export: Option<ExportState>,
+        /// The relation's OID the table was last synced from (see `TableInfo::id`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        table_id: Option<u32>,
+        /// The columns it was last synced with: what the host was told.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        columns: Option<Vec<SyncedColumn>>,
     },
 }
 
@@ -87,7 +107,25 @@ impl TableState {
             Self::Incremental { export, .. } | Self::Full { export, .. } => export.as_ref(),
         }
     }
+
+    /// What the table was last synced with: its relation's OID and its columns (`None` in a
+    /// state of version 1, which recorded neither).
+    pub fn synced_with(&self) -> (Option<u32>, Option<&[SyncedColumn]>) {
+        match self {
+            Self::Incremental {
+                table_id, columns, ..
+            }
+            | Self::Full {
+                table_id, columns, ..
+            } => (*table_id, columns.as_deref()),
+        }
+    }
 }
+
+/// A column a table was synced with, as `[name, type]` (the type as `SqlType::sql_name`
+/// writes it): the columns sent to the host plus the cursor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncedColumn(pub String, pub String);
 
 /// When a table's latest sync from scratch began (RFC 3339, UTC), and whether it is complete.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -194,14 +232,19 @@ impl SyncState {
             return Ok(Self::new());
         }
         match value.get("version").and_then(serde_json::Value::as_u64) {
-            Some(v) if v == u64::from(STATE_VERSION) => {}
+            Some(v)
+                if (u64::from(OLDEST_STATE_VERSION)..=u64::from(STATE_VERSION)).contains(&v) => {}
             Some(found) => return Err(StateError::UnknownVersion { found }),
             None => {}
         }
         if let Some(at) = nul_character_at(&value, "state_json") {
             return Err(StateError::NulCharacter { at });
         }
-        serde_json::from_value(value).map_err(StateError::Malformed)
+        let mut state: Self = serde_json::from_value(value).map_err(StateError::Malformed)?;
+        // Read as what it is to this build: a state of this version without the fields
+        // older versions lacked.
+        state.version = STATE_VERSION;
+        Ok(state)
     }
 
     pub fn new() -> Self {
@@ -290,6 +333,11 @@ mod tests {
                     started_at: "2026-12-02T09:00:00Z".into(),
                     done: true,
                 }),
+                table_id: Some(16384),
+                columns: Some(vec![
+                    SyncedColumn("id".into(), "INTEGER".into()),
+                    SyncedColumn("updated_at".into(), "TIMESTAMP".into()),
+                ]),
             },
         );
         state.set_table(
@@ -304,6 +352,8 @@ mod tests {
                     files_done: 3,
                     rows_done: 17,
                 }),
+                table_id: None,
+                columns: Some(vec![SyncedColumn("note".into(), "VARCHAR(256)".into())]),
             },
         );
         state.set_table(
@@ -315,6 +365,8 @@ mod tests {
                 export: None,
                 null_rescan: None,
                 resync: None,
+                table_id: None,
+                columns: None,
             },
         );
         let json = state.to_json();
@@ -323,8 +375,24 @@ mod tests {
         // an export that is not under way.
         assert_eq!(json.matches(r#""kind""#).count(), 1, "{json}");
         assert_eq!(json.matches(r#""export""#).count(), 1, "{json}");
+        assert!(
+            json.contains(r#""columns":[["id","INTEGER"],["updated_at","TIMESTAMP"]]"#),
+            "{json}"
+        );
         let parsed = SyncState::parse(Some(&json)).unwrap();
         assert_eq!(parsed, state);
+    }
+
+    #[test]
+    fn a_state_of_version_1_reads_as_one_that_recorded_no_columns() {
+        let state = r#"{"version": 1, "tables": {"public": {"t": {"mode": "incremental",
+            "cursor_column": "updated_at", "key_columns": ["id"],
+            "position": {"cursor": "2024-01-01 00:00:00", "key": ["1"]}}}}}"#;
+        let parsed = SyncState::parse(Some(state)).unwrap();
+        assert_eq!(parsed.version, STATE_VERSION);
+        let table = parsed.table(&TableName::new("public", "t")).unwrap();
+        assert_eq!(table.synced_with(), (None, None));
+        assert!(parsed.to_json().starts_with(r#"{"version":2,"#));
     }
 
     #[test]

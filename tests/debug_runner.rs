@@ -636,3 +636,91 @@ async fn a_scheduled_resync_marks_hard_deleted_rows_deleted_in_the_warehouse() {
     assert_eq!((counts.truncates, counts.upserts), (1, 40), "{second}");
     assert_warehouse_equals_source(&db.client, &files.warehouse).await;
 }
+
+/// Schema changes through the debug runner: after an added column with a default (backfilled
+/// by a re-sync), a dropped column, and a table dropped and created again, the warehouse's live
+/// rows equal the source, column for column (the dropped column stays in the warehouse, as
+/// hosts keep it).
+#[tokio::test(flavor = "multi_thread")]
+async fn schema_changes_leave_the_warehouse_equal_to_the_source() {
+    let db = support::fresh_database().await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE public.accounts (id INTEGER PRIMARY KEY, name TEXT, updated_at TIMESTAMP);
+             INSERT INTO public.accounts
+               SELECT g, 'account ' || g, TIMESTAMP '2024-01-01' + g * INTERVAL '1 second'
+               FROM generate_series(1, 30) g;",
+        )
+        .await
+        .expect("create the accounts table");
+    let files = files();
+    let options = options(&db.config, &files);
+    let assert_live_rows_equal_the_source = |columns: &'static str| {
+        let (client, warehouse) = (&db.client, &files.warehouse);
+        async move {
+            let source = format!(
+                "SELECT id::BIGINT, {columns}, to_char(updated_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.US')
+                 FROM public.accounts ORDER BY id"
+            );
+            let rows = client.query(&source, &[]).await.expect("read the source");
+            let expected: Vec<Vec<Value>> = rows
+                .iter()
+                .map(|r| {
+                    let mut row = vec![Value::Integer(r.get(0))];
+                    for i in 1..r.len() {
+                        row.push(
+                            r.get::<_, Option<String>>(i)
+                                .map_or(Value::Null, Value::Text),
+                        );
+                    }
+                    row
+                })
+                .collect();
+            let live = format!(
+                "SELECT id, {columns}, updated_at FROM \"public.accounts\"
+                 WHERE _fivetran_deleted = 0 ORDER BY id"
+            );
+            assert_eq!(warehouse_rows(warehouse, &live), expected, "{columns}");
+        }
+    };
+
+    sync(&options).await;
+    assert_live_rows_equal_the_source("name").await;
+
+    db.client
+        .batch_execute("ALTER TABLE public.accounts ADD COLUMN tier TEXT DEFAULT 'gold'")
+        .await
+        .expect("add a column");
+    let added = sync(&options).await;
+    let counts = added.tables["public.accounts"];
+    assert_eq!((counts.truncates, counts.upserts), (1, 30), "{added}");
+    assert_eq!(added.schema_changes, 1, "{added}");
+    assert_live_rows_equal_the_source("name, tier").await;
+
+    db.client
+        .batch_execute(
+            "ALTER TABLE public.accounts DROP COLUMN name;
+             UPDATE public.accounts SET tier = 'silver', updated_at = '2024-06-01' WHERE id = 3;",
+        )
+        .await
+        .expect("drop a column");
+    let dropped = sync(&options).await;
+    let counts = dropped.tables["public.accounts"];
+    assert_eq!((counts.truncates, counts.upserts), (0, 1), "{dropped}");
+    assert_live_rows_equal_the_source("tier").await;
+
+    db.client
+        .batch_execute(
+            "DROP TABLE public.accounts;
+             CREATE TABLE public.accounts (id INTEGER PRIMARY KEY, tier TEXT, updated_at TIMESTAMP);
+             INSERT INTO public.accounts
+               SELECT g, 'bronze', TIMESTAMP '2020-01-01' + g * INTERVAL '1 second'
+               FROM generate_series(20, 45) g;",
+        )
+        .await
+        .expect("re-create the table");
+    let recreated = sync(&options).await;
+    let counts = recreated.tables["public.accounts"];
+    assert_eq!((counts.truncates, counts.upserts), (1, 26), "{recreated}");
+    assert_live_rows_equal_the_source("tier").await;
+}

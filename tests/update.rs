@@ -117,13 +117,24 @@ async fn initial_sync_truncates_then_upserts_every_row_with_a_checkpoint_per_bat
     assert_eq!(records_between_checkpoints(&log), [121, 120, 10]);
     assert!(matches!(log.ops.last(), Some(stream::Op::Checkpoint(_))));
 
+    // The table's identity is its relation's OID; its columns are those sent, with types.
+    let oid: i64 = db
+        .client
+        .query_one("SELECT 'public.orders'::regclass::oid::int8", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(
         log.last_state_value(),
-        json!({"version": 1, "tables": {"public": {"orders": {
+        json!({"version": 2, "tables": {"public": {"orders": {
             "mode": "incremental",
             "cursor_column": "updated_at",
             "key_columns": ["id"],
-            "position": {"cursor": "2024-02-02 03:04:05.123457", "key": ["12"]}
+            "position": {"cursor": "2024-02-02 03:04:05.123457", "key": ["12"]},
+            "table_id": oid,
+            "columns": [["id", "INTEGER"], ["customer", "VARCHAR(40)"], ["amount", "NUMERIC(12,2)"],
+                        ["paid", "BOOLEAN"], ["big", "BIGINT"], ["ratio", "DOUBLE PRECISION"],
+                        ["updated_at", "TIMESTAMP"]]
         }}}})
     );
 }
@@ -569,9 +580,13 @@ async fn tables_without_the_cursor_column_are_resent_in_full_with_a_warning() {
     )
     .await;
     assert_eq!(first.upserts_of("plain"), expected);
+    let mut plain = first.last_state_value()["tables"]["public"]["plain"].clone();
+    assert!(plain["table_id"].is_u64(), "{plain}");
+    plain.as_object_mut().unwrap().remove("table_id");
     assert_eq!(
-        first.last_state_value()["tables"]["public"]["plain"],
-        json!({"mode": "full", "key_columns": ["id"], "in_progress": false, "position": null})
+        plain,
+        json!({"mode": "full", "key_columns": ["id"], "in_progress": false, "position": null,
+               "columns": [["id", "INTEGER"], ["v", "TEXT"]]})
     );
 
     // The next sync cannot tell what changed: TRUNCATE and every row again, new rows included.

@@ -28,6 +28,7 @@ pub const CURSOR_LAG_S: &str = "cursor_lag_s";
 pub const DELETED_COLUMN: &str = "deleted_column";
 pub const DELETE_CAPTURE: &str = "delete_capture";
 pub const RESYNC_INTERVAL_H: &str = "resync_interval_h";
+pub const NEW_COLUMN_BACKFILL: &str = "new_column_backfill";
 pub const BATCH_SIZE: &str = "batch_size";
 pub const MAX_BATCH_BYTES: &str = "max_batch_bytes";
 pub const MAX_ROWS_PER_QUERY: &str = "max_rows_per_query";
@@ -71,6 +72,7 @@ pub const ALL: &[&str] = &[
     DELETED_COLUMN,
     DELETE_CAPTURE,
     RESYNC_INTERVAL_H,
+    NEW_COLUMN_BACKFILL,
     BATCH_SIZE,
     MAX_BATCH_BYTES,
     MAX_ROWS_PER_QUERY,

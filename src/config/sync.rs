@@ -62,6 +62,9 @@ pub struct SyncConfig {
     /// `delete_capture = resync`: how often each incrementally synced table is re-synced from
     /// scratch (its TRUNCATE marks rows deleted in Redshift); `None`: never.
     pub resync_interval: Option<Duration>,
+    /// A column that appears in a table (or is newly selected) re-syncs the table, so rows
+    /// synced before carry it too (`new_column_backfill`, default true).
+    pub new_column_backfill: bool,
     pub batch_size: u32,
     pub max_batch_bytes: u64,
     pub max_rows_per_query: RowsPerQuery,
@@ -192,6 +195,7 @@ pub(super) fn parse(reader: &MapReader<'_>) -> Result<SyncConfig, ConfigError> {
         )?
         .map_or(DEFAULT_MAX_PARALLEL_TABLES, |n| n as usize);
     let resync_interval = parse_delete_capture(reader)?;
+    let new_column_backfill = reader.boolean(keys::NEW_COLUMN_BACKFILL)?.unwrap_or(true);
     let retry_timeout = reader
         .seconds(keys::RETRY_TIMEOUT_S, 0, 7 * 24 * 3600)?
         .unwrap_or(DEFAULT_RETRY_TIMEOUT);
@@ -204,6 +208,7 @@ pub(super) fn parse(reader: &MapReader<'_>) -> Result<SyncConfig, ConfigError> {
         default_deleted_column,
         deleted_column_overrides,
         resync_interval,
+        new_column_backfill,
         batch_size,
         max_batch_bytes,
         max_rows_per_query,

@@ -8,7 +8,7 @@
 pub mod codec;
 mod connection_test;
 pub mod form;
-mod schema;
+pub(crate) mod schema;
 pub mod status;
 
 use std::pin::Pin;
@@ -89,7 +89,7 @@ impl SourceConnector for ConnectorService {
         tracing::info!(tables = catalog.tables.len(), "schema discovered");
         Ok(Response::new(SchemaResponse {
             response: Some(schema_response::Response::WithSchema(schema::schema_list(
-                &catalog,
+                catalog.tables.iter().map(|table| &**table),
             ))),
             selection_not_supported: Some(false),
         }))

@@ -1,12 +1,13 @@
 //! The catalog as the protocol's SchemaList.
 
 use crate::proto::{Column, Schema, SchemaList, Table};
-use crate::source::Catalog;
+use crate::source::TableInfo;
 
-/// Tables grouped by schema, in catalog order (sorted by schema, then table).
-pub fn schema_list(catalog: &Catalog) -> SchemaList {
+/// Tables grouped by schema, in the order given (the catalog's: by schema, then table). Also
+/// what a SchemaChange declares (see `sync::schema_change`).
+pub fn schema_list<'a>(tables: impl IntoIterator<Item = &'a TableInfo>) -> SchemaList {
     let mut schemas: Vec<Schema> = Vec::new();
-    for info in &catalog.tables {
+    for info in tables {
         let columns = info
             .columns
             .iter()

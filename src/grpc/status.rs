@@ -80,6 +80,8 @@ fn source_code(err: &SourceError) -> Code {
             | SshError::TargetUnreachable { .. }
             | SshError::Session { .. } => Code::Unavailable,
         },
+        // The table changed under a query: a concurrency conflict, worth another sync.
+        SourceError::ColumnsChanged { .. } => Code::Aborted,
         SourceError::FetchSizeRefused { .. }
         | SourceError::PortalLost { .. }
         | SourceError::Decode { .. }

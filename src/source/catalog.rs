@@ -36,6 +36,10 @@ pub struct TableInfo {
     pub name: TableName,
     /// In the table's column order.
     pub columns: Vec<ColumnInfo>,
+    /// The relation's OID: a table dropped and created again under the same name has a new
+    /// one, which tells the sync that the rows it synced before are gone. `None` for an
+    /// external (Spectrum) table, which `pg_class` does not list.
+    pub id: Option<u32>,
 }
 
 impl TableInfo {
@@ -86,7 +90,7 @@ struct CatalogColumn {
 
 /// Reads the catalog for the configured schemas and tables.
 pub async fn discover(session: &mut Session, config: &SyncConfig) -> Result<Catalog, SourceError> {
-    let columns = match session.flavour() {
+    let (columns, ids) = match session.flavour() {
         Flavour::Redshift => redshift_columns(session, config).await?,
         Flavour::PostgreSql => postgres_columns(session, config).await?,
     };
@@ -117,9 +121,31 @@ pub async fn discover(session: &mut Session, config: &SyncConfig) -> Result<Cata
     Ok(Catalog {
         tables: tables
             .into_iter()
-            .map(|(name, columns)| Arc::new(TableInfo { name, columns }))
+            .map(|(name, columns)| {
+                let id = ids.get(&name).copied();
+                Arc::new(TableInfo { name, columns, id })
+            })
             .collect(),
     })
+}
+
+/// The table `name` as the catalog has it now (`None`: gone, or no longer readable): for a
+/// sync whose table changed under it.
+pub async fn discover_table(
+    session: &mut Session,
+    config: &SyncConfig,
+    name: &TableName,
+) -> Result<Option<Arc<TableInfo>>, SourceError> {
+    use crate::config::{Identifier, TablePattern};
+    let only = SyncConfig {
+        schemas: Some(vec![Identifier::quoted(&name.schema)]),
+        tables: Some(vec![TablePattern {
+            schema: Identifier::quoted(&name.schema),
+            table: Identifier::quoted(&name.table),
+        }]),
+        ..config.clone()
+    };
+    Ok(discover(session, &only).await?.find(name).cloned())
 }
 
 /// `AND <column> NOT IN (system schemas) [AND <column> IN (configured schemas)]`, with the
@@ -144,10 +170,13 @@ fn schema_filter(column: &str, config: &SyncConfig, params: &mut Vec<String>) ->
     filter
 }
 
+/// Each local relation's OID, by name.
+type RelationIds = BTreeMap<TableName, u32>;
+
 async fn redshift_columns(
     session: &mut Session,
     config: &SyncConfig,
-) -> Result<Vec<CatalogColumn>, SourceError> {
+) -> Result<(Vec<CatalogColumn>, RelationIds), SourceError> {
     let mut params = Vec::new();
     let filter = schema_filter("table_schema", config, &mut params);
     let sql = format!(
@@ -163,14 +192,19 @@ async fn redshift_columns(
     let sql = format!(
         "SELECT n.nspname, c.relname, \
                 CASE WHEN has_schema_privilege(n.oid, 'USAGE') \
-                      AND has_table_privilege(c.oid, 'SELECT') THEN 1 ELSE 0 END \
+                      AND has_table_privilege(c.oid, 'SELECT') THEN 1 ELSE 0 END, c.oid \
          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
          WHERE c.relkind IN ('r', 'v', 'm', 'f', 'p') AND {filter}"
     );
     let mut local = BTreeMap::new();
+    let mut ids = RelationIds::new();
     for row in session.query(&sql, &refs(&params)).await? {
-        let [schema, table, readable] = fields(row)?;
-        local.insert(TableName::new(schema, table), readable == "1");
+        let [schema, table, readable, id] = fields(row)?;
+        let name = TableName::new(schema, table);
+        if let Ok(id) = id.parse() {
+            ids.insert(name.clone(), id);
+        }
+        local.insert(name, readable == "1");
     }
     let mut unreadable = BTreeSet::new();
     let mut readable_columns = Vec::with_capacity(columns.len());
@@ -189,13 +223,13 @@ async fn redshift_columns(
             "tables left out: no SELECT privilege"
         );
     }
-    Ok(readable_columns)
+    Ok((readable_columns, ids))
 }
 
 async fn postgres_columns(
     session: &mut Session,
     config: &SyncConfig,
-) -> Result<Vec<CatalogColumn>, SourceError> {
+) -> Result<(Vec<CatalogColumn>, RelationIds), SourceError> {
     let mut params = Vec::new();
     let filter = schema_filter("n.nspname", config, &mut params);
     let sql = format!(
@@ -209,7 +243,22 @@ async fn postgres_columns(
            AND has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT') \
          ORDER BY n.nspname, c.relname, a.attnum"
     );
-    run(session, &sql, &params).await
+    let columns = run(session, &sql, &params).await?;
+    let mut params = Vec::new();
+    let filter = schema_filter("n.nspname", config, &mut params);
+    let sql = format!(
+        "SELECT n.nspname, c.relname, c.oid \
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind IN ('r', 'v', 'm', 'f', 'p') AND {filter}"
+    );
+    let mut ids = RelationIds::new();
+    for row in session.query(&sql, &refs(&params)).await? {
+        let [schema, table, id] = fields(row)?;
+        if let Ok(id) = id.parse() {
+            ids.insert(TableName::new(schema, table), id);
+        }
+    }
+    Ok((columns, ids))
 }
 
 /// Runs a columns query: schema, table, column, type name, length, precision, scale.

@@ -96,6 +96,10 @@ pub enum SourceError {
     },
     #[error("the connection to the database was lost ({reason})")]
     ConnectionLost { reason: String },
+    /// A column a query names is gone (dropped since the catalog was read), or the columns
+    /// changed under a prepared statement: the table's columns must be read again.
+    #[error("the table's columns changed while it was synced ({message})")]
+    ColumnsChanged { message: String },
     #[error("the database answered with error {code}: {message}")]
     Database {
         code: String,
@@ -238,6 +242,11 @@ impl SourceError {
         match db.code.as_str() {
             "42501" => Self::PermissionDenied { message },
             "34000" => Self::PortalLost { message },
+            // undefined_column; PostgreSQL's plan cache refusing a changed row type.
+            "42703" => Self::ColumnsChanged { message },
+            "0A000" if message.contains("cached plan must not change result type") => {
+                Self::ColumnsChanged { message }
+            }
             "57014" if is_workload_manager(&message) => Self::WorkloadManagerAbort { message },
             "57014" => Self::QueryCancelled { message },
             _ if message.contains("for a single node configuration") => {

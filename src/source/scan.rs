@@ -509,6 +509,7 @@ mod tests {
                 ),
                 column("code", SqlType::Char { length: Some(2) }, false),
             ],
+            id: None,
         }
     }
 

@@ -121,6 +121,44 @@ impl SqlType {
         }
     }
 
+    /// The type as SQL writes it (upper case, with its length or precision when the catalog
+    /// gave one): the form a sync state records a column's type in, so two are equal exactly
+    /// when the catalog reported the same type.
+    pub fn sql_name(&self) -> String {
+        let sized = |name: &str, length: &Option<u32>| match length {
+            Some(n) => format!("{name}({n})"),
+            None => name.to_string(),
+        };
+        match self {
+            Self::SmallInt => "SMALLINT".into(),
+            Self::Integer => "INTEGER".into(),
+            Self::BigInt => "BIGINT".into(),
+            Self::Numeric {
+                precision: Some(precision),
+                scale,
+            } => format!("NUMERIC({precision},{})", scale.unwrap_or(0)),
+            Self::Numeric { .. } => "NUMERIC".into(),
+            Self::Real => "REAL".into(),
+            Self::Double => "DOUBLE PRECISION".into(),
+            Self::Boolean => "BOOLEAN".into(),
+            Self::Char { length } => sized("CHAR", length),
+            Self::Varchar { length } => sized("VARCHAR", length),
+            Self::Text => "TEXT".into(),
+            Self::Date => "DATE".into(),
+            Self::Time => "TIME".into(),
+            Self::TimeTz => "TIMETZ".into(),
+            Self::Timestamp => "TIMESTAMP".into(),
+            Self::TimestampTz => "TIMESTAMPTZ".into(),
+            Self::Super => "SUPER".into(),
+            Self::VarByte => "VARBYTE".into(),
+            Self::Bytea => "BYTEA".into(),
+            Self::Geometry => "GEOMETRY".into(),
+            Self::Geography => "GEOGRAPHY".into(),
+            Self::HllSketch => "HLLSKETCH".into(),
+            Self::Other { name } => name.to_uppercase(),
+        }
+    }
+
     /// The connector DataType and its optional parameters.
     pub fn data_type(&self) -> (DataType, Option<DataTypeParams>) {
         let params = |p| Some(DataTypeParams { params: Some(p) });

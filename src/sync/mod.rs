@@ -40,6 +40,7 @@ pub mod output;
 pub mod plan;
 pub mod position;
 mod retry;
+pub mod schema_change;
 mod table;
 
 use std::sync::atomic::AtomicU32;
@@ -121,6 +122,24 @@ pub async fn run(
     let catalog = catalog::discover(&mut session, &config.sync).await?;
     let plans = plan::plan(&catalog, selection.as_ref(), &config.sync);
     check_states(&plans, &state)?;
+    // Tables whose columns differ from what the host was told are declared again first, so
+    // the destination has every column before a record carries it.
+    let changed: Vec<&plan::TablePlan> = plans
+        .iter()
+        .filter(|plan| {
+            schema_change::ColumnChanges::since(plan, state.table(&plan.table.name))
+                .is_some_and(|changes| changes.columns_differ())
+        })
+        .collect();
+    if !changed.is_empty() {
+        tracing::info!(
+            tables = changed.len(),
+            "columns changed: declaring them first"
+        );
+        output
+            .schema_change(schema_change::declaration(changed), &mut counters)
+            .await?;
+    }
     for missing in plan::missing_tables(&catalog, selection.as_ref()) {
         output
             .warning(

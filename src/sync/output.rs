@@ -119,6 +119,17 @@ impl Output {
         Ok(size)
     }
 
+    /// Declares tables whose columns changed, before any of their records.
+    pub async fn schema_change(
+        &self,
+        change: crate::proto::SchemaChange,
+        counters: &mut Counters,
+    ) -> Result<(), SyncError> {
+        let size = prost::Message::encoded_len(&change);
+        self.operation(Operation::SchemaChange(change), size, counters)
+            .await
+    }
+
     pub async fn warning(&self, message: String, counters: &mut Counters) -> Result<(), SyncError> {
         let size = message.len();
         self.operation(Operation::Warning(Warning { message }), size, counters)

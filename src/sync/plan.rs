@@ -31,6 +31,8 @@ pub struct TablePlan {
     pub notes: Vec<String>,
     /// `delete_capture = resync`: an incremental table is re-synced from scratch this often.
     pub resync_every: Option<std::time::Duration>,
+    /// A column new since the last sync re-syncs the table (`new_column_backfill`).
+    pub backfill_new_columns: bool,
 }
 
 /// A soft-delete column, by its place among a row's emitted cells.
@@ -86,6 +88,55 @@ impl TablePlan {
             &emitted,
             max_message_bytes,
         )
+    }
+
+    /// This plan for the table as it is `now`, after its columns changed while it was synced:
+    /// the same columns less the dropped ones (in their new types, where a type changed), read
+    /// the same way. `Err` says why the sync cannot go on from its position: the table is gone,
+    /// or its cursor or key changed.
+    pub fn without_dropped_columns(&self, now: Option<Arc<TableInfo>>) -> Result<Self, String> {
+        let Some(now) = now else {
+            return Err("it was dropped, or is no longer readable".to_string());
+        };
+        let columns = &self.table.columns;
+        let in_now = |old: usize| now.column_index(&columns[old].name);
+        let positioned_unchanged = self.position_columns().iter().all(|&old| {
+            in_now(old).is_some_and(|i| now.columns[i].sql_type == columns[old].sql_type)
+        }) && now.key_indexes().len() == self.key.len();
+        if !positioned_unchanged {
+            return Err("its cursor column or primary key changed".to_string());
+        }
+        let mapped = |old: &[usize]| old.iter().filter_map(|&i| in_now(i)).collect::<Vec<_>>();
+        let emitted = mapped(&self.emitted);
+        let select = mapped(&self.select);
+        let key = mapped(&self.key);
+        let mode = match self.mode {
+            Mode::Incremental { cursor } => Mode::Incremental {
+                cursor: in_now(cursor).expect("checked above"),
+            },
+            ref full => full.clone(),
+        };
+        let soft_delete = self.soft_delete.as_ref().and_then(|soft| {
+            let column = in_now(self.emitted[soft.column])?;
+            Some(SoftDelete {
+                column: emitted.iter().position(|&i| i == column)?,
+                key: key
+                    .iter()
+                    .map(|k| emitted.iter().position(|i| i == k))
+                    .collect::<Option<_>>()?,
+            })
+        });
+        Ok(Self {
+            table: now,
+            emitted,
+            select,
+            key,
+            mode,
+            soft_delete,
+            notes: Vec::new(),
+            resync_every: self.resync_every,
+            backfill_new_columns: self.backfill_new_columns,
+        })
     }
 
     /// Position of a table column in the SELECT list.
@@ -233,6 +284,7 @@ fn plan_table(table: &Arc<TableInfo>, selected: Vec<bool>, config: &SyncConfig) 
         soft_delete,
         notes,
         resync_every: config.resync_interval,
+        backfill_new_columns: config.new_column_backfill,
     }
 }
 
@@ -330,6 +382,7 @@ mod tests {
                         primary_key: false,
                     },
                 ],
+                id: Some(1),
             })
         };
         Catalog {
@@ -350,6 +403,7 @@ mod tests {
             default_deleted_column: None,
             deleted_column_overrides: Default::default(),
             resync_interval: None,
+            new_column_backfill: true,
             batch_size: 10,
             max_batch_bytes: crate::config::DEFAULT_MAX_BATCH_BYTES,
             max_rows_per_query: crate::config::RowsPerQuery::Auto,

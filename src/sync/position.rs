@@ -37,6 +37,7 @@ use crate::source::types::SqlType;
 use crate::state::{ExportState, Position, PositionKind, ResyncState, TableState};
 
 use super::plan::{Mode, TablePlan};
+use super::schema_change::ColumnChanges;
 
 /// The bytes of results one query may leave on Redshift's leader node, which materialises a
 /// query's whole result before the first fetch. The smallest cluster's cursor limit for all
@@ -89,6 +90,8 @@ pub struct TableStart {
     pub resync: Option<ResyncState>,
     /// The table starts over because its re-sync is due (not a change that needs a Warning).
     pub scheduled_resync: bool,
+    /// Changes to its columns it goes on through, for Warnings (see `schema_change`).
+    pub column_notes: Vec<String>,
 }
 
 /// Whether a table read incrementally is due for its re-sync from scratch: its last one is
@@ -136,29 +139,70 @@ pub fn table_start(plan: &TablePlan, previous: Option<&TableState>) -> TableStar
     table_start_at(plan, previous, chrono::Utc::now())
 }
 
-/// [`table_start`] at the time `now`.
+/// [`table_start`] at the time `now`: where its state says, unless its columns changed in a
+/// way that needs a re-sync (see `schema_change`).
 pub fn table_start_at(
     plan: &TablePlan,
     previous: Option<&TableState>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> TableStart {
-    let resync_from_now = || {
-        plan.resync_every
-            .filter(|_| plan.cursor_column().is_some())
-            .map(|_| ResyncState {
-                started_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                done: false,
-            })
+    let start = start_from_state(plan, previous, now);
+    let Some(changes) = ColumnChanges::since(plan, previous) else {
+        return start;
     };
-    let fresh = |restart_reason: Option<String>| TableStart {
+    let restart_reason = if start.truncate {
+        None
+    } else if start.export.is_some() && changes.columns_differ() {
+        Some(
+            "its columns changed while its export was under way, so it is re-synced from the start"
+                .to_string(),
+        )
+    } else {
+        changes.restart_reason(plan)
+    };
+    match restart_reason {
+        Some(reason) => TableStart {
+            column_notes: changes.notes(plan, true),
+            ..fresh_start(plan, now, Some(reason))
+        },
+        None => TableStart {
+            column_notes: changes.notes(plan, start.truncate),
+            ..start
+        },
+    }
+}
+
+/// A start from scratch: a TRUNCATE, then every row.
+fn fresh_start(
+    plan: &TablePlan,
+    now: chrono::DateTime<chrono::Utc>,
+    restart_reason: Option<String>,
+) -> TableStart {
+    TableStart {
         truncate: true,
         restart_reason,
         position: None,
         export: None,
         null_rescan: None,
-        resync: resync_from_now(),
+        resync: plan
+            .resync_every
+            .filter(|_| plan.cursor_column().is_some())
+            .map(|_| ResyncState {
+                started_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                done: false,
+            }),
         scheduled_resync: false,
-    };
+        column_notes: Vec::new(),
+    }
+}
+
+/// Where the table's state says it goes on (or starts over), its columns aside.
+fn start_from_state(
+    plan: &TablePlan,
+    previous: Option<&TableState>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> TableStart {
+    let fresh = |restart_reason: Option<String>| fresh_start(plan, now, restart_reason);
     let Some(previous) = previous else {
         return fresh(None);
     };
@@ -172,6 +216,7 @@ pub fn table_start_at(
                 export,
                 null_rescan,
                 resync,
+                ..
             },
             Some(cursor),
         ) if cursor_column == cursor && *keys == key_columns => {
@@ -197,6 +242,7 @@ pub fn table_start_at(
                 null_rescan,
                 resync: resync.clone().filter(|_| plan.resync_every.is_some()),
                 scheduled_resync: false,
+                column_notes: Vec::new(),
             }
         }
         // A full pass under way resumes: an export from its files; a scan after its last key
@@ -217,6 +263,7 @@ pub fn table_start_at(
             null_rescan: None,
             resync: None,
             scheduled_resync: false,
+            column_notes: Vec::new(),
         },
         (
             TableState::Full {
@@ -224,6 +271,7 @@ pub fn table_start_at(
                 in_progress: true,
                 position: Some(position),
                 export: None,
+                ..
             },
             None,
         ) if *keys == key_columns && !position.key.is_empty() => TableStart {
@@ -234,6 +282,7 @@ pub fn table_start_at(
             null_rescan: None,
             resync: None,
             scheduled_resync: false,
+            column_notes: Vec::new(),
         },
         // A finished full pass: the next one starts over, as full mode promises.
         (TableState::Full { .. }, None) => fresh(None),

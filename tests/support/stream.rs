@@ -64,7 +64,8 @@ pub enum Op {
     Checkpoint(String),
     Warning(String),
     Task(String),
-    SchemaChange,
+    /// The tables it declares, as `schema.table`, each with its columns.
+    SchemaChange(Vec<(String, Vec<String>)>),
 }
 
 /// A checkpoint and what came before it.
@@ -171,6 +172,17 @@ impl UpdateLog {
             .iter()
             .filter_map(|op| match op {
                 Op::Warning(w) => Some(w.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every SchemaChange's declared tables, in order.
+    pub fn schema_changes(&self) -> Vec<&[(String, Vec<String>)]> {
+        self.ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::SchemaChange(tables) => Some(tables.as_slice()),
                 _ => None,
             })
             .collect()
@@ -307,8 +319,38 @@ pub fn push(log: &mut UpdateLog, operation: Option<Operation>) {
         Some(Operation::Checkpoint(c)) => log.ops.push(Op::Checkpoint(c.state_json)),
         Some(Operation::Warning(w)) => log.ops.push(Op::Warning(w.message)),
         Some(Operation::Task(t)) => log.ops.push(Op::Task(t.message)),
-        Some(Operation::SchemaChange(_)) => log.ops.push(Op::SchemaChange),
+        Some(Operation::SchemaChange(change)) => log.ops.push(Op::SchemaChange(declared(change))),
         None => panic!("an UpdateResponse without an operation"),
+    }
+}
+
+/// The tables a SchemaChange declares and their columns.
+fn declared(change: fivetran_source::proto::SchemaChange) -> Vec<(String, Vec<String>)> {
+    use fivetran_source::proto::schema_change::Change;
+    match change.change {
+        Some(Change::WithSchema(list)) => list
+            .schemas
+            .into_iter()
+            .flat_map(|schema| {
+                schema.tables.into_iter().map(move |table| {
+                    (
+                        format!("{}.{}", schema.name, table.name),
+                        table.columns.into_iter().map(|c| c.name).collect(),
+                    )
+                })
+            })
+            .collect(),
+        Some(Change::WithoutSchema(list)) => list
+            .tables
+            .into_iter()
+            .map(|table| {
+                (
+                    table.name,
+                    table.columns.into_iter().map(|c| c.name).collect(),
+                )
+            })
+            .collect(),
+        None => panic!("a SchemaChange without a change"),
     }
 }
 

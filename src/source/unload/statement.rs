@@ -185,6 +185,7 @@ mod tests {
                     primary_key: false,
                 })
                 .collect(),
+            id: None,
         }
     }
 

@@ -38,7 +38,7 @@ use crate::source::unload::s3::Staging;
 use crate::source::value::{group_key, position_text, Cell, Decoder, RowDecoder, SavedValues};
 use crate::source::wire::Format;
 use crate::source::{self, Flavour, Session, SourceError};
-use crate::state::{ExportState, Position, ResyncState, TableState};
+use crate::state::{ExportState, Position, ResyncState, SyncedColumn, TableState};
 
 pub(super) use export::{clean_abandoned, new_export_id, readers as export_readers};
 
@@ -225,6 +225,11 @@ pub(super) async fn sync_table(
             .warning(output, format!("table {name}: {note}"))
             .await?;
     }
+    for note in std::mem::take(&mut table.column_notes) {
+        table
+            .warning(output, format!("table {name}: {note}"))
+            .await?;
+    }
     if let Some(reason) = table.restart_reason.take() {
         table
             .warning(output, format!("table {name}: {reason}"))
@@ -232,6 +237,8 @@ pub(super) async fn sync_table(
     }
 
     let mut read_whole_queries = false;
+    // Once per Update: a table whose columns keep changing is left for the next sync.
+    let mut columns_read_again = false;
     let mut retry = Retry::new(shared.config.sync.retry_timeout);
     loop {
         let rows_before = table.rows;
@@ -281,6 +288,16 @@ pub(super) async fn sync_table(
                 tracing::warn!(table = %name, error = %err, attempt = retry.attempts(), retry_in_ms = delay.as_millis() as u64, "table scan failed, resuming from the last row sent");
                 pause(delay, output).await?;
             }
+            SourceError::ColumnsChanged { .. } if !columns_read_again && table.held.is_empty() => {
+                columns_read_again = true;
+                tracing::warn!(table = %name, error = %err, "the table's columns changed during its sync: reading them again");
+                if let Err(reason) = table.adopt_changed_columns(&shared).await? {
+                    table
+                        .warning(output, format!("table {name} was skipped: {err}, and the sync cannot go on because {reason}; the next sync starts it again"))
+                        .await?;
+                    return Ok(table.counters);
+                }
+            }
             err if err.needs_user_action()
                 && !matches!(err, SourceError::PermissionDenied { .. }) =>
             {
@@ -316,6 +333,10 @@ struct TableSync {
     /// With `delete_capture = resync`: the table's latest sync from scratch.
     resync: Option<ResyncState>,
     restart_reason: Option<String>,
+    /// Changes to its columns the table goes on through, for Warnings.
+    column_notes: Vec<String>,
+    /// The columns it is synced with, for its entry in the state.
+    synced_columns: Vec<SyncedColumn>,
     /// Warned that more rows share one cursor value than a query may read.
     warned_tied: bool,
     /// Counted the rows beyond the cursor's upper bound (once per Update).
@@ -395,6 +416,8 @@ impl TableSync {
             resync: start.resync,
             plan: Arc::clone(plan),
             restart_reason: start.restart_reason,
+            column_notes: start.column_notes,
+            synced_columns: super::schema_change::synced_columns(plan),
             warned_tied: false,
             counted_beyond_bound: false,
             export: start.export,
@@ -415,6 +438,76 @@ impl TableSync {
             started: now,
             last_report: now,
         }
+    }
+
+    /// After a query found the table's columns changed under the sync (a column dropped, or
+    /// its type changed): reads them again and goes on from the position with the columns
+    /// that are left, after a SchemaChange that declares the table as it is now and a Warning
+    /// naming what went. `Ok(Err)` says why it cannot go on.
+    async fn adopt_changed_columns(
+        &mut self,
+        shared: &Shared,
+    ) -> Result<Result<(), String>, SyncError> {
+        let mut session = shared.session().await?;
+        let name = &self.plan.table.name;
+        let now =
+            match source::catalog::discover_table(&mut session, &shared.config.sync, name).await {
+                Ok(now) => now,
+                Err(err) => return Ok(Err(format!("its columns could not be read again ({err})"))),
+            };
+        shared.release(session);
+        let plan = match self.plan.without_dropped_columns(now) {
+            Ok(plan) => plan,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        let before = super::schema_change::synced_columns(&self.plan);
+        let after = super::schema_change::synced_columns(&plan);
+        if before == after {
+            return Ok(Err("the catalog shows no change to its columns".to_string()));
+        }
+        let dropped: Vec<String> = before
+            .iter()
+            .filter(|old| !after.iter().any(|new| new.0 == old.0))
+            .map(|old| format!("`{}`", old.0))
+            .collect();
+        let plan = Arc::new(plan);
+        shared
+            .output
+            .schema_change(
+                super::schema_change::declaration([&*plan]),
+                &mut self.counters,
+            )
+            .await?;
+        if !dropped.is_empty() {
+            let message = format!(
+                "table {name}: {} dropped while it was synced; the sync goes on without {}, and the destination keeps what was written there",
+                match dropped.as_slice() {
+                    [one] => format!("column {one} was"),
+                    many => format!("columns {} were", many.join(", ")),
+                },
+                if dropped.len() == 1 { "it" } else { "them" },
+            );
+            self.warning(&shared.output, message).await?;
+        }
+        self.use_plan(plan, shared);
+        Ok(Ok(()))
+    }
+
+    /// Reads and sends by `plan` from now on (the same cursor and key, other columns).
+    fn use_plan(&mut self, plan: Arc<TablePlan>, shared: &Shared) {
+        let position_columns = plan.position_columns();
+        self.position_indexes = position_columns
+            .iter()
+            .map(|&i| plan.select_position(i))
+            .collect();
+        self.position_types = position_columns
+            .iter()
+            .map(|&i| plan.table.columns[i].sql_type.clone())
+            .collect();
+        self.encoder = plan.record_encoder(shared.config.sync.max_batch_bytes as usize);
+        self.synced_columns = super::schema_change::synced_columns(&plan);
+        self.cells.clear();
+        self.plan = plan;
     }
 
     async fn warning(&mut self, output: &Output, message: String) -> Result<(), SyncError> {
@@ -840,6 +933,7 @@ impl TableSync {
     /// whether it is under way.
     fn table_state(&self, in_progress: bool) -> TableState {
         let key_columns = self.plan.key_columns();
+        let (table_id, columns) = (self.plan.table.id, Some(self.synced_columns.clone()));
         match self.plan.cursor_column() {
             Some(cursor) => match &self.after_null_rescan {
                 Some(scan) => TableState::Incremental {
@@ -854,6 +948,8 @@ impl TableSync {
                             .unwrap_or_default(),
                     ),
                     resync: self.resync.clone(),
+                    table_id,
+                    columns,
                 },
                 None => TableState::Incremental {
                     cursor_column: cursor.to_string(),
@@ -862,6 +958,8 @@ impl TableSync {
                     export: self.export.clone(),
                     null_rescan: None,
                     resync: self.resync.clone(),
+                    table_id,
+                    columns,
                 },
             },
             None => TableState::Full {
@@ -869,6 +967,8 @@ impl TableSync {
                 in_progress,
                 position: self.progress.position().cloned().filter(|_| in_progress),
                 export: self.export.clone().filter(|_| in_progress),
+                table_id,
+                columns,
             },
         }
     }
