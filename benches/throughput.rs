@@ -18,7 +18,10 @@
 //!   runs it into moto's S3, four slices writing Parquet), its export phase (here the
 //!   emulation's; Redshift's compute nodes on a cluster) and its read phase (manifest to last
 //!   record) apart, against the direct path and COPY;
-//! - `tables`: 200 and 2,000 small tables in one Update (`BENCH_TABLES`).
+//! - `tables`: 200 and 2,000 small tables in one Update (`BENCH_TABLES`);
+//! - `debug`: the debug runner (`fivetran_source debug`, its SQLite warehouse) syncing the
+//!   demo's `customers` table, against dlt's `sql_database` source (pyarrow backend) loading
+//!   the same table into DuckDB, and COPY.
 //!
 //! ```text
 //! cargo bench --bench throughput
@@ -106,7 +109,10 @@ impl Params {
                 .collect(),
             wide_rows: number("BENCH_WIDE_ROWS", 300u64).max(1),
             repeat: number("BENCH_REPEAT", 3usize).max(1),
-            suites: list("BENCH_SUITES", "narrow,bounded,wide,parallel,unload,tables"),
+            suites: list(
+                "BENCH_SUITES",
+                "narrow,bounded,wide,parallel,unload,tables,debug",
+            ),
         }
     }
 
@@ -189,6 +195,9 @@ async fn run(postgres: &'static LocalPostgres, params: &Params) -> Result<(), Bo
         if params.runs("unload") {
             unload(postgres, rows, params).await?;
         }
+        if params.runs("debug") {
+            debug_runner(&admin, &base, rows, params).await?;
+        }
     }
     if params.runs("tables") {
         let counts: Vec<usize> = list("BENCH_TABLES", "200,2000")
@@ -262,6 +271,175 @@ async fn many_tables(
     admin.batch_execute("DROP SCHEMA many CASCADE").await?;
     println!();
     Ok(())
+}
+
+/// The debug runner as users run it (`fivetran_source debug`, a fresh process, a new
+/// warehouse), against dlt loading the same table from the same database into DuckDB: both
+/// write a local file a user can query. dlt's time is its `pipeline.run` alone (its process
+/// also spends about two seconds importing), so the comparison favours it.
+async fn debug_runner(
+    admin: &Client,
+    base: &HashMap<String, String>,
+    rows: u64,
+    params: &Params,
+) -> Result<(), BoxError> {
+    let rows_u32 = u32::try_from(rows).map_err(|_| "BENCH_ROWS: at most 4e9 for this suite")?;
+    fivetran_source::debug::demo::create_customers(admin, rows_u32).await?;
+    admin
+        .batch_execute("VACUUM ANALYZE public.customers")
+        .await?;
+    let config = with(base, &[(keys::TABLES, "public.customers")]);
+    let sql = scan_sql(&config).await?;
+    copy_out(admin, &sql).await?; // warm the caches before anything is timed
+    let python = dlt_python()?;
+    let work = tempfile::tempdir()?;
+    let (mut copies, mut runners, mut dlts) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..params.repeat {
+        copies.push(checked(copy_out(admin, &sql).await?, rows)?);
+        runners.push(checked(debug_binary(&config, work.path())?, rows)?);
+        dlts.push(checked(dlt_load(&python, base, work.path())?, rows)?);
+    }
+    report(
+        &format!("debug runner vs dlt, {rows} `customers` rows into a local file"),
+        &[
+            Line {
+                label: "COPY TO STDOUT (baseline)".into(),
+                runs: copies,
+            },
+            Line {
+                label: "debug runner -> SQLite".into(),
+                runs: runners,
+            },
+            Line {
+                label: "dlt sql_database pyarrow->DuckDB".into(),
+                runs: dlts,
+            },
+        ],
+    );
+    println!("  debug runner: CPU is its whole process (server, client and SQLite); dlt: its");
+    println!("  Python process and children, whole; its rows/s is from pipeline.run alone.");
+    println!();
+    admin.batch_execute("DROP TABLE public.customers").await?;
+    Ok(())
+}
+
+/// One `fivetran_source debug --reset` run into a new warehouse; rows are the warehouse's.
+fn debug_binary(
+    config: &HashMap<String, String>,
+    work: &std::path::Path,
+) -> Result<Sample, BoxError> {
+    let configuration = work.join("configuration.json");
+    std::fs::write(&configuration, serde_json::to_string(config)?)?;
+    let (state, warehouse) = (work.join("state.json"), work.join("warehouse.db"));
+    let cpu = children_cpu();
+    let started = Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_fivetran_source"))
+        .arg("debug")
+        .arg("--configuration")
+        .arg(&configuration)
+        .arg("--state")
+        .arg(&state)
+        .arg("--warehouse")
+        .arg(&warehouse)
+        .arg("--reset")
+        .stdin(Stdio::null())
+        .output()?;
+    let wall = started.elapsed();
+    if !output.status.success() {
+        return Err(format!(
+            "the debug runner failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into());
+    }
+    let rows: i64 = rusqlite::Connection::open(&warehouse)?.query_row(
+        "SELECT COUNT(*) FROM \"public.customers\" WHERE _fivetran_deleted = 0",
+        [],
+        |row| row.get(0),
+    )?;
+    Ok(Sample {
+        wall,
+        rows: rows as u64,
+        work_cpu: since(cpu, children_cpu()),
+        ..Sample::default()
+    })
+}
+
+/// One dlt load (`benches/dlt_load.py`) of the same table into a new DuckDB file.
+fn dlt_load(
+    python: &std::path::Path,
+    base: &HashMap<String, String>,
+    work: &std::path::Path,
+) -> Result<Sample, BoxError> {
+    let url = format!(
+        "postgresql+psycopg2://{}:{}@{}:{}/{}?sslmode=require",
+        base[keys::USER],
+        base[keys::PASSWORD],
+        base[keys::HOST],
+        base[keys::PORT],
+        base[keys::DATABASE]
+    );
+    let cpu = children_cpu();
+    let output = Command::new(python)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/dlt_load.py"))
+        .args([url.as_str(), "public", "customers"])
+        .arg(work.join("dlt"))
+        .stdin(Stdio::null())
+        .output()?;
+    if !output.status.success() {
+        return Err(format!("dlt failed: {}", String::from_utf8_lossy(&output.stderr)).into());
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let result: serde_json::Value = stdout
+        .lines()
+        .rev()
+        .find_map(|line| serde_json::from_str(line).ok())
+        .ok_or_else(|| format!("dlt_load.py printed no result: {stdout}"))?;
+    Ok(Sample {
+        wall: Duration::from_secs_f64(result["seconds"].as_f64().unwrap_or_default()),
+        rows: result["rows"].as_u64().unwrap_or_default(),
+        work_cpu: since(cpu, children_cpu()),
+        ..Sample::default()
+    })
+}
+
+/// The interpreter of dlt's virtual environment under `target/`, built on first use from
+/// `benches/dlt-requirements.txt` (a marker holding the requirements says it is complete).
+fn dlt_python() -> Result<std::path::PathBuf, BoxError> {
+    const REQUIREMENTS: &str = include_str!("dlt-requirements.txt");
+    let venv = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dlt-venv");
+    let marker = venv.join("requirements.installed");
+    if std::fs::read_to_string(&marker).ok().as_deref() != Some(REQUIREMENTS) {
+        println!("installing dlt into {} (once)...", venv.display());
+        let _ = std::fs::remove_dir_all(&venv);
+        let run = |command: &mut Command| -> Result<(), BoxError> {
+            let status = command.status()?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(format!("{command:?} failed: {status}").into())
+            }
+        };
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+        let requirements = venv.join("requirements.txt");
+        std::fs::write(&requirements, REQUIREMENTS)?;
+        run(Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+            .arg(&requirements))?;
+        std::fs::write(&marker, REQUIREMENTS)?;
+    }
+    Ok(venv.join("bin/python"))
+}
+
+/// CPU time of this process's children that have been waited for.
+fn children_cpu() -> Option<Duration> {
+    // SAFETY: getrusage writes into the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) } != 0 {
+        return None;
+    }
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    Some(time(usage.ru_utime) + time(usage.ru_stime))
 }
 
 fn with(config: &HashMap<String, String>, pairs: &[(&str, &str)]) -> HashMap<String, String> {

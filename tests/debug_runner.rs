@@ -724,3 +724,68 @@ async fn schema_changes_leave_the_warehouse_equal_to_the_source() {
     assert_eq!((counts.truncates, counts.upserts), (1, 26), "{recreated}");
     assert_live_rows_equal_the_source("tier").await;
 }
+
+/// Killed inside a backfill that also carries soft deletes (a new column re-syncs the table;
+/// rows marked deleted go out as DELETEs in the same pass), at each kind of moment: the next
+/// run heals, and the live rows equal the source's unmarked rows with the new column.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_killed_inside_a_backfill_with_deletes_is_healed_by_the_next() {
+    for stop in [
+        StopPoint::AfterCheckpoint(3),
+        StopPoint::BeforeStateSaved(4),
+        StopPoint::AfterRecords(45),
+    ] {
+        let db = support::fresh_database().await;
+        db.client
+            .batch_execute(
+                "CREATE TABLE public.accounts (
+                   id INTEGER PRIMARY KEY, name TEXT, is_deleted BOOLEAN, updated_at TIMESTAMP);
+                 INSERT INTO public.accounts
+                   SELECT g, 'account ' || g, g % 5 = 0, TIMESTAMP '2024-01-01' + g * INTERVAL '1 second'
+                   FROM generate_series(1, 80) g;",
+            )
+            .await
+            .expect("create the accounts table");
+        let files = files();
+        let mut config = db.config.clone();
+        config.insert("deleted_column".into(), "is_deleted".into());
+        let options = RunOptions {
+            commit_interval: Duration::ZERO,
+            ..options(&config, &files)
+        };
+        sync(&options).await;
+        db.client
+            .batch_execute(
+                "ALTER TABLE public.accounts ADD COLUMN tier TEXT DEFAULT 'gold';
+                 UPDATE public.accounts SET is_deleted = true WHERE id % 7 = 0;",
+            )
+            .await
+            .expect("add a column and mark rows");
+        let stopped = run_sync(&RunOptions {
+            stop: Some(stop),
+            ..options.clone()
+        })
+        .await;
+        assert!(
+            matches!(stopped, Err(DebugError::Stopped { .. })),
+            "{stop:?}: {stopped:?}"
+        );
+        sync(&options).await;
+        let source = "SELECT id::BIGINT, name, tier FROM public.accounts
+                      WHERE is_deleted IS NOT TRUE ORDER BY id";
+        let rows = db.client.query(source, &[]).await.expect("read the source");
+        let expected: Vec<Vec<Value>> = rows
+            .iter()
+            .map(|r| {
+                vec![
+                    Value::Integer(r.get(0)),
+                    Value::Text(r.get(1)),
+                    Value::Text(r.get(2)),
+                ]
+            })
+            .collect();
+        let live = "SELECT id, name, tier FROM \"public.accounts\"
+                    WHERE _fivetran_deleted = 0 ORDER BY id";
+        assert_eq!(warehouse_rows(&files.warehouse, live), expected, "{stop:?}");
+    }
+}

@@ -150,8 +150,9 @@ async fn demo(postgres: &LocalPostgres, args: &DemoArgs) -> Result<(), DemoError
 }
 
 /// The example table: a few distinct `updated_at` values, each shared by many rows, as bulk
-/// loads produce (the case the cursor's key tie-break exists for).
-async fn create_customers(client: &tokio_postgres::Client, rows: u32) -> Result<(), DemoError> {
+/// loads produce (the case the cursor's key tie-break exists for). Also the debug runner's
+/// benchmark table.
+pub async fn create_customers(client: &tokio_postgres::Client, rows: u32) -> Result<(), DemoError> {
     let create = "CREATE TABLE public.customers (
             customer_id INT PRIMARY KEY,
             first_name VARCHAR(64) NOT NULL,

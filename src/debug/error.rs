@@ -17,6 +17,11 @@ pub enum DebugError {
     Warehouse(#[from] WarehouseError),
     #[error("cannot start the connector server in this process")]
     ServerStart(#[source] std::io::Error),
+    #[error("cannot start the thread that writes the warehouse")]
+    WriterStart(#[source] std::io::Error),
+    /// The writer thread ended early: it panicked, which is a bug.
+    #[error("the thread that writes the warehouse stopped unexpectedly")]
+    WriterGone,
     #[error("`{address}` is not a server address; give HOST:PORT, e.g. localhost:50051")]
     BadServerAddress { address: String },
     #[error("cannot connect to the connector server at {address}; is it running?")]

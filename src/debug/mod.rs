@@ -23,6 +23,7 @@ pub mod runner;
 pub mod state_file;
 pub mod summary;
 pub mod warehouse;
+pub mod writer;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

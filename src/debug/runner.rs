@@ -3,9 +3,9 @@
 //! ```text
 //!  ConfigurationForm ─► Test (each listed test) ─► Schema ─► Update(selection, state)
 //!                                                              │ stream
-//!     Record/Records ─► warehouse transaction (open) ◄─────────┤
-//!     SchemaChange   ─► create/alter tables (same transaction) ◄┤
-//!     Checkpoint     ─► COMMIT, then save state_json ◄──────────┤
+//!     Record/Records ─► counted, queued to the writer thread ◄─┤  (`writer`: SQLite
+//!     SchemaChange   ─► create/alter tables (same transaction) ◄┤   applies them in order,
+//!     Checkpoint     ─► COMMIT (awaited), then save state_json ◄┤   beside the stream)
 //!     Warning        ─► shown, counted; Task ─► run fails ◄─────┘
 //! ```
 //!
@@ -14,6 +14,11 @@
 //! stream's normal end (replaying them is harmless: they are idempotent by key) and rolled
 //! back on failure. So whenever the process dies, the next run resumes from a state the
 //! warehouse already holds, and the replay brings it level with the source.
+//!
+//! A commit and a state save cost three `fsync`s, so not every checkpoint is made durable:
+//! the first of a run is, then at most one per [`RunOptions::commit_interval`], and the last
+//! at the stream's end. A state saved less often is an older one, which the invariant allows:
+//! a kill then replays a little more.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -27,7 +32,9 @@ use super::error::DebugError;
 use super::progress::{Progress, ProgressMode};
 use super::state_file::StateFile;
 use super::summary::Summary;
+use super::warehouse::layout::TableKey;
 use super::warehouse::{Declared, Warehouse};
+use super::writer::WarehouseWriter;
 use crate::proto::{self, test_response, update_response};
 
 /// Hosts reject a `Records` message with more records than this (wire contract).
@@ -48,7 +55,14 @@ pub struct RunOptions {
     pub progress: ProgressMode,
     /// For tests: end the run at this point as a kill would (see [`StopPoint`]).
     pub stop: Option<StopPoint>,
+    /// The least time between two commits of the warehouse (each with its state saved);
+    /// zero commits at every checkpoint.
+    pub commit_interval: std::time::Duration,
 }
+
+/// How often a run makes its progress durable by default: a kill loses at most about a second
+/// of work, and a sync of small batches is not bound by `fsync`.
+pub const COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl RunOptions {
     /// Defaults for everything but the configuration and the two files.
@@ -62,6 +76,7 @@ impl RunOptions {
             reset: false,
             progress: ProgressMode::Quiet,
             stop: None,
+            commit_interval: COMMIT_INTERVAL,
         }
     }
 }
@@ -70,9 +85,10 @@ impl RunOptions {
 /// [`DebugError::Stopped`], leaving files exactly as a kill at that moment would.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopPoint {
-    /// Right after the Nth checkpoint's state was saved.
+    /// Right after the Nth checkpoint was handled (its state saved, or left for a later one).
     AfterCheckpoint(u64),
-    /// After the Nth checkpoint's operations were committed but before its state was saved.
+    /// After the Nth checkpoint's operations were committed but before its state was saved
+    /// (when it is one that is saved; otherwise as `AfterCheckpoint`).
     BeforeStateSaved(u64),
     /// After N records were applied, uncommitted (the transaction is rolled back).
     AfterRecords(u64),
@@ -87,12 +103,13 @@ pub async fn run_sync(options: &RunOptions) -> Result<Summary, DebugError> {
     let state_file = StateFile::new(&options.state);
     let state = state_file.load()?;
     let new_warehouse = NewWarehouse::before_open(&options.warehouse);
-    let mut warehouse = Warehouse::open(&options.warehouse)?;
+    let warehouse = Warehouse::open(&options.warehouse)?;
     let mut connection = Connection::open(&options.server).await?;
+    let writer = WarehouseWriter::start(warehouse)?;
     let mut progress = Progress::new(options.progress);
     let mut run = Run {
         options,
-        warehouse: &mut warehouse,
+        writer: &writer,
         state_file: &state_file,
         progress: &mut progress,
         summary: Summary {
@@ -102,6 +119,8 @@ pub async fn run_sync(options: &RunOptions) -> Result<Summary, DebugError> {
             ..Summary::default()
         },
         records: 0,
+        unsaved_state: None,
+        last_commit: None,
     };
     let result = run.sync(&mut connection, state).await;
     let mut summary = run.summary;
@@ -109,12 +128,13 @@ pub async fn run_sync(options: &RunOptions) -> Result<Summary, DebugError> {
     connection.close().await;
     if result.is_err() {
         // What a crash would lose; the next run replays it from the saved state.
-        let _ = warehouse.rollback();
-        if summary.checkpoints == 0 {
-            // Nothing was synced: a warehouse this run created holds no data, only tables.
-            drop(warehouse);
-            new_warehouse.remove();
-        }
+        let _ = writer.rollback().await;
+    }
+    let warehouse = writer.finish()?;
+    if result.is_err() && summary.checkpoints == 0 {
+        // Nothing was synced: a warehouse this run created holds no data, only tables.
+        drop(warehouse);
+        new_warehouse.remove();
     }
     result?;
     summary.elapsed = started.elapsed();
@@ -192,11 +212,15 @@ impl NewWarehouse {
 /// One run in progress: the warehouse, the state file and the counts.
 struct Run<'a> {
     options: &'a RunOptions,
-    warehouse: &'a mut Warehouse,
+    writer: &'a WarehouseWriter,
     state_file: &'a StateFile,
     progress: &'a mut Progress,
     summary: Summary,
     records: u64,
+    /// The latest checkpoint's state, while it waits for the next commit.
+    unsaved_state: Option<String>,
+    /// When this run last committed at a checkpoint.
+    last_commit: Option<Instant>,
 }
 
 impl Run<'_> {
@@ -213,10 +237,10 @@ impl Run<'_> {
         let catalog = Catalog::from_schema_response(connection.schema(configuration).await?)?;
         let (selection, chosen) = catalog.select(self.options.tables.as_deref())?;
         for (key, def) in catalog.definitions(|key| chosen.contains(key))? {
-            self.warehouse.declare(&key, def)?;
             self.summary.add_table(&key);
+            self.writer.declare(key, def).await?;
         }
-        self.warehouse.commit()?;
+        self.writer.commit().await?;
 
         self.progress.phase("syncing");
         let request = proto::UpdateRequest {
@@ -229,7 +253,10 @@ impl Run<'_> {
         // Dropping the stream cancels the call, so the server stops producing.
         drop(stream);
         result?;
-        self.warehouse.commit()?;
+        self.writer.commit().await?;
+        if let Some(state_json) = self.unsaved_state.take() {
+            self.state_file.save(&state_json)?;
+        }
         Ok(())
     }
 
@@ -244,7 +271,7 @@ impl Run<'_> {
                 ));
             };
             match operation {
-                update_response::Operation::Record(record) => self.record(&record)?,
+                update_response::Operation::Record(record) => self.records(vec![record]).await?,
                 update_response::Operation::Records(batch) => {
                     if batch.records.len() > MAX_RECORDS_PER_MESSAGE {
                         return Err(DebugError::Protocol(format!(
@@ -252,13 +279,13 @@ impl Run<'_> {
                             batch.records.len()
                         )));
                     }
-                    for record in &batch.records {
-                        self.record(record)?;
-                    }
+                    self.records(batch.records).await?;
                 }
-                update_response::Operation::SchemaChange(change) => self.schema_change(change)?,
+                update_response::Operation::SchemaChange(change) => {
+                    self.schema_change(change).await?
+                }
                 update_response::Operation::Checkpoint(checkpoint) => {
-                    self.checkpoint(&checkpoint.state_json)?;
+                    self.checkpoint(&checkpoint.state_json).await?;
                 }
                 update_response::Operation::Warning(warning) => {
                     self.progress
@@ -275,24 +302,33 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn record(&mut self, record: &proto::Record) -> Result<(), DebugError> {
-        let (table, record_type) = self.warehouse.apply(record)?;
-        self.summary.count(&table, record_type);
-        if record_type != proto::RecordType::Truncate {
-            self.progress.rows(&table, 1);
+    /// Counts the records of one message and queues them for the warehouse (up to a test's
+    /// stop point, if it lies inside).
+    async fn records(&mut self, mut records: Vec<proto::Record>) -> Result<(), DebugError> {
+        if let Some(StopPoint::AfterRecords(n)) = self.options.stop {
+            if n > self.records {
+                records.truncate(usize::try_from(n - self.records).unwrap_or(usize::MAX));
+            }
         }
-        self.records += 1;
+        for (table, record_type, count) in tally(&records) {
+            self.summary.count(&table, record_type, count);
+            if record_type != proto::RecordType::Truncate {
+                self.progress.rows(&table, count);
+            }
+        }
+        self.records += records.len() as u64;
+        self.writer.apply(records).await?;
         if self.options.stop == Some(StopPoint::AfterRecords(self.records)) {
             return Err(self.stopped());
         }
         Ok(())
     }
 
-    fn schema_change(&mut self, change: proto::SchemaChange) -> Result<(), DebugError> {
+    async fn schema_change(&mut self, change: proto::SchemaChange) -> Result<(), DebugError> {
         let catalog = Catalog::from_schema_change(change)?;
         for (key, def) in catalog.definitions(|_| true)? {
-            let outcome = self.warehouse.declare(&key, def)?;
             self.summary.add_table(&key);
+            let outcome = self.writer.declare(key.clone(), def).await?;
             let note = match outcome {
                 Declared::Created => format!("schema change: table {key} created"),
                 Declared::ColumnsAdded(columns) => format!(
@@ -308,7 +344,7 @@ impl Run<'_> {
     }
 
     /// Commit first, then save the state: the order the whole recovery story rests on.
-    fn checkpoint(&mut self, state_json: &str) -> Result<(), DebugError> {
+    async fn checkpoint(&mut self, state_json: &str) -> Result<(), DebugError> {
         match serde_json::from_str::<serde_json::Value>(state_json) {
             Ok(serde_json::Value::Object(_)) => {}
             _ => {
@@ -317,12 +353,24 @@ impl Run<'_> {
                 ))
             }
         }
-        self.warehouse.commit()?;
         let number = self.summary.checkpoints + 1;
-        if self.options.stop == Some(StopPoint::BeforeStateSaved(number)) {
-            return Err(self.stopped());
+        let due = self
+            .last_commit
+            .is_none_or(|at| at.elapsed() >= self.options.commit_interval);
+        if due {
+            self.writer.commit().await?;
+            if self.options.stop == Some(StopPoint::BeforeStateSaved(number)) {
+                return Err(self.stopped());
+            }
+            self.state_file.save(state_json)?;
+            self.unsaved_state = None;
+            self.last_commit = Some(Instant::now());
+        } else {
+            self.unsaved_state = Some(state_json.to_string());
+            if self.options.stop == Some(StopPoint::BeforeStateSaved(number)) {
+                return Err(self.stopped());
+            }
         }
-        self.state_file.save(state_json)?;
         self.summary.checkpoints = number;
         self.progress.checkpoint();
         if self.options.stop == Some(StopPoint::AfterCheckpoint(number)) {
@@ -337,6 +385,28 @@ impl Run<'_> {
             records: self.records,
         }
     }
+}
+
+/// How many records of each type a message holds per table, run by run (unknown types, which
+/// the warehouse refuses, are not counted).
+fn tally(records: &[proto::Record]) -> Vec<(TableKey, proto::RecordType, u64)> {
+    let mut runs: Vec<(TableKey, proto::RecordType, u64)> = Vec::new();
+    for record in records {
+        let Ok(record_type) = proto::RecordType::try_from(record.r#type) else {
+            continue;
+        };
+        match runs.last_mut() {
+            Some((table, kind, count))
+                if *kind == record_type
+                    && table.table == record.table_name
+                    && table.schema.as_deref() == record.schema_name.as_deref() =>
+            {
+                *count += 1
+            }
+            _ => runs.push((TableKey::of_record(record), record_type, 1)),
+        }
+    }
+    runs
 }
 
 /// ConfigurationForm, then each test it lists, in order; the first failure ends the run.

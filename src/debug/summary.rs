@@ -50,13 +50,13 @@ impl Summary {
         self.tables.entry(table.to_string()).or_default();
     }
 
-    pub fn count(&mut self, table: &TableKey, record_type: RecordType) {
+    pub fn count(&mut self, table: &TableKey, record_type: RecordType, n: u64) {
         let counts = self.tables.entry(table.to_string()).or_default();
         match record_type {
-            RecordType::Upsert => counts.upserts += 1,
-            RecordType::Update => counts.updates += 1,
-            RecordType::Delete => counts.deletes += 1,
-            RecordType::Truncate => counts.truncates += 1,
+            RecordType::Upsert => counts.upserts += n,
+            RecordType::Update => counts.updates += n,
+            RecordType::Delete => counts.deletes += n,
+            RecordType::Truncate => counts.truncates += n,
         }
     }
 
@@ -136,11 +136,11 @@ mod tests {
         let customers = TableKey::new(Some("public"), "customers");
         let orders = TableKey::new(Some("public"), "orders");
         summary.add_table(&orders);
-        summary.count(&customers, RecordType::Truncate);
+        summary.count(&customers, RecordType::Truncate, 1);
         for _ in 0..3 {
-            summary.count(&customers, RecordType::Upsert);
+            summary.count(&customers, RecordType::Upsert, 1);
         }
-        summary.count(&customers, RecordType::Delete);
+        summary.count(&customers, RecordType::Delete, 1);
         summary.checkpoints = 2;
         summary.elapsed = Duration::from_secs(2);
         let total = summary.total();

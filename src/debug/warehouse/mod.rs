@@ -34,6 +34,14 @@ use layout::{quote, ExistingTable, TableDef, TableKey, DELETED, ROW_ID, SYNCED};
 
 const META_TABLE: &str = "_fivetran_debug_meta";
 const LAST_SYNCED_KEY: &str = "last_synced";
+/// SQLite's page cache, in KiB (negative: a size, not a page count).
+const CACHE_KIB: i64 = -32 * 1024;
+/// WAL pages (4 KiB) after which a commit copies the WAL back into the file.
+const WAL_CHECKPOINT_PAGES: i64 = 16 * 1024;
+/// Rows one UPSERT statement writes at most.
+const UPSERT_ROWS: usize = 50;
+/// SQLite's limit on a statement's parameters (`SQLITE_MAX_VARIABLE_NUMBER` since 3.32).
+const MAX_VARIABLES: usize = 32_766;
 /// Distinct statement shapes (table x column set x operation) kept prepared.
 const STATEMENT_CACHE: usize = 256;
 
@@ -95,6 +103,54 @@ pub struct Warehouse {
     tables: BTreeMap<TableKey, TableDef>,
     clock: SyncClock,
     in_transaction: bool,
+    /// UPSERT statements by table and column set (see `upsert`), and the buffer their
+    /// lookup key is written into.
+    upsert_sql: std::collections::HashMap<String, String>,
+    signature: String,
+}
+
+/// Consecutive UPSERTs of one table and one column set, not written yet: they go to SQLite
+/// together (see [`Warehouse::write_upserts`]), before any other operation.
+#[derive(Default)]
+struct PendingUpserts<'r> {
+    table: Option<TableKey>,
+    rows: Vec<Vec<(&'r str, Value)>>,
+}
+
+impl<'r> PendingUpserts<'r> {
+    fn push(
+        &mut self,
+        warehouse: &mut Warehouse,
+        table: &TableKey,
+        row: Vec<(&'r str, Value)>,
+    ) -> Result<(), WarehouseError> {
+        let same_shape = self.table.as_ref() == Some(table)
+            && self.rows.first().is_some_and(|first| {
+                first.len() == row.len() && first.iter().zip(&row).all(|(a, b)| a.0 == b.0)
+            });
+        if !same_shape {
+            self.flush(warehouse)?;
+            self.table = Some(table.clone());
+        }
+        self.rows.push(row);
+        Ok(())
+    }
+
+    fn flush(&mut self, warehouse: &mut Warehouse) -> Result<(), WarehouseError> {
+        if let Some(table) = &self.table {
+            warehouse.write_upserts(table, &self.rows)?;
+        }
+        self.rows.clear();
+        Ok(())
+    }
+}
+
+/// Records of one type applied to one table in a row (see [`Warehouse::apply_all`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub table: TableKey,
+    pub record_type: RecordType,
+    pub count: u64,
 }
 
 impl Warehouse {
@@ -119,6 +175,13 @@ impl Warehouse {
             .map_err(open_error)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(open_error)?;
+        // A page cache that holds a large table's index and the pages a commit interval
+        // dirties (the default 2 MiB spilled them to the WAL and read them back mid-way), and
+        // a WAL copied back into the file every 64 MiB instead of every 4 MiB.
+        conn.pragma_update(None, "cache_size", CACHE_KIB)
+            .map_err(open_error)?;
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)
+            .map_err(open_error)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         conn.execute_batch(&format!(
             "CREATE TABLE IF NOT EXISTS {META_TABLE} (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
@@ -141,6 +204,8 @@ impl Warehouse {
             tables: BTreeMap::new(),
             clock: SyncClock::after(last),
             in_transaction: false,
+            upsert_sql: std::collections::HashMap::new(),
+            signature: String::new(),
         })
     }
 
@@ -195,34 +260,76 @@ impl Warehouse {
         &mut self,
         record: &proto::Record,
     ) -> Result<(TableKey, RecordType), WarehouseError> {
-        let key = TableKey::of_record(record);
-        if !self.tables.contains_key(&key) {
-            return Err(WarehouseError::invalid(
-                &key,
-                "the table was not declared by Schema or a SchemaChange, or is not selected",
-            ));
+        let applied = self.apply_all(std::slice::from_ref(record))?;
+        let first = applied.into_iter().next().expect("one record, one tally");
+        Ok((first.table, first.record_type))
+    }
+
+    /// Applies the records of one message, in order; returns how many of each type went to
+    /// which table, run by run. The records share one `_fivetran_synced` tick, except that a
+    /// TRUNCATE takes a new one (it marks what came before it, in this message too), which
+    /// the records after it share: a tick per record cost more than SQLite's write.
+    pub fn apply_all(&mut self, records: &[proto::Record]) -> Result<Vec<Applied>, WarehouseError> {
+        let mut applied: Vec<Applied> = Vec::new();
+        let mut synced: Option<String> = None;
+        let mut key: Option<TableKey> = None;
+        let mut pending = PendingUpserts::default();
+        for record in records {
+            let same_table = key.as_ref().is_some_and(|key| {
+                key.table == record.table_name
+                    && key.schema.as_deref() == record.schema_name.as_deref()
+            });
+            if !same_table {
+                let new_key = TableKey::of_record(record);
+                if !self.tables.contains_key(&new_key) {
+                    return Err(WarehouseError::invalid(
+                        &new_key,
+                        "the table was not declared by Schema or a SchemaChange, or is not selected",
+                    ));
+                }
+                key = Some(new_key);
+            }
+            let key = key.as_ref().expect("set above");
+            let record_type = RecordType::try_from(record.r#type).map_err(|_| {
+                WarehouseError::invalid(key, format!("unknown record type {}", record.r#type))
+            })?;
+            self.begin()?;
+            if record_type == RecordType::Truncate || synced.is_none() {
+                synced = Some(value::utc_datetime_text(&self.clock.tick()));
+            }
+            let synced = synced.as_deref().expect("set above");
+            if record_type != RecordType::Upsert {
+                pending.flush(self)?;
+            }
+            match record_type {
+                RecordType::Truncate => self.truncate(key, synced)?,
+                RecordType::Upsert => {
+                    let row = self.convert(key, record)?;
+                    let row = self.upsert_row(key, row, synced)?;
+                    pending.push(self, key, row)?;
+                }
+                RecordType::Update => {
+                    let row = self.convert(key, record)?;
+                    self.update(key, row, synced)?;
+                }
+                RecordType::Delete => {
+                    let row = self.convert(key, record)?;
+                    self.delete(key, row, synced)?;
+                }
+            }
+            match applied.last_mut() {
+                Some(last) if last.record_type == record_type && &last.table == key => {
+                    last.count += 1
+                }
+                _ => applied.push(Applied {
+                    table: key.clone(),
+                    record_type,
+                    count: 1,
+                }),
+            }
         }
-        let record_type = RecordType::try_from(record.r#type).map_err(|_| {
-            WarehouseError::invalid(&key, format!("unknown record type {}", record.r#type))
-        })?;
-        self.begin()?;
-        let synced = value::utc_datetime_text(&self.clock.tick());
-        match record_type {
-            RecordType::Truncate => self.truncate(&key, synced)?,
-            RecordType::Upsert => {
-                let row = self.convert(&key, record)?;
-                self.upsert(&key, row, synced)?;
-            }
-            RecordType::Update => {
-                let row = self.convert(&key, record)?;
-                self.update(&key, row, synced)?;
-            }
-            RecordType::Delete => {
-                let row = self.convert(&key, record)?;
-                self.delete(&key, row, synced)?;
-            }
-        }
-        Ok((key, record_type))
+        pending.flush(self)?;
+        Ok(applied)
     }
 
     /// Commits the open transaction, if any, with the clock's last tick.
@@ -260,18 +367,16 @@ impl Warehouse {
     /// The record's values as SQLite values, sorted by column name (so equal column sets give
     /// equal statements), after checking them against the declared types. A column no schema
     /// declared is added with a type inferred from its value, as hosts do.
-    fn convert(
+    fn convert<'r>(
         &mut self,
         key: &TableKey,
-        record: &proto::Record,
-    ) -> Result<Vec<(String, Value)>, WarehouseError> {
-        let mut row = Vec::with_capacity(record.data.len());
+        record: &'r proto::Record,
+    ) -> Result<Vec<(&'r str, Value)>, WarehouseError> {
+        let mut row = Vec::with_capacity(record.data.len() + 3);
+        let mut undeclared = Vec::new();
+        let def = self.tables.get(key);
         for (column, wire) in &record.data {
-            let declared = self
-                .tables
-                .get(key)
-                .and_then(|def| def.declared_type(column));
-            match declared {
+            match def.and_then(|def| def.declared_type(column)) {
                 Some(declared) if !value::matches_declared(declared, wire) => {
                     return Err(WarehouseError::invalid(
                         key,
@@ -283,58 +388,121 @@ impl Warehouse {
                     ));
                 }
                 Some(_) => {}
-                None => {
-                    let inferred = value::inferred_type(wire);
-                    self.add_column(key, column, inferred)?;
-                    if let Some(def) = self.tables.get_mut(key) {
-                        def.columns.push((column.clone(), inferred));
-                    }
-                }
+                None => undeclared.push((column, value::inferred_type(wire))),
             }
             let converted = value::to_sql(wire).map_err(|problem| {
                 WarehouseError::invalid(key, format!("column `{column}`: {problem}"))
             })?;
-            row.push((column.clone(), converted));
+            row.push((column.as_str(), converted));
         }
-        row.sort_by(|a, b| a.0.cmp(&b.0));
+        for (column, inferred) in undeclared {
+            self.add_column(key, column, inferred)?;
+            if let Some(def) = self.tables.get_mut(key) {
+                def.columns.push((column.clone(), inferred));
+            }
+        }
+        row.sort_unstable_by(|a, b| a.0.cmp(b.0));
         Ok(row)
     }
 
-    fn upsert(
+    /// An UPSERT's row as written: its values, the key of a keyless row, and the warehouse's
+    /// own columns.
+    fn upsert_row<'r>(
+        &self,
+        key: &TableKey,
+        mut row: Vec<(&'r str, Value)>,
+        synced: &str,
+    ) -> Result<Vec<(&'r str, Value)>, WarehouseError> {
+        if self.primary_key(key).is_empty() {
+            let id = value::row_hash(row.iter().map(|(c, v)| (*c, v)));
+            row.push((ROW_ID, Value::Text(id)));
+        } else {
+            check_key(key, self.primary_key(key), &row)?;
+        }
+        row.push((SYNCED, Value::Text(synced.to_string())));
+        row.push((DELETED, Value::Integer(0)));
+        Ok(row)
+    }
+
+    /// Writes rows of one table and one column set by `INSERT OR REPLACE` statements of
+    /// [`UPSERT_ROWS`] rows each (a statement per row cost SQLite more than the rows), the rest
+    /// one by one; each statement is built once per table and column set.
+    fn write_upserts(
         &mut self,
         key: &TableKey,
-        mut row: Vec<(String, Value)>,
-        synced: String,
+        rows: &[Vec<(&str, Value)>],
     ) -> Result<(), WarehouseError> {
-        let primary_key = self.primary_key(key);
-        if primary_key.is_empty() {
-            let id = value::row_hash(row.iter().map(|(c, v)| (c.as_str(), v)));
-            row.push((ROW_ID.to_string(), Value::Text(id)));
-        } else {
-            check_key(key, &primary_key, &row)?;
+        let Some(first) = rows.first() else {
+            return Ok(());
+        };
+        let per_statement = UPSERT_ROWS.min(MAX_VARIABLES / first.len()).max(1);
+        for chunk in rows.chunks(per_statement) {
+            if chunk.len() == per_statement {
+                self.write_upsert_statement(key, chunk)?;
+            } else {
+                for row in chunk {
+                    self.write_upsert_statement(key, std::slice::from_ref(row))?;
+                }
+            }
         }
-        row.push((SYNCED.to_string(), Value::Text(synced)));
-        row.push((DELETED.to_string(), Value::Integer(0)));
-        let columns: Vec<String> = row.iter().map(|(c, _)| quote(c)).collect();
-        let placeholders: Vec<String> = (1..=row.len()).map(|i| format!("?{i}")).collect();
-        let sql = format!(
-            "INSERT OR REPLACE INTO {} ({}) VALUES ({})",
-            quote(&key.to_string()),
-            columns.join(", "),
-            placeholders.join(", ")
-        );
-        let values: Vec<Value> = row.into_iter().map(|(_, v)| v).collect();
-        self.exec(&sql, &values)?;
         Ok(())
+    }
+
+    fn write_upsert_statement(
+        &mut self,
+        key: &TableKey,
+        rows: &[Vec<(&str, Value)>],
+    ) -> Result<(), WarehouseError> {
+        let columns = &rows[0];
+        let mut signature = std::mem::take(&mut self.signature);
+        signature.clear();
+        {
+            use std::fmt::Write as _;
+            let _ = write!(signature, "{key}\0{}", rows.len());
+            for (column, _) in columns {
+                signature.push('\0');
+                signature.push_str(column);
+            }
+        }
+        if !self.upsert_sql.contains_key(&signature) {
+            let names: Vec<String> = columns.iter().map(|(c, _)| quote(c)).collect();
+            let width = columns.len();
+            let tuples: Vec<String> = (0..rows.len())
+                .map(|r| {
+                    let placeholders: Vec<String> =
+                        (1..=width).map(|i| format!("?{}", r * width + i)).collect();
+                    format!("({})", placeholders.join(", "))
+                })
+                .collect();
+            let sql = format!(
+                "INSERT OR REPLACE INTO {} ({}) VALUES {}",
+                quote(&key.to_string()),
+                names.join(", "),
+                tuples.join(", ")
+            );
+            self.upsert_sql.insert(signature.clone(), sql);
+        }
+        let result = self
+            .conn
+            .prepare_cached(&self.upsert_sql[&signature])
+            .and_then(|mut statement| {
+                statement.execute(params_from_iter(
+                    rows.iter().flat_map(|row| row.iter().map(|(_, v)| v)),
+                ))
+            })
+            .map(|_| ())
+            .map_err(|source| self.sqlite_error(source));
+        self.signature = signature;
+        result
     }
 
     fn update(
         &mut self,
         key: &TableKey,
-        row: Vec<(String, Value)>,
-        synced: String,
+        row: Vec<(&str, Value)>,
+        synced: &str,
     ) -> Result<(), WarehouseError> {
-        let primary_key = self.primary_key(key);
+        let primary_key = self.primary_key(key).to_vec();
         if primary_key.is_empty() {
             return Err(WarehouseError::invalid(
                 key,
@@ -344,7 +512,7 @@ impl Warehouse {
         check_key(key, &primary_key, &row)?;
         let (key_values, changed): (Vec<_>, Vec<_>) = row
             .into_iter()
-            .partition(|(column, _)| primary_key.contains(column));
+            .partition(|(column, _)| primary_key.iter().any(|k| k == column));
         let mut assignments: Vec<String> = changed
             .iter()
             .enumerate()
@@ -352,7 +520,7 @@ impl Warehouse {
             .collect();
         assignments.push(format!("{} = ?{}", quote(SYNCED), changed.len() + 1));
         let mut values: Vec<Value> = changed.into_iter().map(|(_, v)| v).collect();
-        values.push(Value::Text(synced));
+        values.push(Value::Text(synced.to_string()));
         let condition = key_condition(&key_values, values.len());
         values.extend(key_values.into_iter().map(|(_, v)| v));
         let sql = format!(
@@ -367,17 +535,17 @@ impl Warehouse {
     fn delete(
         &mut self,
         key: &TableKey,
-        row: Vec<(String, Value)>,
-        synced: String,
+        row: Vec<(&str, Value)>,
+        synced: &str,
     ) -> Result<(), WarehouseError> {
         let primary_key = self.primary_key(key);
-        let key_values: Vec<(String, Value)> = if primary_key.is_empty() {
-            let id = value::row_hash(row.iter().map(|(c, v)| (c.as_str(), v)));
-            vec![(ROW_ID.to_string(), Value::Text(id))]
+        let key_values: Vec<(&str, Value)> = if primary_key.is_empty() {
+            let id = value::row_hash(row.iter().map(|(c, v)| (*c, v)));
+            vec![(ROW_ID, Value::Text(id))]
         } else {
-            check_key(key, &primary_key, &row)?;
+            check_key(key, primary_key, &row)?;
             row.into_iter()
-                .filter(|(column, _)| primary_key.contains(column))
+                .filter(|(column, _)| primary_key.iter().any(|k| k == column))
                 .collect()
         };
         let condition = key_condition(&key_values, 1);
@@ -387,7 +555,7 @@ impl Warehouse {
             quote(DELETED),
             quote(SYNCED)
         );
-        let mut values = vec![Value::Text(synced)];
+        let mut values = vec![Value::Text(synced.to_string())];
         values.extend(key_values.into_iter().map(|(_, v)| v));
         self.exec(&sql, &values)?;
         Ok(())
@@ -395,22 +563,21 @@ impl Warehouse {
 
     /// Soft-deletes every row written before this TRUNCATE's tick; rows upserted after it in
     /// the same run have later ticks and stay.
-    fn truncate(&mut self, key: &TableKey, synced: String) -> Result<(), WarehouseError> {
+    fn truncate(&mut self, key: &TableKey, synced: &str) -> Result<(), WarehouseError> {
         let sql = format!(
             "UPDATE {} SET {deleted} = 1 WHERE {synced_column} < ?1 AND {deleted} = 0",
             quote(&key.to_string()),
             deleted = quote(DELETED),
             synced_column = quote(SYNCED)
         );
-        self.exec(&sql, &[Value::Text(synced)])?;
+        self.exec(&sql, &[Value::Text(synced.to_string())])?;
         Ok(())
     }
 
-    fn primary_key(&self, key: &TableKey) -> Vec<String> {
+    fn primary_key(&self, key: &TableKey) -> &[String] {
         self.tables
             .get(key)
-            .map(|def| def.primary_key.clone())
-            .unwrap_or_default()
+            .map_or(&[], |def| def.primary_key.as_slice())
     }
 
     fn add_column(
@@ -464,7 +631,7 @@ impl Warehouse {
 fn check_key(
     key: &TableKey,
     primary_key: &[String],
-    row: &[(String, Value)],
+    row: &[(&str, Value)],
 ) -> Result<(), WarehouseError> {
     for column in primary_key {
         match row.iter().find(|(name, _)| name == column) {
@@ -487,7 +654,7 @@ fn check_key(
 }
 
 /// `"a" = ?n AND "b" = ?n+1 ...`, numbering placeholders after the `before` already used.
-fn key_condition(key_values: &[(String, Value)], before: usize) -> String {
+fn key_condition(key_values: &[(&str, Value)], before: usize) -> String {
     key_values
         .iter()
         .enumerate()

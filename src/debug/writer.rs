@@ -1,0 +1,130 @@
+//! The warehouse on a thread of its own, so that SQLite's writes run beside the gRPC stream's
+//! decoding (and, in process, the connector's own work) instead of after it: a run's speed is
+//! then the slower of the two, not their sum.
+//!
+//! ```text
+//!  runner (async) ──jobs, in order (bounded)──► writer thread: Warehouse (SQLite)
+//!       ▲                                          │
+//!       └───── replies: declare, commit, rollback ◄┘
+//! ```
+//!
+//! Jobs run in the order they were sent, so a commit covers exactly the records sent before
+//! it: the invariant of `runner` (a state is saved only after the commit that holds its
+//! records) is kept by awaiting the commit's reply before saving. Records are applied without
+//! a reply; the first failure is kept and returned by the next job that replies, and the
+//! records after it are not applied (the run ends there and rolls back).
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::error::DebugError;
+use super::warehouse::layout::{TableDef, TableKey};
+use super::warehouse::{Declared, Warehouse, WarehouseError};
+use crate::proto;
+
+/// Messages of records queued at most: about 6,400 records, a few MB.
+const QUEUED_MESSAGES: usize = 64;
+
+enum Job {
+    Apply(Vec<proto::Record>),
+    Declare(TableKey, TableDef, Reply<Declared>),
+    Commit(Reply<()>),
+    Rollback(Reply<()>),
+}
+
+type Reply<T> = oneshot::Sender<Result<T, WarehouseError>>;
+
+/// The handle of the writer thread, which owns the warehouse until [`WarehouseWriter::finish`].
+pub struct WarehouseWriter {
+    jobs: mpsc::Sender<Job>,
+    thread: std::thread::JoinHandle<Warehouse>,
+}
+
+impl WarehouseWriter {
+    pub fn start(warehouse: Warehouse) -> Result<Self, DebugError> {
+        let (jobs, queue) = mpsc::channel(QUEUED_MESSAGES);
+        let thread = std::thread::Builder::new()
+            .name("warehouse".into())
+            .spawn(move || write(warehouse, queue))
+            .map_err(DebugError::WriterStart)?;
+        Ok(Self { jobs, thread })
+    }
+
+    /// Queues records to apply; waits only while the queue is full.
+    pub async fn apply(&self, records: Vec<proto::Record>) -> Result<(), DebugError> {
+        self.send(Job::Apply(records)).await
+    }
+
+    pub async fn declare(&self, key: TableKey, def: TableDef) -> Result<Declared, DebugError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Declare(key, def, reply)).await?;
+        Self::answer(answer).await
+    }
+
+    /// Commits everything sent before; an earlier failure to apply records is returned here.
+    pub async fn commit(&self) -> Result<(), DebugError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Commit(reply)).await?;
+        Self::answer(answer).await
+    }
+
+    /// Drops every write since the last commit (what a crash would do).
+    pub async fn rollback(&self) -> Result<(), DebugError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Rollback(reply)).await?;
+        Self::answer(answer).await
+    }
+
+    /// Ends the thread once it has done every job, and hands the warehouse back.
+    pub fn finish(self) -> Result<Warehouse, DebugError> {
+        drop(self.jobs);
+        self.thread.join().map_err(|_| DebugError::WriterGone)
+    }
+
+    async fn send(&self, job: Job) -> Result<(), DebugError> {
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| DebugError::WriterGone)
+    }
+
+    async fn answer<T>(
+        answer: oneshot::Receiver<Result<T, WarehouseError>>,
+    ) -> Result<T, DebugError> {
+        Ok(answer.await.map_err(|_| DebugError::WriterGone)??)
+    }
+}
+
+/// The thread's loop: every job in order, until the handle is dropped.
+fn write(mut warehouse: Warehouse, mut queue: mpsc::Receiver<Job>) -> Warehouse {
+    let mut failed: Option<WarehouseError> = None;
+    while let Some(job) = queue.blocking_recv() {
+        match job {
+            Job::Apply(records) => {
+                if failed.is_none() {
+                    if let Err(err) = warehouse.apply_all(&records) {
+                        failed = Some(err);
+                    }
+                }
+            }
+            Job::Declare(key, def, reply) => {
+                let result = match failed.take() {
+                    Some(err) => Err(err),
+                    None => warehouse.declare(&key, def),
+                };
+                let _ = reply.send(result);
+            }
+            Job::Commit(reply) => {
+                let result = match failed.take() {
+                    Some(err) => Err(err),
+                    None => warehouse.commit(),
+                };
+                let _ = reply.send(result);
+            }
+            Job::Rollback(reply) => {
+                failed = None;
+                let _ = reply.send(warehouse.rollback());
+            }
+        }
+    }
+    warehouse
+}
