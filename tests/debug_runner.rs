@@ -114,6 +114,25 @@ fn warehouse_rows(path: &Path, sql: &str) -> Vec<Vec<Value>> {
         .expect("read rows")
 }
 
+/// A source query's rows as warehouse values: its columns must be BIGINT or text.
+async fn source_values(client: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Value>> {
+    let rows = client.query(sql, &[]).await.expect("read the source");
+    rows.iter()
+        .map(|row| {
+            (0..row.len())
+                .map(|i| match *row.columns()[i].type_() {
+                    tokio_postgres::types::Type::INT8 => row
+                        .get::<_, Option<i64>>(i)
+                        .map_or(Value::Null, Value::Integer),
+                    _ => row
+                        .get::<_, Option<String>>(i)
+                        .map_or(Value::Null, Value::Text),
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// The warehouse equals the source: same rows, same values, in every column.
 async fn assert_warehouse_equals_source(client: &tokio_postgres::Client, warehouse: &Path) {
     let source = source_rows(client).await;
@@ -582,17 +601,7 @@ async fn soft_deleted_rows_are_deleted_in_the_warehouse() {
     let live = "SELECT id, name, is_deleted FROM \"public.accounts\"
                 WHERE _fivetran_deleted = 0 ORDER BY id";
     let assert_live_rows_equal_the_source = || async {
-        let rows = db.client.query(source, &[]).await.expect("read the source");
-        let expected: Vec<Vec<Value>> = rows
-            .iter()
-            .map(|r| {
-                vec![
-                    Value::Integer(r.get(0)),
-                    Value::Text(r.get(1)),
-                    Value::Integer(r.get(2)),
-                ]
-            })
-            .collect();
+        let expected = source_values(&db.client, source).await;
         assert_eq!(warehouse_rows(&files.warehouse, live), expected);
     };
 
@@ -662,20 +671,7 @@ async fn schema_changes_leave_the_warehouse_equal_to_the_source() {
                 "SELECT id::BIGINT, {columns}, to_char(updated_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.US')
                  FROM public.accounts ORDER BY id"
             );
-            let rows = client.query(&source, &[]).await.expect("read the source");
-            let expected: Vec<Vec<Value>> = rows
-                .iter()
-                .map(|r| {
-                    let mut row = vec![Value::Integer(r.get(0))];
-                    for i in 1..r.len() {
-                        row.push(
-                            r.get::<_, Option<String>>(i)
-                                .map_or(Value::Null, Value::Text),
-                        );
-                    }
-                    row
-                })
-                .collect();
+            let expected = source_values(client, &source).await;
             let live = format!(
                 "SELECT id, {columns}, updated_at FROM \"public.accounts\"
                  WHERE _fivetran_deleted = 0 ORDER BY id"
@@ -773,17 +769,7 @@ async fn a_run_killed_inside_a_backfill_with_deletes_is_healed_by_the_next() {
         sync(&options).await;
         let source = "SELECT id::BIGINT, name, tier FROM public.accounts
                       WHERE is_deleted IS NOT TRUE ORDER BY id";
-        let rows = db.client.query(source, &[]).await.expect("read the source");
-        let expected: Vec<Vec<Value>> = rows
-            .iter()
-            .map(|r| {
-                vec![
-                    Value::Integer(r.get(0)),
-                    Value::Text(r.get(1)),
-                    Value::Text(r.get(2)),
-                ]
-            })
-            .collect();
+        let expected = source_values(&db.client, source).await;
         let live = "SELECT id, name, tier FROM \"public.accounts\"
                     WHERE _fivetran_deleted = 0 ORDER BY id";
         assert_eq!(warehouse_rows(&files.warehouse, live), expected, "{stop:?}");

@@ -396,11 +396,7 @@ fn tally(records: &[proto::Record]) -> Vec<(TableKey, proto::RecordType, u64)> {
             continue;
         };
         match runs.last_mut() {
-            Some((table, kind, count))
-                if *kind == record_type
-                    && table.table == record.table_name
-                    && table.schema.as_deref() == record.schema_name.as_deref() =>
-            {
+            Some((table, kind, count)) if *kind == record_type && table.is_named_by(record) => {
                 *count += 1
             }
             _ => runs.push((TableKey::of_record(record), record_type, 1)),

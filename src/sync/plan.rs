@@ -45,6 +45,16 @@ pub struct SoftDelete {
 }
 
 impl SoftDelete {
+    /// The soft-delete column and key (table column indexes) by their places in `emitted`;
+    /// `None` if one is not emitted.
+    fn among(emitted: &[usize], column: usize, key: &[usize]) -> Option<Self> {
+        let place = |column: &usize| emitted.iter().position(|i| i == column);
+        Some(Self {
+            column: place(&column)?,
+            key: key.iter().map(place).collect::<Option<_>>()?,
+        })
+    }
+
     /// Whether the row whose emitted cells these are is marked deleted: a BOOLEAN that is
     /// true, a TIMESTAMP/TIMESTAMPTZ that is set (the only types the plan accepts).
     #[inline]
@@ -116,16 +126,10 @@ impl TablePlan {
             },
             ref full => full.clone(),
         };
-        let soft_delete = self.soft_delete.as_ref().and_then(|soft| {
-            let column = in_now(self.emitted[soft.column])?;
-            Some(SoftDelete {
-                column: emitted.iter().position(|&i| i == column)?,
-                key: key
-                    .iter()
-                    .map(|k| emitted.iter().position(|i| i == k))
-                    .collect::<Option<_>>()?,
-            })
-        });
+        let soft_delete = self
+            .soft_delete
+            .as_ref()
+            .and_then(|soft| SoftDelete::among(&emitted, in_now(self.emitted[soft.column])?, &key));
         Ok(Self {
             table: now,
             emitted,
@@ -257,18 +261,8 @@ fn plan_table(table: &Arc<TableInfo>, selected: Vec<bool>, config: &SyncConfig) 
     let emitted: Vec<usize> = (0..table.columns.len())
         .filter(|&i| selected[i] || deleted == Some(i))
         .collect();
-    let soft_delete = deleted.map(|column| SoftDelete {
-        column: emitted.iter().position(|&i| i == column).expect("emitted"),
-        key: key
-            .iter()
-            .map(|k| {
-                emitted
-                    .iter()
-                    .position(|i| i == k)
-                    .expect("keys are emitted")
-            })
-            .collect(),
-    });
+    // The column and the key are always emitted.
+    let soft_delete = deleted.and_then(|column| SoftDelete::among(&emitted, column, &key));
     let mut select = emitted.clone();
     if let Mode::Incremental { cursor } = mode {
         if !select.contains(&cursor) {

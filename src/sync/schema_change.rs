@@ -99,14 +99,9 @@ impl ColumnChanges {
             ));
         }
         if !self.added.is_empty() && plan.backfill_new_columns {
+            let (columns, them) = columns_phrase(&self.added, "is", "are");
             return Some(format!(
-                "{} since the last sync, so it is re-synced from the start for the rows synced before to carry {}; set `new_column_backfill` to false to have only rows changed from now on carry {}",
-                match self.added.as_slice() {
-                    [one] => format!("column `{one}` is new"),
-                    many => format!("columns {} are new", quoted_list(many)),
-                },
-                if self.added.len() == 1 { "it" } else { "them" },
-                if self.added.len() == 1 { "it" } else { "them" },
+                "{columns} new since the last sync, so it is re-synced from the start for the rows synced before to carry {them}; set `new_column_backfill` to false to have only rows changed from now on carry {them}"
             ));
         }
         None
@@ -116,35 +111,31 @@ impl ColumnChanges {
     pub fn notes(&self, plan: &TablePlan, restarting: bool) -> Vec<String> {
         let mut notes = Vec::new();
         if !self.dropped.is_empty() {
+            let (columns, them) = columns_phrase(&self.dropped, "is", "are");
             notes.push(format!(
-                "{} no longer in the source; the sync goes on without {}, and the destination keeps what earlier syncs wrote there",
-                match self.dropped.as_slice() {
-                    [one] => format!("column `{one}` is"),
-                    many => format!("columns {} are", quoted_list(many)),
-                },
-                if self.dropped.len() == 1 { "it" } else { "them" },
+                "{columns} no longer in the source; the sync goes on without {them}, and the destination keeps what earlier syncs wrote there"
             ));
         }
         if !self.added.is_empty() && !plan.backfill_new_columns && !restarting {
+            let (columns, them) = columns_phrase(&self.added, "is", "are");
             notes.push(format!(
-                "{} new; with `new_column_backfill = false` only rows changed from now on carry {}",
-                match self.added.as_slice() {
-                    [one] => format!("column `{one}` is"),
-                    many => format!("columns {} are", quoted_list(many)),
-                },
-                if self.added.len() == 1 { "it" } else { "them" },
+                "{columns} new; with `new_column_backfill = false` only rows changed from now on carry {them}"
             ));
         }
         notes
     }
 }
 
-fn quoted_list(names: &[String]) -> String {
-    names
-        .iter()
-        .map(|name| format!("`{name}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// For a Warning about some columns: "column `a` is" / "columns `a`, `b` are" (with the verb
+/// given for one and for many), and the pronoun that refers back to them.
+pub fn columns_phrase(names: &[String], one: &str, many: &str) -> (String, &'static str) {
+    match names {
+        [name] => (format!("column `{name}` {one}"), "it"),
+        names => {
+            let list: Vec<String> = names.iter().map(|name| format!("`{name}`")).collect();
+            (format!("columns {} {many}", list.join(", ")), "them")
+        }
+    }
 }
 
 /// What the state records a table was synced with: the columns read (those sent, plus the

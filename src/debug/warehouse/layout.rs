@@ -34,6 +34,11 @@ impl TableKey {
     pub fn of_record(record: &proto::Record) -> Self {
         Self::new(record.schema_name.as_deref(), &record.table_name)
     }
+
+    /// Whether `record` names this table (without building its key).
+    pub fn is_named_by(&self, record: &proto::Record) -> bool {
+        self.table == record.table_name && self.schema.as_deref() == record.schema_name.as_deref()
+    }
 }
 
 impl fmt::Display for TableKey {

@@ -103,7 +103,7 @@ pub struct Warehouse {
     tables: BTreeMap<TableKey, TableDef>,
     clock: SyncClock,
     in_transaction: bool,
-    /// UPSERT statements by table and column set (see `upsert`), and the buffer their
+    /// UPSERT statements by table, column set and row count (see `write_upsert_statement`), and the buffer their
     /// lookup key is written into.
     upsert_sql: std::collections::HashMap<String, String>,
     signature: String,
@@ -143,14 +143,6 @@ impl<'r> PendingUpserts<'r> {
         self.rows.clear();
         Ok(())
     }
-}
-
-/// Records of one type applied to one table in a row (see [`Warehouse::apply_all`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Applied {
-    pub table: TableKey,
-    pub record_type: RecordType,
-    pub count: u64,
 }
 
 impl Warehouse {
@@ -260,26 +252,20 @@ impl Warehouse {
         &mut self,
         record: &proto::Record,
     ) -> Result<(TableKey, RecordType), WarehouseError> {
-        let applied = self.apply_all(std::slice::from_ref(record))?;
-        let first = applied.into_iter().next().expect("one record, one tally");
-        Ok((first.table, first.record_type))
+        self.apply_all(std::slice::from_ref(record))?;
+        let record_type = RecordType::try_from(record.r#type).expect("checked when applied");
+        Ok((TableKey::of_record(record), record_type))
     }
 
-    /// Applies the records of one message, in order; returns how many of each type went to
-    /// which table, run by run. The records share one `_fivetran_synced` tick, except that a
+    /// Applies the records of one message, in order. The records share one `_fivetran_synced` tick, except that a
     /// TRUNCATE takes a new one (it marks what came before it, in this message too), which
     /// the records after it share: a tick per record cost more than SQLite's write.
-    pub fn apply_all(&mut self, records: &[proto::Record]) -> Result<Vec<Applied>, WarehouseError> {
-        let mut applied: Vec<Applied> = Vec::new();
+    pub fn apply_all(&mut self, records: &[proto::Record]) -> Result<(), WarehouseError> {
         let mut synced: Option<String> = None;
         let mut key: Option<TableKey> = None;
         let mut pending = PendingUpserts::default();
         for record in records {
-            let same_table = key.as_ref().is_some_and(|key| {
-                key.table == record.table_name
-                    && key.schema.as_deref() == record.schema_name.as_deref()
-            });
-            if !same_table {
+            if !key.as_ref().is_some_and(|key| key.is_named_by(record)) {
                 let new_key = TableKey::of_record(record);
                 if !self.tables.contains_key(&new_key) {
                     return Err(WarehouseError::invalid(
@@ -317,19 +303,8 @@ impl Warehouse {
                     self.delete(key, row, synced)?;
                 }
             }
-            match applied.last_mut() {
-                Some(last) if last.record_type == record_type && &last.table == key => {
-                    last.count += 1
-                }
-                _ => applied.push(Applied {
-                    table: key.clone(),
-                    record_type,
-                    count: 1,
-                }),
-            }
         }
-        pending.flush(self)?;
-        Ok(applied)
+        pending.flush(self)
     }
 
     /// Commits the open transaction, if any, with the clock's last tick.

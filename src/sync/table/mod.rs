@@ -380,8 +380,7 @@ impl TableSync {
             plan,
             shared.checkpoints.table(&plan.table.name).await.as_ref(),
         );
-        let columns = &plan.table.columns;
-        let position_columns = plan.position_columns();
+        let (position_indexes, position_types) = position_layout(plan);
         let mode = match plan.mode {
             Mode::Incremental { .. } => "incremental",
             Mode::Full { .. } => "full",
@@ -393,14 +392,8 @@ impl TableSync {
         let now = Instant::now();
         Self {
             encoder: plan.record_encoder(shared.config.sync.max_batch_bytes as usize),
-            position_indexes: position_columns
-                .iter()
-                .map(|&i| plan.select_position(i))
-                .collect(),
-            position_types: position_columns
-                .iter()
-                .map(|&i| columns[i].sql_type.clone())
-                .collect(),
+            position_indexes,
+            position_types,
             progress: match &start.null_rescan {
                 Some(after_key) => Progress::new(
                     position::null_rescan_shape(Shape::of(plan)),
@@ -460,15 +453,15 @@ impl TableSync {
             Ok(plan) => plan,
             Err(reason) => return Ok(Err(reason)),
         };
-        let before = super::schema_change::synced_columns(&self.plan);
         let after = super::schema_change::synced_columns(&plan);
-        if before == after {
+        if self.synced_columns == after {
             return Ok(Err("the catalog shows no change to its columns".to_string()));
         }
-        let dropped: Vec<String> = before
+        let dropped: Vec<String> = self
+            .synced_columns
             .iter()
             .filter(|old| !after.iter().any(|new| new.0 == old.0))
-            .map(|old| format!("`{}`", old.0))
+            .map(|old| old.0.clone())
             .collect();
         let plan = Arc::new(plan);
         shared
@@ -479,13 +472,9 @@ impl TableSync {
             )
             .await?;
         if !dropped.is_empty() {
+            let (columns, them) = super::schema_change::columns_phrase(&dropped, "was", "were");
             let message = format!(
-                "table {name}: {} dropped while it was synced; the sync goes on without {}, and the destination keeps what was written there",
-                match dropped.as_slice() {
-                    [one] => format!("column {one} was"),
-                    many => format!("columns {} were", many.join(", ")),
-                },
-                if dropped.len() == 1 { "it" } else { "them" },
+                "table {name}: {columns} dropped while it was synced; the sync goes on without {them}, and the destination keeps what was written there"
             );
             self.warning(&shared.output, message).await?;
         }
@@ -495,15 +484,7 @@ impl TableSync {
 
     /// Reads and sends by `plan` from now on (the same cursor and key, other columns).
     fn use_plan(&mut self, plan: Arc<TablePlan>, shared: &Shared) {
-        let position_columns = plan.position_columns();
-        self.position_indexes = position_columns
-            .iter()
-            .map(|&i| plan.select_position(i))
-            .collect();
-        self.position_types = position_columns
-            .iter()
-            .map(|&i| plan.table.columns[i].sql_type.clone())
-            .collect();
+        (self.position_indexes, self.position_types) = position_layout(&plan);
         self.encoder = plan.record_encoder(shared.config.sync.max_batch_bytes as usize);
         self.synced_columns = super::schema_change::synced_columns(&plan);
         self.cells.clear();
@@ -1025,6 +1006,20 @@ impl TableSync {
     fn rate(&self) -> u64 {
         (self.rows as f64 / self.started.elapsed().as_secs_f64().max(1e-3)) as u64
     }
+}
+
+/// Where a position's values (the cursor, then the key) are in a row read by `plan`, and
+/// their types.
+fn position_layout(plan: &TablePlan) -> (Vec<usize>, Vec<SqlType>) {
+    plan.position_columns()
+        .iter()
+        .map(|&i| {
+            (
+                plan.select_position(i),
+                plan.table.columns[i].sql_type.clone(),
+            )
+        })
+        .unzip()
 }
 
 /// The database's clock in UTC (sessions run in UTC): Redshift's `GETDATE()`.
