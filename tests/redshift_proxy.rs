@@ -66,6 +66,33 @@ fn collate_calls_and_case_settings_are_translated() {
 }
 
 #[test]
+fn redshift_table_attributes_of_create_table_are_taken_out() {
+    let translated = sql::judge(
+        "DROP TABLE IF EXISTS \"w\".\"s2\"; CREATE TABLE \"w\".\"s2\" BACKUP NO DISTKEY (\"id\") SORTKEY (\"id\", \"k\") AS SELECT \"id\", \"k\" FROM \"w\".\"s1\" EXCEPT SELECT \"id\", \"k\" FROM \"t\"",
+        true,
+    )
+    .sql;
+    assert_eq!(
+        translated.split_whitespace().collect::<Vec<_>>().join(" "),
+        "DROP TABLE IF EXISTS \"w\".\"s2\"; CREATE TABLE \"w\".\"s2\" AS SELECT \"id\", \"k\" FROM \"w\".\"s1\" EXCEPT SELECT \"id\", \"k\" FROM \"t\""
+    );
+    let interleaved = sql::judge(
+        "CREATE TABLE t DISTSTYLE KEY DISTKEY (a) INTERLEAVED SORTKEY (a, b) AS SELECT 1 AS a, 2 AS b",
+        true,
+    )
+    .sql;
+    assert_eq!(
+        interleaved.split_whitespace().collect::<Vec<_>>().join(" "),
+        "CREATE TABLE t AS SELECT 1 AS a, 2 AS b"
+    );
+    // Outside CREATE TABLE the words are names like any other.
+    assert_eq!(
+        sql::judge("SELECT backup FROM t", true).sql,
+        "SELECT backup FROM t"
+    );
+}
+
+#[test]
 fn quoted_identifiers_fold_unless_case_sensitive() {
     assert_eq!(
         sql::judge("SELECT \"Id\" FROM \"public\".\"MixedCase\"", false).sql,

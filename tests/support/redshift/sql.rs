@@ -98,6 +98,16 @@ pub fn judge(sql: &str, case_sensitive: bool) -> Judged {
         }
         if token == Token::Ident as i32 {
             let ident = text(i);
+            if let Some(end) = table_attribute_end(sql, tokens, i) {
+                // Redshift's physical table attributes, which PostgreSQL has no use for.
+                edits.push((
+                    tokens[i].start as usize,
+                    tokens[end].end as usize,
+                    String::new(),
+                ));
+                i = end + 1;
+                continue;
+            }
             if ident.eq_ignore_ascii_case("enable_case_sensitive_identifier") {
                 edits.push((
                     tokens[i].start as usize,
@@ -136,6 +146,46 @@ pub fn judge(sql: &str, case_sensitive: bool) -> Judged {
         inspect(&parsed, &mut judged);
     }
     judged
+}
+
+/// Where a Redshift table attribute of `CREATE TABLE` that starts at token `i` ends (its
+/// last token): `BACKUP YES|NO`, `DISTSTYLE <style>`, `DISTKEY (column)`,
+/// `[COMPOUND | INTERLEAVED] SORTKEY (columns)`; `None` if none starts there.
+fn table_attribute_end(
+    sql: &str,
+    tokens: &[pg_query::protobuf::ScanToken],
+    i: usize,
+) -> Option<usize> {
+    let text = |i: usize| &sql[tokens[i].start as usize..tokens[i].end as usize];
+    let creates_table = tokens
+        .first()
+        .is_some_and(|t| t.token == Token::Create as i32)
+        || tokens[..i]
+            .iter()
+            .rposition(|t| t.token == Token::Ascii59 as i32)
+            .is_some_and(|semicolon| {
+                tokens.get(semicolon + 1).map(|t| t.token) == Some(Token::Create as i32)
+            });
+    if !creates_table {
+        return None;
+    }
+    let word = text(i).to_ascii_uppercase();
+    let parenthesized_from = |open: usize| {
+        (tokens.get(open)?.token == Token::Ascii40 as i32).then_some(())?;
+        (open..tokens.len()).find(|&j| tokens[j].token == Token::Ascii41 as i32)
+    };
+    match word.as_str() {
+        "BACKUP" | "DISTSTYLE" => (i + 1 < tokens.len()).then_some(i + 1),
+        "DISTKEY" | "SORTKEY" => parenthesized_from(i + 1),
+        "COMPOUND" | "INTERLEAVED"
+            if tokens
+                .get(i + 1)
+                .is_some_and(|_| text(i + 1).eq_ignore_ascii_case("SORTKEY")) =>
+        {
+            parenthesized_from(i + 2)
+        }
+        _ => None,
+    }
 }
 
 /// `COLLATE(expr, 'case_sensitive')` -> `(expr COLLATE "C")`; returns the index of the closing
