@@ -535,6 +535,7 @@ async fn scan_sql(config: &HashMap<String, String>) -> Result<String, BoxError> 
         upper_bound: None,
         limit: None,
         only_null_cursor: false,
+        key_snapshot: None,
     };
     Ok(spec.query(&Resume::FromStart).sql)
 }

@@ -49,6 +49,10 @@ pub struct SyncState {
     /// schema -> table -> progress. Nested maps, because names may contain dots.
     #[serde(default)]
     pub tables: BTreeMap<String, BTreeMap<String, TableState>>,
+    /// With `delete_capture = keys`: the random id in the names of this connection's tables
+    /// in `work_schema`, so that connections sharing the schema never touch each other's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work_id: Option<String>,
 }
 
 /// Progress of one table.
@@ -74,6 +78,10 @@ pub enum TableState {
         /// and whether it is complete (only a complete one is ever restarted).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resync: Option<ResyncState>,
+        /// With `delete_capture = keys`: the table's key snapshot in `work_schema`, and what
+        /// the pass it began is doing (see `sync::table::deletes`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key_snapshot: Option<KeySnapshot>,
         /// The relation's OID the table was last synced from (see `TableInfo::id`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         table_id: Option<u32>,
@@ -133,6 +141,45 @@ pub struct SyncedColumn(pub String, pub String);
 pub struct ResyncState {
     pub started_at: String,
     pub done: bool,
+}
+
+/// A table's key snapshot (`delete_capture = keys`): snapshot `generation` holds every key
+/// the destination may hold once its pass is past `Deleting`. Each pass takes the next
+/// snapshot together with the cursor bound it reads up to; the keys of the previous snapshot
+/// missing from it are sent as DELETEs before the pass's changed rows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "stage", rename_all = "snake_case", deny_unknown_fields)]
+pub enum KeySnapshot {
+    /// Snapshot `generation + 1` and the keys of `generation` missing from it were taken;
+    /// those keys are being sent as DELETEs, after `after` (`None`: from the first). Then
+    /// the pass reads up to `bound`.
+    Deleting {
+        generation: u64,
+        #[serde(default)]
+        bound: Option<String>,
+        #[serde(default)]
+        after: Option<Vec<String>>,
+    },
+    /// The pass reads the rows whose cursor is at most `bound`, taken with the snapshot
+    /// (`None`: the snapshot saw no cursor value, so the pass reads nothing).
+    Reading {
+        generation: u64,
+        #[serde(default)]
+        bound: Option<String>,
+    },
+    /// The pass is complete; the next one begins with a new snapshot.
+    Done { generation: u64 },
+}
+
+impl KeySnapshot {
+    /// The snapshot the destination's keys are compared with.
+    pub fn generation(&self) -> u64 {
+        match self {
+            Self::Deleting { generation, .. }
+            | Self::Reading { generation, .. }
+            | Self::Done { generation } => *generation,
+        }
+    }
 }
 
 /// An export through UNLOAD (see `sync::table::export`): where its files are, the cursor
@@ -251,6 +298,7 @@ impl SyncState {
         Self {
             version: STATE_VERSION,
             tables: BTreeMap::new(),
+            work_id: None,
         }
     }
 
@@ -333,6 +381,11 @@ mod tests {
                     started_at: "2026-12-02T09:00:00Z".into(),
                     done: true,
                 }),
+                key_snapshot: Some(KeySnapshot::Deleting {
+                    generation: 4,
+                    bound: Some("2026-12-02 08:59:00".into()),
+                    after: Some(vec!["12".into()]),
+                }),
                 table_id: Some(16384),
                 columns: Some(vec![
                     SyncedColumn("id".into(), "INTEGER".into()),
@@ -365,6 +418,7 @@ mod tests {
                 export: None,
                 null_rescan: None,
                 resync: None,
+                key_snapshot: None,
                 table_id: None,
                 columns: None,
             },

@@ -775,3 +775,64 @@ async fn a_run_killed_inside_a_backfill_with_deletes_is_healed_by_the_next() {
         assert_eq!(warehouse_rows(&files.warehouse, live), expected, "{stop:?}");
     }
 }
+
+/// `delete_capture = keys` through the debug runner: rows deleted in the source arrive as
+/// DELETEs computed from key snapshots, and a run killed inside that stream of deletes (after
+/// a checkpoint, before its state is saved, in the middle of a batch) is healed by the next:
+/// the warehouse's live rows equal the source.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_killed_inside_a_hard_delete_stream_is_healed_by_the_next() {
+    for stop in [
+        StopPoint::AfterCheckpoint(2),
+        StopPoint::BeforeStateSaved(3),
+        StopPoint::AfterRecords(12),
+    ] {
+        let db = support::fresh_database().await;
+        db.client
+            .batch_execute(
+                "CREATE SCHEMA sync_work;
+                 CREATE TABLE public.accounts (id INTEGER PRIMARY KEY, name TEXT, updated_at TIMESTAMP);
+                 INSERT INTO public.accounts
+                   SELECT g, 'account ' || g, TIMESTAMP '2024-01-01' + g * INTERVAL '1 second'
+                   FROM generate_series(1, 80) g;",
+            )
+            .await
+            .expect("create the accounts table");
+        let files = files();
+        let mut config = db.config.clone();
+        config.insert("delete_capture".into(), "keys".into());
+        config.insert("work_schema".into(), "sync_work".into());
+        config.insert("batch_size".into(), "5".into());
+        let options = RunOptions {
+            commit_interval: Duration::ZERO,
+            ..options(&config, &files)
+        };
+        sync(&options).await;
+        db.client
+            .batch_execute(
+                "DELETE FROM public.accounts WHERE id % 3 = 0;
+                 UPDATE public.accounts SET name = 'renamed', updated_at = '2024-06-01' WHERE id % 10 = 1;",
+            )
+            .await
+            .expect("delete and change rows");
+        let stopped = run_sync(&RunOptions {
+            stop: Some(stop),
+            ..options.clone()
+        })
+        .await;
+        assert!(
+            matches!(stopped, Err(DebugError::Stopped { .. })),
+            "{stop:?}: {stopped:?}"
+        );
+        let healed = sync(&options).await;
+        assert!(
+            healed.tables["public.accounts"].deletes > 0,
+            "{stop:?}: the rest of the deletes: {healed}"
+        );
+        let source = "SELECT id::BIGINT, name FROM public.accounts ORDER BY id";
+        let expected = source_values(&db.client, source).await;
+        let live =
+            "SELECT id, name FROM \"public.accounts\" WHERE _fivetran_deleted = 0 ORDER BY id";
+        assert_eq!(warehouse_rows(&files.warehouse, live), expected, "{stop:?}");
+    }
+}

@@ -58,6 +58,7 @@ const KEYS: &[&str] = &[
     "deleted_column",
     "delete_capture",
     "resync_interval_h",
+    "work_schema",
     "new_column_backfill",
     "batch_size",
     "max_batch_bytes",

@@ -28,6 +28,7 @@ pub const CURSOR_LAG_S: &str = "cursor_lag_s";
 pub const DELETED_COLUMN: &str = "deleted_column";
 pub const DELETE_CAPTURE: &str = "delete_capture";
 pub const RESYNC_INTERVAL_H: &str = "resync_interval_h";
+pub const WORK_SCHEMA: &str = "work_schema";
 pub const NEW_COLUMN_BACKFILL: &str = "new_column_backfill";
 pub const BATCH_SIZE: &str = "batch_size";
 pub const MAX_BATCH_BYTES: &str = "max_batch_bytes";
@@ -72,6 +73,7 @@ pub const ALL: &[&str] = &[
     DELETED_COLUMN,
     DELETE_CAPTURE,
     RESYNC_INTERVAL_H,
+    WORK_SCHEMA,
     NEW_COLUMN_BACKFILL,
     BATCH_SIZE,
     MAX_BATCH_BYTES,

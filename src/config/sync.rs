@@ -62,6 +62,9 @@ pub struct SyncConfig {
     /// `delete_capture = resync`: how often each incrementally synced table is re-synced from
     /// scratch (its TRUNCATE marks rows deleted in Redshift); `None`: never.
     pub resync_interval: Option<Duration>,
+    /// `delete_capture = keys`: the schema (`work_schema`) where each table's key snapshot
+    /// is kept, so that the keys deleted since are computed inside Redshift; `None`: off.
+    pub key_snapshot_schema: Option<Identifier>,
     /// A column that appears in a table (or is newly selected) re-syncs the table, so rows
     /// synced before carry it too (`new_column_backfill`, default true).
     pub new_column_backfill: bool,
@@ -132,7 +135,12 @@ impl SyncConfig {
             .tables
             .as_ref()
             .is_none_or(|tables| tables.iter().any(|t| t.matches(table)));
-        schema_ok && table_ok
+        // The work schema holds this connector's own tables, never the user's data.
+        let not_work = self
+            .key_snapshot_schema
+            .as_ref()
+            .is_none_or(|work| !work.matches(&table.schema));
+        schema_ok && table_ok && not_work
     }
 }
 
@@ -194,7 +202,7 @@ pub(super) fn parse(reader: &MapReader<'_>) -> Result<SyncConfig, ConfigError> {
             "tables",
         )?
         .map_or(DEFAULT_MAX_PARALLEL_TABLES, |n| n as usize);
-    let resync_interval = parse_delete_capture(reader)?;
+    let (resync_interval, key_snapshot_schema) = parse_delete_capture(reader)?;
     let new_column_backfill = reader.boolean(keys::NEW_COLUMN_BACKFILL)?.unwrap_or(true);
     let retry_timeout = reader
         .seconds(keys::RETRY_TIMEOUT_S, 0, 7 * 24 * 3600)?
@@ -208,6 +216,7 @@ pub(super) fn parse(reader: &MapReader<'_>) -> Result<SyncConfig, ConfigError> {
         default_deleted_column,
         deleted_column_overrides,
         resync_interval,
+        key_snapshot_schema,
         new_column_backfill,
         batch_size,
         max_batch_bytes,
@@ -218,21 +227,42 @@ pub(super) fn parse(reader: &MapReader<'_>) -> Result<SyncConfig, ConfigError> {
     })
 }
 
-/// `delete_capture` (`none`, the default, or `resync`) and its `resync_interval_h`.
-fn parse_delete_capture(reader: &MapReader<'_>) -> Result<Option<Duration>, ConfigError> {
+/// `delete_capture` (`none`, the default, `resync` or `keys`) with its `resync_interval_h`
+/// or `work_schema`.
+fn parse_delete_capture(
+    reader: &MapReader<'_>,
+) -> Result<(Option<Duration>, Option<Identifier>), ConfigError> {
     let interval = reader.number(keys::RESYNC_INTERVAL_H, 0, MAX_RESYNC_INTERVAL_H, "hours")?;
+    // Checked whatever the mode, so a typo there is caught before the mode is on.
+    let work_schema = reader
+        .optional(keys::WORK_SCHEMA)
+        .filter(|text| !text.trim().is_empty())
+        .map(|text| single_name(keys::WORK_SCHEMA, &text))
+        .transpose()?;
     let mode = reader
         .optional(keys::DELETE_CAPTURE)
         .map(|text| text.trim().to_ascii_lowercase());
     match mode.as_deref() {
-        // The interval is still checked, so a typo there is caught before the mode is on.
-        None | Some("") | Some("none") => Ok(None),
-        Some("resync") => Ok(Some(Duration::from_secs(
-            interval.unwrap_or(DEFAULT_RESYNC_INTERVAL_H) * 3600,
-        ))),
+        None | Some("") | Some("none") => Ok((None, None)),
+        Some("resync") => Ok((
+            Some(Duration::from_secs(
+                interval.unwrap_or(DEFAULT_RESYNC_INTERVAL_H) * 3600,
+            )),
+            None,
+        )),
+        Some("keys") => match work_schema {
+            Some(schema) if SYSTEM_SCHEMAS.iter().any(|s| schema.matches(s)) => Err(
+                ConfigError::new(keys::WORK_SCHEMA, "names a system schema; name a schema of its own, where the user may CREATE"),
+            ),
+            Some(schema) => Ok((None, Some(schema))),
+            None => Err(ConfigError::new(
+                keys::WORK_SCHEMA,
+                "is required with delete_capture = keys: name a schema where the user may CREATE tables (GRANT CREATE ON SCHEMA <work_schema> TO <user>), which holds each table's key snapshot",
+            )),
+        },
         Some(_) => Err(ConfigError::new(
             keys::DELETE_CAPTURE,
-            "must be none or resync",
+            "must be none, resync or keys",
         )),
     }
 }

@@ -36,7 +36,9 @@ fn source_code(err: &SourceError) -> Code {
         | SourceError::CleartextRefused { .. } => Code::FailedPrecondition,
         SourceError::AuthenticationFailed { .. } => Code::Unauthenticated,
         SourceError::UnknownDatabase { .. } => Code::InvalidArgument,
-        SourceError::PermissionDenied { .. } => Code::PermissionDenied,
+        SourceError::PermissionDenied { .. } | SourceError::WorkSchema { .. } => {
+            Code::PermissionDenied
+        }
         SourceError::QueryCancelled { .. } | SourceError::WorkloadManagerAbort { .. } => {
             Code::DeadlineExceeded
         }

@@ -23,6 +23,7 @@ pub mod types;
 pub mod unload;
 pub mod value;
 pub mod wire;
+pub mod work;
 
 use std::time::Duration;
 
@@ -77,6 +78,9 @@ pub enum SourceError {
         "permission denied: {message}; grant the user USAGE on the schema and SELECT on the table"
     )]
     PermissionDenied { message: String },
+    /// `delete_capture = keys` needs a work schema the user may create tables in.
+    #[error("{message}")]
+    WorkSchema { message: String },
     #[error("a query was cancelled ({message}): by the statement timeout (raise `query_timeout_s`, 0 = no limit), the WLM queue's timeout, or an administrator")]
     QueryCancelled { message: String },
     #[error("the cluster's workload manager aborted a query ({message}); lower `max_rows_per_query` so that each query reads fewer rows, or ask an administrator to exempt this user from the query monitoring rule")]
@@ -167,6 +171,7 @@ impl SourceError {
                 | Self::CleartextRefused { .. }
                 | Self::UnknownDatabase { .. }
                 | Self::PermissionDenied { .. }
+                | Self::WorkSchema { .. }
         )
     }
 

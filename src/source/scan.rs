@@ -69,6 +69,11 @@ pub struct ScanSpec<'a> {
     pub limit: Option<u64>,
     /// Only the rows whose cursor is NULL, in key order (a later sync's re-read of them).
     pub only_null_cursor: bool,
+    /// With `delete_capture = keys`: the pass's key snapshot (quoted name). A row whose cursor
+    /// is NULL is read only if its key is in it, and without `upper_bound` no other row is:
+    /// every key sent is then in the snapshot the next pass compares with (NULL-cursor rows
+    /// left out are read by the next pass, which re-reads them all).
+    pub key_snapshot: Option<&'a str>,
 }
 
 /// The scanned table's alias in the query, so that column references never resolve to the
@@ -188,8 +193,30 @@ impl ScanSpec<'_> {
                 None,
             ) => None,
         };
-        let below_bound = match (self.upper_bound, self.cursor) {
-            (Some(bound), Some(c)) => {
+        let below_bound = match (self.upper_bound, self.cursor, self.key_snapshot) {
+            (bound, Some(c), Some(snapshot)) => {
+                let matches = self
+                    .key
+                    .iter()
+                    .map(|&k| {
+                        let name = quote_ident(&columns[k].name);
+                        format!("\"k\".{name} = {TABLE_ALIAS}.{name}")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" AND ");
+                let nulls = format!(
+                    "{} IS NULL AND EXISTS (SELECT 1 FROM {snapshot} AS \"k\" WHERE {matches})",
+                    column(c)
+                );
+                Some(match bound {
+                    Some(bound) => {
+                        let value = bind(&mut query, c, bound);
+                        format!("({nulls}) OR {} <= {value}", column(c))
+                    }
+                    None => nulls,
+                })
+            }
+            (Some(bound), Some(c), None) => {
                 let value = bind(&mut query, c, bound);
                 Some(format!("{c} IS NULL OR {c} <= {value}", c = column(c)))
             }
@@ -528,6 +555,7 @@ mod tests {
             upper_bound: None,
             only_null_cursor: false,
             limit: None,
+            key_snapshot: None,
         }
     }
 

@@ -121,6 +121,14 @@ pub async fn run(
         table::connect_with_retry(&config.connection, config.sync.retry_timeout, &output).await?;
     let catalog = catalog::discover(&mut session, &config.sync).await?;
     let plans = plan::plan(&catalog, selection.as_ref(), &config.sync);
+    let mut state = state;
+    let work = match &config.sync.key_snapshot_schema {
+        Some(schema) => Some(
+            table::prepare_work_schema(&mut session, &schema.resolved(), &plans, &mut state)
+                .await?,
+        ),
+        None => None,
+    };
     check_states(&plans, &state)?;
     // Tables whose columns differ from what the host was told are declared again first, so
     // the destination has every column before a record carries it.
@@ -167,6 +175,7 @@ pub async fn run(
         staging: tokio::sync::OnceCell::new(),
         export_readers: Arc::new(tokio::sync::Semaphore::new(table::export_readers())),
         clock: tokio::sync::OnceCell::new(),
+        work,
     });
     shared.release(session);
     // Exports left by abandoned syncs go, in the background; any export a table's state

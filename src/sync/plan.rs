@@ -33,6 +33,9 @@ pub struct TablePlan {
     pub resync_every: Option<std::time::Duration>,
     /// A column new since the last sync re-syncs the table (`new_column_backfill`).
     pub backfill_new_columns: bool,
+    /// `delete_capture = keys` on a table read by a cursor with a primary key: each pass
+    /// compares a key snapshot with the last (see `sync::table::deletes`).
+    pub capture_deletes: bool,
 }
 
 /// A soft-delete column, by its place among a row's emitted cells.
@@ -140,6 +143,7 @@ impl TablePlan {
             notes: Vec::new(),
             resync_every: self.resync_every,
             backfill_new_columns: self.backfill_new_columns,
+            capture_deletes: self.capture_deletes,
         })
     }
 
@@ -263,6 +267,18 @@ fn plan_table(table: &Arc<TableInfo>, selected: Vec<bool>, config: &SyncConfig) 
         .collect();
     // The column and the key are always emitted.
     let soft_delete = deleted.and_then(|column| SoftDelete::among(&emitted, column, &key));
+    let capture_deletes = config.key_snapshot_schema.is_some()
+        && matches!(mode, Mode::Incremental { .. })
+        && !key.is_empty();
+    if config.key_snapshot_schema.is_some()
+        && key.is_empty()
+        && matches!(mode, Mode::Incremental { .. })
+    {
+        notes.push(
+            "it has no primary key, so delete_capture = keys cannot name its deleted rows: they stay in the destination (delete_capture = resync re-syncs such tables instead)"
+                .to_string(),
+        );
+    }
     let mut select = emitted.clone();
     if let Mode::Incremental { cursor } = mode {
         if !select.contains(&cursor) {
@@ -279,6 +295,7 @@ fn plan_table(table: &Arc<TableInfo>, selected: Vec<bool>, config: &SyncConfig) 
         notes,
         resync_every: config.resync_interval,
         backfill_new_columns: config.new_column_backfill,
+        capture_deletes,
     }
 }
 
@@ -397,6 +414,7 @@ mod tests {
             default_deleted_column: None,
             deleted_column_overrides: Default::default(),
             resync_interval: None,
+            key_snapshot_schema: None,
             new_column_backfill: true,
             batch_size: 10,
             max_batch_bytes: crate::config::DEFAULT_MAX_BATCH_BYTES,

@@ -34,7 +34,7 @@
 use crate::config::RowsPerQuery;
 use crate::source::scan::Resume;
 use crate::source::types::SqlType;
-use crate::state::{ExportState, Position, PositionKind, ResyncState, TableState};
+use crate::state::{ExportState, KeySnapshot, Position, PositionKind, ResyncState, TableState};
 
 use super::plan::{Mode, TablePlan};
 use super::schema_change::ColumnChanges;
@@ -92,6 +92,9 @@ pub struct TableStart {
     pub scheduled_resync: bool,
     /// Changes to its columns it goes on through, for Warnings (see `schema_change`).
     pub column_notes: Vec<String>,
+    /// With `delete_capture = keys`: the table's key snapshot (`None` when it starts from
+    /// scratch, which the TRUNCATE covers: its pass takes the first).
+    pub key_snapshot: Option<KeySnapshot>,
 }
 
 /// Whether a table read incrementally is due for its re-sync from scratch: its last one is
@@ -193,6 +196,7 @@ fn fresh_start(
             }),
         scheduled_resync: false,
         column_notes: Vec::new(),
+        key_snapshot: None,
     }
 }
 
@@ -216,6 +220,7 @@ fn start_from_state(
                 export,
                 null_rescan,
                 resync,
+                key_snapshot,
                 ..
             },
             Some(cursor),
@@ -227,6 +232,13 @@ fn start_from_state(
                         ..fresh(None)
                     };
                 }
+            }
+            let key_snapshot = key_snapshot.clone().filter(|_| plan.capture_deletes);
+            if plan.capture_deletes && key_snapshot.is_none() {
+                return fresh(Some(
+                    "delete_capture = keys has no key snapshot of it (the mode was just turned on, or its snapshot is gone from `work_schema`), so it is re-synced from scratch: the destination then holds no row deleted before"
+                        .to_string(),
+                ));
             }
             let position = position.clone().filter(|_| export.is_none());
             let null_rescan = match null_rescan {
@@ -243,6 +255,7 @@ fn start_from_state(
                 resync: resync.clone().filter(|_| plan.resync_every.is_some()),
                 scheduled_resync: false,
                 column_notes: Vec::new(),
+                key_snapshot,
             }
         }
         // A full pass under way resumes: an export from its files; a scan after its last key
@@ -264,6 +277,7 @@ fn start_from_state(
             resync: None,
             scheduled_resync: false,
             column_notes: Vec::new(),
+            key_snapshot: None,
         },
         (
             TableState::Full {
@@ -283,6 +297,7 @@ fn start_from_state(
             resync: None,
             scheduled_resync: false,
             column_notes: Vec::new(),
+            key_snapshot: None,
         },
         // A finished full pass: the next one starts over, as full mode promises.
         (TableState::Full { .. }, None) => fresh(None),
@@ -304,6 +319,20 @@ pub fn check_state(plan: &TablePlan, previous: Option<&TableState>) -> Result<()
         if after_key.len() != plan.key.len() {
             return Err(format!(
                 "null_rescan has {} key values where {} belong",
+                after_key.len(),
+                plan.key.len()
+            ));
+        }
+        check_key_texts(plan, after_key)?;
+    }
+    if let Some(KeySnapshot::Deleting {
+        after: Some(after_key),
+        ..
+    }) = &start.key_snapshot
+    {
+        if after_key.len() != plan.key.len() {
+            return Err(format!(
+                "key_snapshot.after has {} key values where {} belong",
                 after_key.len(),
                 plan.key.len()
             ));

@@ -194,6 +194,7 @@ mod tests {
             notes: Vec::new(),
             resync_every: None,
             backfill_new_columns: backfill,
+            capture_deletes: false,
         }
     }
 
@@ -205,6 +206,7 @@ mod tests {
             export: None,
             null_rescan: None,
             resync: None,
+            key_snapshot: None,
             table_id: plan.table.id,
             columns: Some(synced_columns(plan)),
         }

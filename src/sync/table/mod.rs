@@ -15,6 +15,7 @@
 //! | credentials, TLS, database, host | the Update ends with a Task for the user |
 //! | anything else about this table (grants, a value that cannot be read, a dropped table, a WLM abort) | a Warning naming the table and why; the other tables sync |
 
+mod deletes;
 mod export;
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -38,8 +39,9 @@ use crate::source::unload::s3::Staging;
 use crate::source::value::{group_key, position_text, Cell, Decoder, RowDecoder, SavedValues};
 use crate::source::wire::Format;
 use crate::source::{self, Flavour, Session, SourceError};
-use crate::state::{ExportState, Position, ResyncState, SyncedColumn, TableState};
+use crate::state::{ExportState, KeySnapshot, Position, ResyncState, SyncedColumn, TableState};
 
+pub(super) use deletes::{prepare_work_schema, WorkSchema};
 pub(super) use export::{clean_abandoned, new_export_id, readers as export_readers};
 
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
@@ -69,6 +71,8 @@ pub(super) struct Shared {
     /// The database's clock as first read in this Update, and when: later readings are derived
     /// from it (see [`Shared::time_bound`]).
     pub clock: tokio::sync::OnceCell<(chrono::DateTime<Utc>, Instant)>,
+    /// With `delete_capture = keys`: where the key snapshots are.
+    pub work: Option<WorkSchema>,
 }
 
 impl Shared {
@@ -332,6 +336,8 @@ struct TableSync {
     null_rescan_rows: u64,
     /// With `delete_capture = resync`: the table's latest sync from scratch.
     resync: Option<ResyncState>,
+    /// With `delete_capture = keys`: the table's key snapshot and its pass's stage.
+    key_snapshot: Option<KeySnapshot>,
     restart_reason: Option<String>,
     /// Changes to its columns the table goes on through, for Warnings.
     column_notes: Vec<String>,
@@ -407,6 +413,7 @@ impl TableSync {
                 .then(|| Progress::new(Shape::of(plan), start.position)),
             null_rescan_rows: 0,
             resync: start.resync,
+            key_snapshot: start.key_snapshot,
             plan: Arc::clone(plan),
             restart_reason: start.restart_reason,
             column_notes: start.column_notes,
@@ -501,6 +508,7 @@ impl TableSync {
         // While a statement runs, leaving early (an error, the host gone) cancels it on the
         // server, which would otherwise run the query to its end.
         let mut cancel = CancelOnDrop(Some(session.canceller()));
+        self.key_snapshot_phase(shared, &mut session).await?;
         if self.export_phase(shared, &mut session).await? == export::ExportEnd::PassDone {
             cancel.0 = None;
             shared.release(session);
@@ -511,7 +519,10 @@ impl TableSync {
                 .await?;
             self.end_null_rescan(shared).await?;
         }
-        let upper_bound = self.upper_bound(shared, &mut session).await?;
+        let upper_bound = match self.snapshot_bound(shared) {
+            Some((bound, _)) => bound,
+            None => self.upper_bound(shared, &mut session).await?,
+        };
         self.run_pass(
             shared,
             &mut session,
@@ -521,8 +532,10 @@ impl TableSync {
         )
         .await?;
         if let (Some(bound), Mode::Incremental { cursor }) = (&upper_bound, &self.plan.mode) {
-            self.warn_of_rows_beyond_bound(shared, &mut session, *cursor, bound)
-                .await?;
+            if self.plan.table.columns[*cursor].sql_type.is_time() {
+                self.warn_of_rows_beyond_bound(shared, &mut session, *cursor, bound)
+                    .await?;
+            }
         }
         cancel.0 = None;
         shared.release(session);
@@ -548,6 +561,7 @@ impl TableSync {
             rows: u64::from(config.sync.batch_size),
             bytes: config.sync.max_batch_bytes,
         };
+        let key_snapshot = self.snapshot_bound(shared).map(|(_, snapshot)| snapshot);
         loop {
             let rows_per_query = self.rows_per_query(config);
             let next = self.progress.start_query(rows_per_query, limits);
@@ -560,6 +574,7 @@ impl TableSync {
                 upper_bound,
                 limit: next.limit,
                 only_null_cursor,
+                key_snapshot: key_snapshot.as_deref(),
             };
             let query = spec.query(&next.resume);
             tracing::debug!(table = %self.plan.table.name, sql = %query.sql, limit = ?next.limit, "scan query");
@@ -929,6 +944,7 @@ impl TableSync {
                             .unwrap_or_default(),
                     ),
                     resync: self.resync.clone(),
+                    key_snapshot: self.key_snapshot.clone(),
                     table_id,
                     columns,
                 },
@@ -939,6 +955,7 @@ impl TableSync {
                     export: self.export.clone(),
                     null_rescan: None,
                     resync: self.resync.clone(),
+                    key_snapshot: self.key_snapshot.clone(),
                     table_id,
                     columns,
                 },
@@ -959,6 +976,9 @@ impl TableSync {
     async fn finish(&mut self, shared: &Shared) -> Result<(), SyncError> {
         if let Some(resync) = &mut self.resync {
             resync.done = true;
+        }
+        if let Some(KeySnapshot::Reading { generation, .. }) = self.key_snapshot {
+            self.key_snapshot = Some(KeySnapshot::Done { generation });
         }
         if std::mem::take(&mut self.truncate_pending) {
             self.encoder.push_truncate();
