@@ -811,3 +811,49 @@ async fn soft_deletes_arrive_through_an_export_as_by_queries() {
     assert_eq!(exported_live.len() + marked.len(), 600);
     assert_eq!(split(&direct), (exported_deleted, exported_live));
 }
+
+/// `delete_capture = keys` with an export: the initial sync exports the rows up to the bound
+/// taken with the key snapshot (rows without a cursor value only if their key is in it), and
+/// the next sync sends the deleted keys, those of rows without a cursor value included.
+#[tokio::test(flavor = "multi_thread")]
+async fn deleted_keys_are_captured_after_an_export_as_after_queries() {
+    let setup = setup().await;
+    create_typed_table(&setup.db, 600).await;
+    setup
+        .db
+        .client
+        .batch_execute("CREATE SCHEMA sync_work")
+        .await
+        .unwrap();
+    let server = setup.server(&setup.aws.syncer);
+    let mut client = server.client().await;
+    let mut config = setup.config("sync-staging");
+    config.insert("delete_capture".into(), "keys".into());
+    config.insert("work_schema".into(), "sync_work".into());
+    let first = stream::update_ok(&mut client, &config, None, None).await;
+    let unloads = setup.unloads();
+    assert_eq!(unloads.len(), 1, "the table is exported");
+    assert!(
+        unloads[0].contains("IS NULL AND EXISTS (SELECT 1 FROM \"sync_work\"."),
+        "{}",
+        unloads[0]
+    );
+    assert_eq!(first.upserts_of("typed").len(), 600);
+
+    // Rows deleted, one of them without a cursor value.
+    setup
+        .db
+        .client
+        .batch_execute("DELETE FROM public.typed WHERE id <= 10 OR id = 50")
+        .await
+        .unwrap();
+    let second = stream::update_ok(&mut client, &config, None, first.last_state()).await;
+    let deleted: std::collections::BTreeSet<i64> = second
+        .records_of("typed")
+        .into_iter()
+        .filter(|r| r.kind == RecordType::Delete)
+        .map(|r| r.get("id").parse().unwrap())
+        .collect();
+    assert_eq!(deleted, (1..=10).chain([50]).collect());
+    assert_eq!(setup.unloads().len(), 1, "no second export");
+}

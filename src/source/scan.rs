@@ -195,19 +195,12 @@ impl ScanSpec<'_> {
         };
         let below_bound = match (self.upper_bound, self.cursor, self.key_snapshot) {
             (bound, Some(c), Some(snapshot)) => {
-                let matches = self
-                    .key
-                    .iter()
-                    .map(|&k| {
-                        let name = quote_ident(&columns[k].name);
-                        format!("\"k\".{name} = {TABLE_ALIAS}.{name}")
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" AND ");
-                let nulls = format!(
-                    "{} IS NULL AND EXISTS (SELECT 1 FROM {snapshot} AS \"k\" WHERE {matches})",
-                    column(c)
+                let in_snapshot = super::work::key_in_snapshot(
+                    snapshot,
+                    self.key.iter().map(|&k| columns[k].name.as_str()),
+                    TABLE_ALIAS,
                 );
+                let nulls = format!("{} IS NULL AND {in_snapshot}", column(c));
                 Some(match bound {
                     Some(bound) => {
                         let value = bind(&mut query, c, bound);

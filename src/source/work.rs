@@ -185,6 +185,24 @@ fn create_as(flavour: Flavour, name: &TableName, key: &[&str], query: &str) -> S
     format!("DROP TABLE IF EXISTS {name}; CREATE TABLE {name}{attributes} AS {query}")
 }
 
+/// `EXISTS (…)`: whether the key of the row aliased `alias` (its key column names, unquoted) is
+/// in the key snapshot `snapshot` (quoted): the filter on rows whose cursor is NULL.
+pub fn key_in_snapshot<'a>(
+    snapshot: &str,
+    key: impl IntoIterator<Item = &'a str>,
+    alias: &str,
+) -> String {
+    let matches = key
+        .into_iter()
+        .map(|name| {
+            let name = quote_ident(name);
+            format!("\"k\".{name} = {alias}.{name}")
+        })
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    format!("EXISTS (SELECT 1 FROM {snapshot} AS \"k\" WHERE {matches})")
+}
+
 /// The table of deleted keys as a table to scan: its columns are the key's.
 pub fn deleted_keys_table(table: &TableInfo, key: &[usize], name: TableName) -> TableInfo {
     TableInfo {

@@ -44,6 +44,9 @@ pub struct UnloadStatement<'a> {
     /// The cursor column and the greatest value the export reads (NULL cursors included);
     /// `None`: every row.
     pub bound: Option<(usize, &'a str)>,
+    /// With `delete_capture = keys`: the pass's key snapshot (quoted) and the key columns; a
+    /// row whose cursor is NULL is exported only if its key is in it (see `source::scan`).
+    pub key_snapshot: Option<(&'a str, &'a [usize])>,
     /// `s3://bucket/prefix/`, where the part files and the manifest go.
     pub destination: &'a str,
     pub role: &'a UnloadRole,
@@ -109,8 +112,20 @@ impl UnloadStatement<'_> {
         );
         if let Some((cursor, bound)) = self.bound {
             let literal = bound_literal(&columns[cursor].sql_type, bound)?;
+            let nulls = match self.key_snapshot {
+                Some((snapshot, key)) => format!(
+                    "({} IS NULL AND {})",
+                    column(cursor),
+                    super::super::work::key_in_snapshot(
+                        snapshot,
+                        key.iter().map(|&k| columns[k].name.as_str()),
+                        "\"src\"",
+                    )
+                ),
+                None => format!("{} IS NULL", column(cursor)),
+            };
             query.push_str(&format!(
-                " WHERE {c} IS NULL OR {c} <= {literal}",
+                " WHERE {nulls} OR {c} <= {literal}",
                 c = column(cursor)
             ));
         }
@@ -204,6 +219,7 @@ mod tests {
             table: &table,
             select: &[0, 1, 2],
             bound: Some((1, "2024-05-01 12:00:00.000000")),
+            key_snapshot: None,
             destination: "s3://bucket/sync/x1/sales.orders/",
             role: &role,
             region: Some("eu-west-1"),

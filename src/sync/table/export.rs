@@ -306,10 +306,12 @@ impl TableSync {
                     Mode::Incremental { cursor } => Some(cursor),
                     Mode::Full { .. } => None,
                 };
+                let snapshot = self.snapshot_bound(shared).map(|(_, snapshot)| snapshot);
                 let statement = UnloadStatement {
                     table: &self.plan.table,
                     select: &self.plan.emitted,
                     bound: cursor.zip(export.bound.as_deref()),
+                    key_snapshot: snapshot.as_deref().map(|s| (s, self.plan.key.as_slice())),
                     destination: &export.url,
                     role: &unload.role,
                     region: unload.region.as_deref(),
