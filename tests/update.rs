@@ -994,3 +994,51 @@ async fn concurrent_updates_on_one_server_do_not_mix() {
         assert_eq!(log.checkpoints().len(), 30);
     }
 }
+
+/// `deleted_column` on a table synced in full (no cursor column): every sync's TRUNCATE is
+/// followed by the live rows as UPSERTs and the marked ones as DELETEs, so a row marked
+/// between syncs is deleted and one unmarked comes back.
+#[tokio::test(flavor = "multi_thread")]
+async fn soft_deleted_rows_of_a_table_synced_in_full_go_out_as_deletes_after_its_truncate() {
+    let db = support::fresh_database().await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE public.flags (id INTEGER PRIMARY KEY, name TEXT, is_deleted BOOLEAN);
+             INSERT INTO public.flags SELECT g, 'flag ' || g, g % 3 = 0 FROM generate_series(1, 9) g;",
+        )
+        .await
+        .unwrap();
+    let server = support::TestServer::start().await;
+    let mut client = server.client().await;
+    let config = with(&db.config, &[("deleted_column", "is_deleted")]);
+    let split = |log: &UpdateLog| {
+        let ids = |kind: RecordType| -> Vec<i32> {
+            log.records_of("flags")
+                .into_iter()
+                .filter(|r| r.kind == kind)
+                .map(|r| r.data["id"].parse().unwrap())
+                .collect()
+        };
+        (
+            log.truncates_of("flags"),
+            ids(RecordType::Upsert),
+            ids(RecordType::Delete),
+        )
+    };
+    let first = stream::update_ok(&mut client, &config, None, None).await;
+    assert_eq!(first.kinds_of("flags")[0], RecordType::Truncate);
+    assert_eq!(split(&first), (1, vec![1, 2, 4, 5, 7, 8], vec![3, 6, 9]));
+    let warnings = first.warnings();
+    assert!(
+        warnings.iter().all(|w| !w.contains("deleted_column")),
+        "the column is usable: {warnings:?}"
+    );
+
+    db.client
+        .batch_execute("UPDATE public.flags SET is_deleted = NOT is_deleted WHERE id IN (1, 3)")
+        .await
+        .unwrap();
+    let second = stream::update_ok(&mut client, &config, None, first.last_state()).await;
+    assert_eq!(second.kinds_of("flags")[0], RecordType::Truncate);
+    assert_eq!(split(&second), (1, vec![2, 3, 4, 5, 7, 8], vec![1, 6, 9]));
+}
