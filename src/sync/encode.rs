@@ -470,7 +470,6 @@ fn write_varint(out: &mut [u8], mut value: u64) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
 
     use proptest::prelude::*;
     use prost::Message as _;
@@ -688,7 +687,7 @@ mod tests {
                     schema_name: Some(schema.clone()),
                     table_name: table.clone(),
                     r#type: RecordType::Truncate as i32,
-                    data: HashMap::new(),
+                    data: Default::default(),
                 });
             }
             for r in 0..rows {

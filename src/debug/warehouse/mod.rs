@@ -114,6 +114,8 @@ pub struct Warehouse {
 #[derive(Default)]
 struct PendingUpserts<'r> {
     table: Option<TableKey>,
+    /// Their `_fivetran_synced` (one per message, or after a TRUNCATE).
+    synced: String,
     rows: Vec<Vec<(&'r str, Value)>>,
 }
 
@@ -123,14 +125,17 @@ impl<'r> PendingUpserts<'r> {
         warehouse: &mut Warehouse,
         table: &TableKey,
         row: Vec<(&'r str, Value)>,
+        synced: &str,
     ) -> Result<(), WarehouseError> {
         let same_shape = self.table.as_ref() == Some(table)
+            && self.synced == synced
             && self.rows.first().is_some_and(|first| {
                 first.len() == row.len() && first.iter().zip(&row).all(|(a, b)| a.0 == b.0)
             });
         if !same_shape {
             self.flush(warehouse)?;
             self.table = Some(table.clone());
+            synced.clone_into(&mut self.synced);
         }
         self.rows.push(row);
         Ok(())
@@ -138,7 +143,7 @@ impl<'r> PendingUpserts<'r> {
 
     fn flush(&mut self, warehouse: &mut Warehouse) -> Result<(), WarehouseError> {
         if let Some(table) = &self.table {
-            warehouse.write_upserts(table, &self.rows)?;
+            warehouse.write_upserts(table, &self.rows, &self.synced)?;
         }
         self.rows.clear();
         Ok(())
@@ -291,8 +296,8 @@ impl Warehouse {
                 RecordType::Truncate => self.truncate(key, synced)?,
                 RecordType::Upsert => {
                     let row = self.convert(key, record)?;
-                    let row = self.upsert_row(key, row, synced)?;
-                    pending.push(self, key, row)?;
+                    let row = self.upsert_row(key, row)?;
+                    pending.push(self, key, row, synced)?;
                 }
                 RecordType::Update => {
                     let row = self.convert(key, record)?;
@@ -376,17 +381,16 @@ impl Warehouse {
                 def.columns.push((column.clone(), inferred));
             }
         }
-        row.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        // `record.data` is ordered by name: equal column sets give equal statements.
         Ok(row)
     }
 
-    /// An UPSERT's row as written: its values, the key of a keyless row, and the warehouse's
-    /// own columns.
+    /// An UPSERT's row as written: its values and the key of a keyless row (the warehouse's
+    /// own columns are the statement's, see `write_upsert_statement`).
     fn upsert_row<'r>(
         &self,
         key: &TableKey,
         mut row: Vec<(&'r str, Value)>,
-        synced: &str,
     ) -> Result<Vec<(&'r str, Value)>, WarehouseError> {
         if self.primary_key(key).is_empty() {
             let id = value::row_hash(row.iter().map(|(c, v)| (*c, v)));
@@ -394,8 +398,6 @@ impl Warehouse {
         } else {
             check_key(key, self.primary_key(key), &row)?;
         }
-        row.push((SYNCED, Value::Text(synced.to_string())));
-        row.push((DELETED, Value::Integer(0)));
         Ok(row)
     }
 
@@ -406,27 +408,33 @@ impl Warehouse {
         &mut self,
         key: &TableKey,
         rows: &[Vec<(&str, Value)>],
+        synced: &str,
     ) -> Result<(), WarehouseError> {
         let Some(first) = rows.first() else {
             return Ok(());
         };
-        let per_statement = UPSERT_ROWS.min(MAX_VARIABLES / first.len()).max(1);
+        let per_statement = UPSERT_ROWS
+            .min((MAX_VARIABLES - 1) / first.len().max(1))
+            .max(1);
         for chunk in rows.chunks(per_statement) {
             if chunk.len() == per_statement {
-                self.write_upsert_statement(key, chunk)?;
+                self.write_upsert_statement(key, chunk, synced)?;
             } else {
                 for row in chunk {
-                    self.write_upsert_statement(key, std::slice::from_ref(row))?;
+                    self.write_upsert_statement(key, std::slice::from_ref(row), synced)?;
                 }
             }
         }
         Ok(())
     }
 
+    /// One `INSERT OR REPLACE` of `rows`, which share their `_fivetran_synced` (one parameter
+    /// after the rows') and are live (`_fivetran_deleted` written as 0).
     fn write_upsert_statement(
         &mut self,
         key: &TableKey,
         rows: &[Vec<(&str, Value)>],
+        synced: &str,
     ) -> Result<(), WarehouseError> {
         let columns = &rows[0];
         let mut signature = std::mem::take(&mut self.signature);
@@ -440,13 +448,16 @@ impl Warehouse {
             }
         }
         if !self.upsert_sql.contains_key(&signature) {
-            let names: Vec<String> = columns.iter().map(|(c, _)| quote(c)).collect();
+            let mut names: Vec<String> = columns.iter().map(|(c, _)| quote(c)).collect();
+            names.push(quote(SYNCED));
+            names.push(quote(DELETED));
             let width = columns.len();
+            let synced_param = rows.len() * width + 1;
             let tuples: Vec<String> = (0..rows.len())
                 .map(|r| {
                     let placeholders: Vec<String> =
                         (1..=width).map(|i| format!("?{}", r * width + i)).collect();
-                    format!("({})", placeholders.join(", "))
+                    format!("({}, ?{synced_param}, 0)", placeholders.join(", "))
                 })
                 .collect();
             let sql = format!(
@@ -461,8 +472,11 @@ impl Warehouse {
             .conn
             .prepare_cached(&self.upsert_sql[&signature])
             .and_then(|mut statement| {
+                let synced = Value::Text(synced.to_string());
                 statement.execute(params_from_iter(
-                    rows.iter().flat_map(|row| row.iter().map(|(_, v)| v)),
+                    rows.iter()
+                        .flat_map(|row| row.iter().map(|(_, v)| v))
+                        .chain([&synced]),
                 ))
             })
             .map(|_| ())

@@ -1,6 +1,5 @@
 //! The apply logic against hand-made records, on a real SQLite file.
 
-use std::collections::HashMap;
 
 use rusqlite::types::Value;
 
@@ -48,7 +47,7 @@ fn record(record_type: RecordType, data: &[(&str, Inner)]) -> proto::Record {
                     },
                 )
             })
-            .collect::<HashMap<_, _>>(),
+            .collect(),
     }
 }
 
