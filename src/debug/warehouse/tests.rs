@@ -1,6 +1,5 @@
 //! The apply logic against hand-made records, on a real SQLite file.
 
-
 use rusqlite::types::Value;
 
 use super::*;
