@@ -164,6 +164,19 @@ fn options(config: &HashMap<String, String>, files: &Files) -> RunOptions {
     RunOptions::new(config, files.state.clone(), files.warehouse.clone())
 }
 
+/// A run that dies at `stop`, as a kill there would leave it.
+async fn run_stopped_at(options: &RunOptions, stop: StopPoint) {
+    let stopped = run_sync(&RunOptions {
+        stop: Some(stop),
+        ..options.clone()
+    })
+    .await;
+    assert!(
+        matches!(stopped, Err(DebugError::Stopped { .. })),
+        "{stop:?}: {stopped:?}"
+    );
+}
+
 async fn sync(options: &RunOptions) -> Summary {
     match run_sync(options).await {
         Ok(summary) => summary,
@@ -282,15 +295,7 @@ async fn a_run_stopped_anywhere_is_healed_by_the_next() {
         let files = files();
         let options = options(&db.config, &files);
 
-        let stopped = run_sync(&RunOptions {
-            stop: Some(stop),
-            ..options.clone()
-        })
-        .await;
-        assert!(
-            matches!(stopped, Err(DebugError::Stopped { .. })),
-            "{stop:?}: {stopped:?}"
-        );
+        run_stopped_at(&options, stop).await;
         let partial = warehouse_rows(&files.warehouse, WAREHOUSE_ROWS).len();
         assert!(partial < 60, "{stop:?}: the stopped run copied everything");
 
@@ -757,15 +762,7 @@ async fn a_run_killed_inside_a_backfill_with_deletes_is_healed_by_the_next() {
             )
             .await
             .expect("add a column and mark rows");
-        let stopped = run_sync(&RunOptions {
-            stop: Some(stop),
-            ..options.clone()
-        })
-        .await;
-        assert!(
-            matches!(stopped, Err(DebugError::Stopped { .. })),
-            "{stop:?}: {stopped:?}"
-        );
+        run_stopped_at(&options, stop).await;
         sync(&options).await;
         let source = "SELECT id::BIGINT, name, tier FROM public.accounts
                       WHERE is_deleted IS NOT TRUE ORDER BY id";
@@ -815,15 +812,7 @@ async fn a_run_killed_inside_a_hard_delete_stream_is_healed_by_the_next() {
             )
             .await
             .expect("delete and change rows");
-        let stopped = run_sync(&RunOptions {
-            stop: Some(stop),
-            ..options.clone()
-        })
-        .await;
-        assert!(
-            matches!(stopped, Err(DebugError::Stopped { .. })),
-            "{stop:?}: {stopped:?}"
-        );
+        run_stopped_at(&options, stop).await;
         let healed = sync(&options).await;
         assert!(
             healed.tables["public.accounts"].deletes > 0,

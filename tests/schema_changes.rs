@@ -17,7 +17,6 @@ use std::collections::{BTreeSet, HashMap};
 
 use fivetran_source::proto::RecordType;
 use support::stream::{self, Row, UpdateLog};
-use support::TestDb;
 
 fn with(config: &HashMap<String, String>, pairs: &[(&str, &str)]) -> HashMap<String, String> {
     let mut config = config.clone();
@@ -25,19 +24,6 @@ fn with(config: &HashMap<String, String>, pairs: &[(&str, &str)]) -> HashMap<Str
         config.insert(key.to_string(), value.to_string());
     }
     config
-}
-
-/// `public.<name>`: `rows` rows keyed by `id`, a note, and an `updated_at` a second apart.
-async fn create_items(db: &TestDb, name: &str, rows: i32) {
-    db.client
-        .batch_execute(&format!(
-            "CREATE TABLE public.{name} (id INTEGER PRIMARY KEY, note VARCHAR(20), updated_at TIMESTAMP);
-             INSERT INTO public.{name}
-               SELECT g, 'note ' || g, TIMESTAMP '2024-01-01' + g * INTERVAL '1 second'
-               FROM generate_series(1, {rows}) g;"
-        ))
-        .await
-        .unwrap();
 }
 
 fn ids(rows: &[Row]) -> BTreeSet<i32> {
@@ -63,8 +49,8 @@ fn warnings_about<'a>(log: &'a UpdateLog, table: &str) -> Vec<&'a str> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_column_is_declared_and_backfilled_by_a_re_sync_of_its_table_alone() {
     let db = support::fresh_database().await;
-    create_items(&db, "items", 40).await;
-    create_items(&db, "other", 5).await;
+    support::create_items(&db, "items", 40).await;
+    support::create_items(&db, "other", 5).await;
     let server = support::TestServer::start().await;
     let mut client = server.client().await;
     let config = with(&db.config, &[("batch_size", "7")]);
@@ -129,7 +115,7 @@ async fn a_new_column_is_declared_and_backfilled_by_a_re_sync_of_its_table_alone
 #[tokio::test(flavor = "multi_thread")]
 async fn without_backfill_a_new_column_is_declared_and_carried_by_later_changes_only() {
     let db = support::fresh_database().await;
-    create_items(&db, "items", 20).await;
+    support::create_items(&db, "items", 20).await;
     let server = support::TestServer::start().await;
     let mut client = server.client().await;
     let config = with(&db.config, &[("new_column_backfill", "false")]);
@@ -163,7 +149,7 @@ async fn without_backfill_a_new_column_is_declared_and_carried_by_later_changes_
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dropped_column_is_declared_and_warned_of_once_and_the_sync_goes_on() {
     let db = support::fresh_database().await;
-    create_items(&db, "items", 20).await;
+    support::create_items(&db, "items", 20).await;
     let server = support::TestServer::start().await;
     let mut client = server.client().await;
     let config = db.config.clone();
@@ -208,7 +194,7 @@ async fn a_retyped_cursor_or_key_or_a_re_created_table_re_syncs_that_table_alone
         "widened",
         "untouched",
     ] {
-        create_items(&db, name, 12).await;
+        support::create_items(&db, name, 12).await;
     }
     let server = support::TestServer::start().await;
     let mut client = server.client().await;
@@ -277,7 +263,7 @@ async fn a_retyped_cursor_or_key_or_a_re_created_table_re_syncs_that_table_alone
 #[tokio::test(flavor = "multi_thread")]
 async fn a_state_of_version_1_goes_on_without_a_re_sync_and_records_the_columns() {
     let db = support::fresh_database().await;
-    create_items(&db, "items", 10).await;
+    support::create_items(&db, "items", 10).await;
     let server = support::TestServer::start().await;
     let mut client = server.client().await;
     let config = db.config.clone();
@@ -323,7 +309,7 @@ async fn a_state_of_version_1_goes_on_without_a_re_sync_and_records_the_columns(
 #[tokio::test(flavor = "multi_thread")]
 async fn a_column_dropped_during_a_sync_is_left_out_from_then_on() {
     let db = support::fresh_database().await;
-    create_items(&db, "items", 3000).await;
+    support::create_items(&db, "items", 3000).await;
     let server = support::TestServer::start().await;
     let mut client = server.client().await;
     let config = with(

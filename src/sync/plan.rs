@@ -89,16 +89,25 @@ impl TablePlan {
     /// An encoder of the table's records: its emitted columns, in order (the cells of a row
     /// read by a query or from an export file).
     pub fn record_encoder(&self, max_message_bytes: usize) -> super::encode::RecordEncoder {
-        let columns = &self.table.columns;
-        let emitted: Vec<(&str, crate::proto::DataType)> = self
-            .emitted
+        self.encoder_of(&self.emitted, max_message_bytes)
+    }
+
+    /// An encoder of records of the table carrying these columns (table column indexes), in
+    /// order: the emitted ones, or the key alone for DELETEs read on their own.
+    pub fn encoder_of(
+        &self,
+        columns: &[usize],
+        max_message_bytes: usize,
+    ) -> super::encode::RecordEncoder {
+        let all = &self.table.columns;
+        let columns: Vec<(&str, crate::proto::DataType)> = columns
             .iter()
-            .map(|&i| (columns[i].name.as_str(), columns[i].sql_type.data_type().0))
+            .map(|&i| (all[i].name.as_str(), all[i].sql_type.data_type().0))
             .collect();
         super::encode::RecordEncoder::new(
             &self.table.name.schema,
             &self.table.name.table,
-            &emitted,
+            &columns,
             max_message_bytes,
         )
     }

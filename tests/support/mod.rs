@@ -134,6 +134,20 @@ pub struct TestDb {
     pub config: HashMap<String, String>,
 }
 
+/// `public.<name>`: `rows` rows keyed by `id`, a note, and an `updated_at` a second apart.
+#[allow(dead_code)]
+pub async fn create_items(db: &TestDb, name: &str, rows: i32) {
+    db.client
+        .batch_execute(&format!(
+            "CREATE TABLE public.{name} (id INTEGER PRIMARY KEY, note VARCHAR(20), updated_at TIMESTAMP);
+             INSERT INTO public.{name}
+               SELECT g, 'note ' || g, TIMESTAMP '2024-01-01' + g * INTERVAL '1 second'
+               FROM generate_series(1, {rows}) g;"
+        ))
+        .await
+        .unwrap_or_else(|err| panic!("create public.{name}: {}", chain(&err)));
+}
+
 /// Creates a new, empty database on [`cluster`]: tests never see each other's tables.
 #[allow(dead_code)]
 pub async fn fresh_database() -> TestDb {

@@ -127,8 +127,9 @@ impl<'r> PendingUpserts<'r> {
         row: Vec<(&'r str, Value)>,
         synced: &str,
     ) -> Result<(), WarehouseError> {
+        // The tick changes only at a TRUNCATE, which flushed the rows before it.
+        debug_assert!(self.rows.is_empty() || self.synced == synced);
         let same_shape = self.table.as_ref() == Some(table)
-            && self.synced == synced
             && self.rows.first().is_some_and(|first| {
                 first.len() == row.len() && first.iter().zip(&row).all(|(a, b)| a.0 == b.0)
             });

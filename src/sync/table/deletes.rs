@@ -165,28 +165,16 @@ impl TableSync {
         );
         let key: Vec<usize> = (0..deleted.columns.len()).collect();
         let types: Vec<_> = deleted.columns.iter().map(|c| &c.sql_type).collect();
-        let names: Vec<(&str, crate::proto::DataType)> = deleted
-            .columns
-            .iter()
-            .map(|c| (c.name.as_str(), c.sql_type.data_type().0))
-            .collect();
         let config = &shared.config.sync;
-        let mut encoder = RecordEncoder::new(
-            &self.plan.table.name.schema,
-            &self.plan.table.name.table,
-            &names,
-            config.max_batch_bytes as usize,
-        );
+        let mut encoder = self
+            .plan
+            .encoder_of(&self.plan.key, config.max_batch_bytes as usize);
         let limit = crate::sync::position::rows_per_query(
             config.max_rows_per_query,
             config.max_parallel_tables,
             KEY_ROW_BYTES,
         );
-        let fetch_rows = config.batch_size.min(
-            shared
-                .fetch_limit
-                .load(std::sync::atomic::Ordering::Relaxed),
-        );
+        let fetch_rows = shared.fetch_rows();
         let mut saved = SavedValues::default();
         let mut sent = 0u64;
         loop {
@@ -230,7 +218,8 @@ impl TableSync {
             let decoder = RowDecoder::new(decoders);
             let (mut rows, mut pending) = (0u64, 0u64);
             loop {
-                let batch_end = match portal.next().await? {
+                // A batch ends at the portal's batch, the query's end, or `batch_size` keys.
+                let (ended, batch_end) = match portal.next().await? {
                     ScanEvent::Row(body) => {
                         decoder
                             .decode(body, &mut self.cells, &mut self.scratch)
@@ -243,10 +232,10 @@ impl TableSync {
                         saved.save(&key, &self.cells, body, &self.scratch);
                         rows += 1;
                         pending += 1;
-                        pending >= u64::from(config.batch_size)
+                        (false, pending >= u64::from(config.batch_size))
                     }
-                    ScanEvent::BatchEnd => true,
-                    ScanEvent::End => break,
+                    ScanEvent::BatchEnd => (false, true),
+                    ScanEvent::End => (true, true),
                 };
                 if batch_end && pending > 0 {
                     after = Some(saved.texts(&types).into_iter().flatten().collect());
@@ -254,12 +243,9 @@ impl TableSync {
                         .await?;
                     sent += std::mem::take(&mut pending);
                 }
-            }
-            if pending > 0 {
-                after = Some(saved.texts(&types).into_iter().flatten().collect());
-                self.commit_deletes(shared, &mut encoder, generation, &bound, &after)
-                    .await?;
-                sent += pending;
+                if ended {
+                    break;
+                }
             }
             if rows < limit {
                 break;
@@ -325,19 +311,20 @@ pub(in crate::sync) async fn prepare_work_schema(
             continue;
         };
         let tables = WorkTables::new(schema, &id, name);
-        let needed = match snapshot {
-            KeySnapshot::Deleting { generation, .. } => vec![
-                tables.snapshot(*generation),
-                tables.snapshot(generation + 1),
-                tables.deleted(generation + 1),
-            ],
-            other => vec![tables.snapshot(other.generation())],
+        // Every table the state names, and how many of the first are no longer read (the
+        // previous snapshot of a pass sending deletes).
+        let (needed, unread) = match snapshot {
+            KeySnapshot::Deleting { generation, .. } => (
+                vec![
+                    tables.snapshot(*generation),
+                    tables.snapshot(generation + 1),
+                    tables.deleted(generation + 1),
+                ],
+                1,
+            ),
+            other => (vec![tables.snapshot(other.generation())], 0),
         };
-        // The previous snapshot of a pass sending deletes is no longer read.
-        let required = match snapshot {
-            KeySnapshot::Deleting { .. } => &needed[1..],
-            _ => &needed[..],
-        };
+        let required = &needed[unread..];
         if required.iter().all(|t| existing.contains(&t.table)) {
             keep.extend(needed.into_iter().map(|t| t.table));
         } else {

@@ -217,14 +217,14 @@ impl TableSync {
                 return Ok(false);
             }
         }
-        let bound = match (self.plan.mode.clone(), self.snapshot_bound(shared)) {
+        let bound = match (&self.plan.mode, self.snapshot_bound(shared)) {
             // With `delete_capture = keys`, the bound taken with the key snapshot.
             (Mode::Incremental { .. }, Some((Some(bound), _))) => Some(bound),
             (Mode::Incremental { .. }, Some((None, _))) => {
                 tracing::info!(table = %table.name, "no cursor value in the key snapshot: read by queries");
                 return Ok(false);
             }
-            (Mode::Incremental { cursor }, None) => {
+            (&Mode::Incremental { cursor }, None) => {
                 let column = &table.columns[cursor];
                 if column.sql_type.is_time() {
                     shared.time_bound(session, &column.sql_type).await?

@@ -135,6 +135,14 @@ impl Shared {
             .and_then(|at| sql_type.time_position(at)))
     }
 
+    /// Rows one fetch asks for: `batch_size`, at most what the cluster allows.
+    pub fn fetch_rows(&self) -> u32 {
+        self.config
+            .sync
+            .batch_size
+            .min(self.fetch_limit.load(Ordering::Relaxed))
+    }
+
     /// Keeps a session that is between statements (no transaction, no portal) for the next
     /// table; at most one per table synced at once.
     pub fn release(&self, session: Session) {
@@ -581,10 +589,7 @@ impl TableSync {
             let fetch_rows = if read_whole_queries {
                 0
             } else {
-                config
-                    .sync
-                    .batch_size
-                    .min(shared.fetch_limit.load(Ordering::Relaxed))
+                shared.fetch_rows()
             };
             let rows_before = self.rows + self.uncommitted_rows;
             let (after, rows) = self.run_query(shared, session, &query, fetch_rows).await?;
