@@ -1258,3 +1258,95 @@ async fn a_server_that_stops_mid_message_does_not_hold_the_test() {
     assert!(reason.contains("middle of a message"), "{reason}");
     server.abort();
 }
+
+/// `sslmode = verify-ca` checks a certificate's chain but not its name: against the system
+/// roots any public certificate for any domain would pass, so it needs `sslrootcert` and is
+/// refused without it, before anything connects, naming what to set.
+#[tokio::test]
+async fn verify_ca_without_sslrootcert_is_refused() {
+    let db = shared_database().await;
+    let (_server, mut client) = client().await;
+    let mut config = with(&db.config, &[("sslmode", "verify-ca")]);
+    config.remove("sslrootcert");
+    let reason = expect_failure(&mut client, "connect", &config).await;
+    assert!(reason.contains("`sslmode`"), "{reason}");
+    assert!(reason.contains("sslrootcert"), "{reason}");
+    assert!(reason.contains("verify-full"), "{reason}");
+    let status = client
+        .schema(SchemaRequest {
+            configuration: config,
+        })
+        .await
+        .expect_err("Schema refuses it");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+}
+
+/// A server whose certificate chains to a trusted root but names another host (the harness
+/// certificate names `localhost`; the connector is told `127.0.0.1`) asks for the password in
+/// cleartext: with verify-full it never receives it, because TLS ends before sign-in.
+#[tokio::test]
+async fn a_trusted_certificate_for_another_name_never_receives_the_password() {
+    let db = shared_database().await;
+    let (_server, mut client) = client().await;
+    let (port, server) = tls_server_asking_for_cleartext().await;
+    let config = with(
+        &db.config,
+        &[
+            ("host", "127.0.0.1"),
+            ("port", &port.to_string()),
+            ("sslmode", "verify-full"),
+            ("user", "plain_user"),
+            ("password", "Plain-Secret-42"),
+            ("connect_timeout_s", "3"),
+        ],
+    );
+    let reason = expect_failure(&mut client, "connect", &config).await;
+    assert!(reason.contains("TLS"), "{reason}");
+    let received = server.await.unwrap();
+    assert!(
+        !String::from_utf8_lossy(&received).contains("Plain-Secret-42"),
+        "the password reached a server that is not who it claims"
+    );
+}
+
+/// A TLS server with the harness certificate that asks for the password in cleartext; yields
+/// every byte it received inside TLS after its request (nothing if the handshake failed).
+async fn tls_server_asking_for_cleartext() -> (u16, tokio::task::JoinHandle<Vec<u8>>) {
+    use rustls_pki_types::pem::PemObject;
+    let (cert, key) = support::cluster().server_certificate_pem().unwrap();
+    let certs = rustls_pki_types::CertificateDer::pem_slice_iter(&cert)
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(&key).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut request = [0u8; 8];
+        socket.read_exact(&mut request).await.unwrap();
+        socket.write_all(b"S").await.unwrap();
+        let Ok(mut tls) = acceptor.accept(socket).await else {
+            return Vec::new();
+        };
+        let length = tls.read_i32().await.unwrap();
+        let mut startup = vec![0u8; length as usize - 4];
+        tls.read_exact(&mut startup).await.unwrap();
+        let mut request = vec![b'R'];
+        request.extend(8i32.to_be_bytes());
+        request.extend(3i32.to_be_bytes());
+        tls.write_all(&request).await.unwrap();
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut rest)).await;
+        rest
+    });
+    (port, task)
+}

@@ -150,6 +150,15 @@ pub(super) fn parse(reader: &MapReader<'_>) -> Result<ConnectionConfig, ConfigEr
         }
         Some(path) => RootCertificates::File(PathBuf::from(path)),
     };
+    // verify-ca checks the chain but not the name: against the system roots, any publicly
+    // trusted certificate for any domain passes, and an on-path attacker (or the bastion)
+    // would receive a cleartext password. libpq refuses the combination for this reason.
+    if sslmode == SslMode::VerifyCa && root_certificates == RootCertificates::System {
+        return Err(ConfigError::new(
+            keys::SSLMODE,
+            "verify-ca checks the certificate's chain but not its name, so it needs `sslrootcert` (the private CA that signed the server's certificate); with the system roots use verify-full, which Redshift's certificates pass",
+        ));
+    }
     let connect_timeout = reader
         .seconds(keys::CONNECT_TIMEOUT_S, 1, 3600)?
         .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
