@@ -130,6 +130,28 @@ async fn each_unreachable_hop_is_named() {
     assert!(reason.contains(&closed_port.to_string()), "{reason}");
     assert!(reason.contains("SSH bastion"), "{reason}");
 
+    // A bastion whose name does not resolve (a typo in `ssh_host`): the user's to fix, as a
+    // host that does not resolve is; never retried for `retry_timeout_s`. Update ends at once
+    // with a Task naming the key.
+    let mut config = bastion.configuration(&db.config, &bastion.key);
+    config.insert("ssh_host".into(), "no-such-bastion.invalid".into());
+    let reason = run_test(&mut client, "connect", &config).await.unwrap_err();
+    assert!(reason.contains("`ssh_host`"), "{reason}");
+    assert!(reason.contains("no-such-bastion.invalid"), "{reason}");
+    let started = std::time::Instant::now();
+    let outcome = stream::try_update(&mut client, &config, None, None).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "Update took {:?}",
+        started.elapsed()
+    );
+    let tasks = outcome.log.tasks();
+    assert!(
+        tasks.len() == 1 && tasks[0].contains("`ssh_host`"),
+        "{tasks:?} {:?}",
+        outcome.error
+    );
+
     // The bastion itself down.
     let config = bastion.configuration(&db.config, &bastion.key);
     let port = bastion.port();

@@ -9,7 +9,10 @@
 //! server never sent. Cases are deterministic: a failure names its case number, and
 //! `WIRE_FUZZ_CASES` runs more of them.
 
+mod support;
+
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -391,5 +394,289 @@ async fn a_corrupt_server_gets_an_error_never_a_panic_a_hang_or_unbounded_memory
             failures_by_kind.keys().any(|k| k.contains(kind)),
             "no case ended in {kind}: {failures_by_kind:?}"
         );
+    }
+}
+
+/// How [`malformed`] breaks a message: each way leaves a whole message whose shape the
+/// protocol does not allow, so a frontend that checks what it reads can tell at once.
+#[derive(Debug, Clone, Copy)]
+enum Malformation {
+    /// A type no server sends this frontend.
+    UnknownType,
+    /// The body cut short, the length word saying so (a field, a count or a terminator short).
+    CutShort,
+    /// One byte more than the message's contents, the length word counting it.
+    TrailingByte,
+    /// A count of -1 (RowDescription, DataRow, ParameterDescription).
+    NegativeCount,
+}
+
+/// `original` broken by `how`, or `None` where that way cannot break this message.
+fn malformed(original: &[u8], how: Malformation) -> Option<Vec<u8>> {
+    let (tag, body) = (original[0], &original[5..]);
+    match how {
+        Malformation::UnknownType => Some(message(b'x', body)),
+        // An Authentication request's data has no fixed length: only its code can be cut.
+        Malformation::CutShort if tag == b'R' => Some(message(tag, &body[..2])),
+        Malformation::CutShort if !body.is_empty() => Some(message(tag, &body[..body.len() - 1])),
+        Malformation::TrailingByte if tag != b'R' => Some(message(tag, &[body, &[7]].concat())),
+        Malformation::NegativeCount if matches!(tag, b'T' | b'D' | b't') => {
+            let mut body = body.to_vec();
+            body[..2].copy_from_slice(&(-1i16).to_be_bytes());
+            Some(message(tag, &body))
+        }
+        _ => None,
+    }
+}
+
+/// Plays the script up to message `target`, sends it malformed, and then waits, the socket
+/// open, until the test ends: a peer that goes silent instead of closing.
+async fn serve_then_go_silent(listener: TcpListener, messages: Vec<Vec<u8>>, broken: Vec<u8>) {
+    let (mut socket, _) = listener.accept().await.unwrap();
+    let length = socket.read_i32().await.unwrap();
+    let mut startup = vec![0; length as usize - 4];
+    socket.read_exact(&mut startup).await.unwrap();
+    let _ = socket
+        .write_all(&[messages.concat(), broken].concat())
+        .await;
+    let mut sink = [0u8; 4096];
+    while matches!(socket.read(&mut sink).await, Ok(n) if n > 0) {}
+}
+
+/// A server that sends one malformed message, at any point of a session, and then says
+/// nothing more while keeping the connection open: the session ends at once with a protocol
+/// violation (no wait for a ReadyForQuery that will not come), and a session that ended
+/// sends and waits for nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_message_then_silence_ends_the_session_at_once() {
+    // The session's timeouts are far longer than the limit below: only the check of what
+    // arrived can end these sessions in time.
+    const SESSION_TIMEOUT: Duration = Duration::from_secs(30);
+    const LIMIT: Duration = Duration::from_secs(3);
+    let messages = script(&mut Rng(0));
+    let mut cases = 0;
+    for target in 0..messages.len() {
+        for how in [
+            Malformation::UnknownType,
+            Malformation::CutShort,
+            Malformation::TrailingByte,
+            Malformation::NegativeCount,
+        ] {
+            let Some(broken) = malformed(&messages[target], how) else {
+                continue;
+            };
+            cases += 1;
+            let case = format!(
+                "message {target} (`{}`) {how:?}",
+                char::from(messages[target][0])
+            );
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let server = tokio::spawn(serve_then_go_silent(
+                listener,
+                messages[..target].to_vec(),
+                broken,
+            ));
+            let outcome = tokio::time::timeout(LIMIT, async {
+                let (result, session) = session_until_error(port, SESSION_TIMEOUT).await;
+                // An ended session answers at once, without a byte on the wire.
+                let again = match session {
+                    Some(mut session) => Some(session.query("SELECT 1", &[]).await),
+                    None => None,
+                };
+                (result, again)
+            })
+            .await;
+            server.abort();
+            let (result, again) =
+                outcome.unwrap_or_else(|_| panic!("{case}: the session waited past {LIMIT:?}"));
+            match result {
+                Err(WireError::Protocol(_)) => {}
+                other => panic!("{case}: ended with {other:?}, not a protocol violation"),
+            }
+            if let Some(again) = again {
+                assert!(again.is_err(), "{case}: the ended session ran a query");
+            }
+        }
+    }
+    assert!(cases > 60, "only {cases} cases");
+}
+
+/// [`client_session`]'s steps until the first error, and the session if it was open by then.
+async fn session_until_error(
+    port: u16,
+    timeout: Duration,
+) -> (Result<(), WireError>, Option<Connection>) {
+    let tls = TlsMode::Disable;
+    let options = ConnectOptions {
+        host: "127.0.0.1",
+        port,
+        database: "dev",
+        user: "fuzz",
+        password: "fuzz-password",
+        tls: &tls,
+        timeout,
+        application_name: "wire-fuzz",
+        ssh: None,
+    };
+    let mut session = match Connection::connect(&options).await {
+        Ok(session) => session,
+        Err(err) => return (Err(err), None),
+    };
+    let result = async {
+        session.prepare("s1", "SELECT id, name FROM t", &[]).await?;
+        session
+            .start_portal("p1", "s1", &[], &[Format::Text, Format::Text], 2)
+            .await?;
+        read_rows(&mut session).await?;
+        session.continue_portal("p1", 2).await?;
+        read_rows(&mut session).await?;
+        session.query("SELECT 42", &[]).await?;
+        session.simple_query("SELECT broken").await?;
+        Ok(())
+    }
+    .await;
+    (result, Some(session))
+}
+
+/// Plays a server that signs every client in and answers its first query with `broken`, then
+/// says nothing more, the connection kept open until the test ends.
+async fn broken_after_sign_in(listener: TcpListener, broken: Vec<u8>) {
+    loop {
+        let Ok((mut socket, _)) = listener.accept().await else {
+            return;
+        };
+        let broken = broken.clone();
+        tokio::spawn(async move {
+            let length = socket.read_i32().await.unwrap_or(8);
+            let mut startup = vec![0; (length as usize).saturating_sub(4)];
+            if socket.read_exact(&mut startup).await.is_err() {
+                return;
+            }
+            let mut parameter = cstring("server_version");
+            parameter.extend(cstring("8.0.2"));
+            let mut key = 7i32.to_be_bytes().to_vec();
+            key.extend(11i32.to_be_bytes());
+            let signed_in = [
+                authentication(0, &[]),
+                message(b'S', &parameter),
+                message(b'K', &key),
+                message(b'Z', b"I"),
+            ]
+            .concat();
+            if socket.write_all(&signed_in).await.is_err() {
+                return;
+            }
+            // The first query's message(s), then the malformed answer, then silence.
+            let mut sink = [0u8; 4096];
+            if !matches!(socket.read(&mut sink).await, Ok(n) if n > 0) {
+                return;
+            }
+            let _ = socket.write_all(&broken).await;
+            while matches!(socket.read(&mut sink).await, Ok(n) if n > 0) {}
+        });
+    }
+}
+
+/// Test, Schema and Update against a server that breaks the protocol once and then goes
+/// silent: each ends well within `connect_timeout_s`, saying the server broke the protocol,
+/// and the server process serves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rpc_ends_in_time_against_a_server_that_breaks_the_protocol_and_goes_silent() {
+    const CONNECT_TIMEOUT_S: u64 = 5;
+    let field_cut_short = {
+        let mut body = 1i16.to_be_bytes().to_vec();
+        body.extend(cstring("version"));
+        body.extend([0; 9]);
+        message(b'T', &body)
+    };
+    let cases = [
+        (
+            "a RowDescription counting -1 fields",
+            message(b'T', &(-1i16).to_be_bytes()),
+        ),
+        ("a RowDescription whose field is cut short", field_cut_short),
+        ("a ReadyForQuery of unknown status", message(b'Z', b"?")),
+        ("a message of unknown type", message(b'x', b"??")),
+    ];
+    let server = support::ServerProcess::start(&[]);
+    let mut client = server.client().await;
+    for (what, broken) in cases {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let fake = tokio::spawn(broken_after_sign_in(listener, broken));
+        let config: HashMap<String, String> = [
+            ("host", "127.0.0.1".to_string()),
+            ("port", port.to_string()),
+            ("database", "dev".to_string()),
+            ("user", "u".to_string()),
+            ("password", "p".to_string()),
+            ("sslmode", "disable".to_string()),
+            ("connect_timeout_s", CONNECT_TIMEOUT_S.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let limit = Duration::from_secs(CONNECT_TIMEOUT_S);
+        for test in ["connect", "select"] {
+            let failure =
+                tokio::time::timeout(limit, support::run_test(&mut client, test, &config))
+                    .await
+                    .unwrap_or_else(|_| panic!("{what}: Test {test} took longer than {limit:?}"))
+                    .expect_err("the test fails");
+            assert!(
+                failure.contains("protocol"),
+                "{what}: Test {test}: {failure}"
+            );
+        }
+        let schema = client.schema(fivetran_source::proto::SchemaRequest {
+            configuration: config.clone(),
+        });
+        let status = tokio::time::timeout(limit, schema)
+            .await
+            .unwrap_or_else(|_| panic!("{what}: Schema took longer than {limit:?}"))
+            .expect_err("Schema fails");
+        assert!(
+            status.message().contains("protocol"),
+            "{what}: Schema: {status:?}"
+        );
+        let update = support::stream::try_update(&mut client, &config, None, None);
+        let update = tokio::time::timeout(limit, update)
+            .await
+            .unwrap_or_else(|_| panic!("{what}: Update took longer than {limit:?}"));
+        let status = update.error.expect("Update fails");
+        assert!(
+            status.message().contains("protocol"),
+            "{what}: Update: {status:?}"
+        );
+        fake.abort();
+    }
+    // Still serving.
+    client
+        .configuration_form(fivetran_source::proto::ConfigurationFormRequest {})
+        .await
+        .expect("the server process serves on");
+}
+
+/// A server that starts SCRAM and then declares the sign-in done without its final message
+/// (the one that proves it knows the password) is refused: it could be anyone.
+#[tokio::test]
+async fn a_scram_exchange_the_server_never_proves_is_refused() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(serve_then_go_silent(
+        listener,
+        vec![
+            authentication(10, b"SCRAM-SHA-256\0\0"),
+            authentication(0, &[]),
+            message(b'Z', b"I"),
+        ],
+        Vec::new(),
+    ));
+    let (result, _) = session_until_error(port, Duration::from_secs(5)).await;
+    server.abort();
+    match result {
+        Err(WireError::Protocol(reason)) => assert!(reason.contains("SCRAM"), "{reason}"),
+        other => panic!("a sign-in without the server's proof ended with {other:?}"),
     }
 }

@@ -33,7 +33,8 @@ fn source_code(err: &SourceError) -> Code {
         SourceError::Tls { .. }
         | SourceError::TlsNotOffered { .. }
         | SourceError::UnsupportedAuthentication { .. }
-        | SourceError::CleartextRefused { .. } => Code::FailedPrecondition,
+        | SourceError::CleartextRefused { .. }
+        | SourceError::ProtocolViolation { .. } => Code::FailedPrecondition,
         SourceError::AuthenticationFailed { .. } => Code::Unauthenticated,
         SourceError::UnknownDatabase { .. } => Code::InvalidArgument,
         SourceError::PermissionDenied { .. } | SourceError::WorkSchema { .. } => {
@@ -75,6 +76,7 @@ fn source_code(err: &SourceError) -> Code {
         },
         SourceError::Tunnel(ssh) => match ssh.as_ref() {
             SshError::Rejected { .. } => Code::Unauthenticated,
+            SshError::UnknownBastion { .. } => Code::InvalidArgument,
             SshError::HostKeyMismatch { .. }
             | SshError::ForwardingRefused { .. }
             | SshError::Incompatible { .. } => Code::FailedPrecondition,

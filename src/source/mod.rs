@@ -100,6 +100,10 @@ pub enum SourceError {
     },
     #[error("the connection to the database was lost ({reason})")]
     ConnectionLost { reason: String },
+    /// The server sent what the PostgreSQL protocol does not allow; the session was ended at
+    /// once. Not retried: a server that does this once does it again.
+    #[error("the server broke the PostgreSQL protocol ({reason}), so the session was ended; check that `host` and `port` name the cluster's endpoint (Redshift listens on 5439) and not another service")]
+    ProtocolViolation { reason: String },
     /// A column a query names is gone (dropped since the catalog was read), or the columns
     /// changed under a prepared statement: the table's columns must be read again.
     #[error("the table's columns changed while it was synced ({message})")]
@@ -179,9 +183,10 @@ impl SourceError {
     pub fn from_wire(err: WireError) -> Self {
         match err {
             WireError::Db(db) => Self::from_db(&db),
-            WireError::Io(_) | WireError::Protocol(_) => Self::ConnectionLost {
+            WireError::Io(_) => Self::ConnectionLost {
                 reason: err.to_string(),
             },
+            WireError::Protocol(reason) => Self::ProtocolViolation { reason },
             other => Self::Database {
                 code: "client".to_string(),
                 message: other.to_string(),
@@ -195,16 +200,12 @@ impl SourceError {
         let host = sign_in.host.clone();
         let port = sign_in.port;
         match err {
-            WireError::Resolve {
-                permanent: true, ..
-            } => Self::UnknownHost { host },
-            WireError::Resolve { .. } | WireError::Connect { .. } | WireError::Io(_) => {
-                Self::Unreachable {
-                    host,
-                    port,
-                    reason: error_chain(&err),
-                }
-            }
+            WireError::Connect(connect) if connect.is_unknown_host() => Self::UnknownHost { host },
+            WireError::Connect(_) | WireError::Io(_) => Self::Unreachable {
+                host,
+                port,
+                reason: error_chain(&err),
+            },
             WireError::ConnectTimeout => Self::ConnectTimeout {
                 host,
                 port,
@@ -235,9 +236,7 @@ impl SourceError {
                 },
                 _ => Self::from_db(&db),
             },
-            WireError::Protocol(_) => Self::ConnectionLost {
-                reason: err.to_string(),
-            },
+            WireError::Protocol(reason) => Self::ProtocolViolation { reason },
             WireError::Ssh(ssh) => Self::Tunnel(Box::new(ssh)),
         }
     }

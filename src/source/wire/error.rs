@@ -67,21 +67,10 @@ impl fmt::Display for DbError {
 /// Why a connection could not be opened or used.
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
-    /// The host name does not resolve; `permanent` unless the resolver itself failed
-    /// (a temporary DNS failure is worth a retry, an unknown name is not).
-    #[error("cannot resolve host name `{host}`: {source}")]
-    Resolve {
-        host: String,
-        permanent: bool,
-        #[source]
-        source: io::Error,
-    },
-    #[error("cannot connect to {address}: {source}")]
-    Connect {
-        address: String,
-        #[source]
-        source: io::Error,
-    },
+    /// The TCP connection to the server (or, for a cancel request, its address).
+    #[error(transparent)]
+    Connect(#[from] super::net::ConnectError),
+    /// The whole of connecting (TCP, TLS, sign-in) took longer than allowed.
     #[error("connecting timed out")]
     ConnectTimeout,
     #[error("the server does not accept TLS connections")]

@@ -15,6 +15,7 @@
 
 pub mod digest;
 pub mod error;
+pub mod frame;
 pub mod net;
 pub mod oid;
 pub mod ssh;
@@ -39,10 +40,6 @@ use tls::TlsMode;
 const READ_CHUNK: usize = 64 * 1024;
 /// A read buffer grown past this by one large row is given back once it is empty again.
 const READ_BUFFER_KEEP: usize = 4 * 1024 * 1024;
-/// No protocol message may be larger: Redshift's largest row is 1,600 columns of at most 64 KB
-/// (about 100 MB), its largest value a SUPER of 16 MB (32 MB as the hex text the scan reads);
-/// a corrupt length must not make us allocate without bound, per session and table.
-const MAX_MESSAGE: usize = 256 << 20;
 /// How much of a large message's room is reserved at a time: its length alone, if corrupt,
 /// must not reserve memory before the bytes arrive.
 const RESERVE_STEP: usize = 4 << 20;
@@ -101,6 +98,10 @@ pub struct Connection {
     cancel: Option<CancelToken>,
     /// See [`ConnectOptions::timeout`].
     stall_timeout: Duration,
+    /// Why the session ended, once the server broke the protocol or the connection failed:
+    /// nothing more is sent or awaited on it (a server that sent a malformed message and then
+    /// waits would otherwise be waited for without end).
+    ended: Option<String>,
 }
 
 /// Cancels the statement running on a session, over a connection of its own (the protocol's
@@ -134,9 +135,11 @@ impl Route {
                 TcpStream::connect(peer)
                     .await
                     .map(Transport::Tcp)
-                    .map_err(|source| WireError::Connect {
-                        address: peer.to_string(),
-                        source,
+                    .map_err(|source| {
+                        WireError::Connect(net::ConnectError::Connect {
+                            address: peer.to_string(),
+                            source,
+                        })
                     })
             }
             Route::Tunnel { ssh, port, timeout } => ssh::open(ssh, host, *port, *timeout)
@@ -183,6 +186,7 @@ impl Connection {
             parameters: Vec::new(),
             cancel: None,
             stall_timeout: options.timeout,
+            ended: None,
         };
         let key = connection.startup(options).await?;
         connection.cancel = key.map(|(process_id, secret_key)| CancelToken {
@@ -223,6 +227,9 @@ impl Connection {
         self.flush().await?;
 
         let mut scram: Option<ScramSha256> = None;
+        // A SCRAM exchange proves the server knows the password only with its final message;
+        // an AuthenticationOk before it would accept an impostor.
+        let mut scram_verified = false;
         let mut key = None;
         loop {
             let (tag, total) = self.next_message().await?;
@@ -232,7 +239,13 @@ impl Connection {
                     let method = read_i32(body, 0)?;
                     let data = &body[4..];
                     match method {
-                        0 => {} // AuthenticationOk
+                        // AuthenticationOk
+                        0 if scram.is_some() && !scram_verified => {
+                            return Err(protocol(
+                                "the server accepted the sign-in before its SCRAM final message proved it knows the password",
+                            ))
+                        }
+                        0 => {}
                         // Cleartext: only to a server whose certificate was verified, or an
                         // on-path attacker could ask for it and receive the password.
                         3 if !options.tls.verifies() => return Err(WireError::CleartextRefused),
@@ -279,14 +292,21 @@ impl Connection {
                             let state = scram
                                 .as_mut()
                                 .ok_or_else(|| protocol("SASL continue without a start"))?;
-                            state.update(data).map_err(WireError::Io)?;
+                            state.update(data).map_err(|err| {
+                                protocol(&format!("the server's SCRAM message is unusable: {err}"))
+                            })?;
                             frontend::sasl_response(state.message(), &mut self.write)?;
                         }
                         12 => {
                             let state = scram
                                 .as_mut()
                                 .ok_or_else(|| protocol("SASL final without a start"))?;
-                            state.finish(data).map_err(WireError::Io)?;
+                            state.finish(data).map_err(|err| {
+                                protocol(&format!(
+                                    "the server's SCRAM final message does not prove it knows the password: {err}"
+                                ))
+                            })?;
+                            scram_verified = true;
                         }
                         13 => {
                             let request = digest::DigestRequest::parse(data)?;
@@ -326,22 +346,26 @@ impl Connection {
     /// Runs SQL with the simple protocol (several statements may be separated by `;`) and
     /// discards any rows. For session settings and transaction control.
     pub async fn simple_query(&mut self, sql: &str) -> Result<(), WireError> {
-        frontend::query(sql, &mut self.write)?;
-        self.flush().await?;
-        let mut error = None;
-        loop {
-            let (tag, total) = self.next_message().await?;
-            match tag {
-                b'C' | b'I' | b'T' | b'D' => {}
-                b'E' => error = Some(DbError::from_fields(&self.read[5..total])),
-                b'Z' => {
-                    self.consume_now(total);
-                    return error.map_or(Ok(()), |e| Err(WireError::Db(e)));
+        let result = async {
+            frontend::query(sql, &mut self.write)?;
+            self.flush().await?;
+            let mut error = None;
+            loop {
+                let (tag, total) = self.next_message().await?;
+                match tag {
+                    b'C' | b'I' | b'T' | b'D' => {}
+                    b'E' => error = Some(DbError::from_fields(&self.read[5..total])),
+                    b'Z' => {
+                        self.consume_now(total);
+                        return error.map_or(Ok(()), |e| Err(WireError::Db(e)));
+                    }
+                    other => return Err(unexpected(other, "a simple query")),
                 }
-                other => return Err(unexpected(other, "a simple query")),
+                self.consume_now(total);
             }
-            self.consume_now(total);
         }
+        .await;
+        self.settle(result)
     }
 
     /// Runs one statement with text parameters and returns every row as text (NULL as
@@ -352,37 +376,41 @@ impl Connection {
         sql: &str,
         params: &[&str],
     ) -> Result<Vec<Vec<Option<String>>>, WireError> {
-        frontend::parse(
-            "",
-            sql,
-            params.iter().map(|_| oid::VARCHAR),
-            &mut self.write,
-        )?;
-        bind("", "", params, &[Format::Text], &mut self.write)?;
-        frontend::execute("", 0, &mut self.write)?;
-        frontend::sync(&mut self.write);
-        self.flush().await?;
+        let result = async {
+            frontend::parse(
+                "",
+                sql,
+                params.iter().map(|_| oid::VARCHAR),
+                &mut self.write,
+            )?;
+            bind("", "", params, &[Format::Text], &mut self.write)?;
+            frontend::execute("", 0, &mut self.write)?;
+            frontend::sync(&mut self.write);
+            self.flush().await?;
 
-        let mut rows = Vec::new();
-        let mut error = None;
-        loop {
-            let (tag, total) = self.next_message().await?;
-            let body = &self.read[5..total];
-            match tag {
-                b'1' | b'2' | b'C' | b'I' | b'n' => {}
-                b'D' if error.is_none() => rows.push(text_row(body)?),
-                b'E' => error = Some(DbError::from_fields(body)),
-                b'Z' => {
-                    self.consume_now(total);
-                    return match error {
-                        Some(error) => Err(WireError::Db(error)),
-                        None => Ok(rows),
-                    };
+            let mut rows = Vec::new();
+            let mut error = None;
+            loop {
+                let (tag, total) = self.next_message().await?;
+                let body = &self.read[5..total];
+                match tag {
+                    b'1' | b'2' | b'C' | b'I' | b'n' => {}
+                    b'D' if error.is_none() => rows.push(text_row(body)?),
+                    b'E' => error = Some(DbError::from_fields(body)),
+                    b'Z' => {
+                        self.consume_now(total);
+                        return match error {
+                            Some(error) => Err(WireError::Db(error)),
+                            None => Ok(rows),
+                        };
+                    }
+                    other => return Err(unexpected(other, "a query")),
                 }
-                other => return Err(unexpected(other, "a query")),
+                self.consume_now(total);
             }
-            self.consume_now(total);
         }
+        .await;
+        self.settle(result)
     }
 
     /// Parses `sql` as the named statement `name` with parameters of `param_types`, and
@@ -393,31 +421,35 @@ impl Connection {
         sql: &str,
         param_types: &[u32],
     ) -> Result<Vec<Column>, WireError> {
-        frontend::parse(name, sql, param_types.iter().copied(), &mut self.write)?;
-        frontend::describe(b'S', name, &mut self.write)?;
-        frontend::sync(&mut self.write);
-        self.flush().await?;
+        let result = async {
+            frontend::parse(name, sql, param_types.iter().copied(), &mut self.write)?;
+            frontend::describe(b'S', name, &mut self.write)?;
+            frontend::sync(&mut self.write);
+            self.flush().await?;
 
-        let mut columns = Vec::new();
-        let mut error = None;
-        loop {
-            let (tag, total) = self.next_message().await?;
-            let body = &self.read[5..total];
-            match tag {
-                b'1' | b't' | b'n' => {}
-                b'T' => columns = row_description(body)?,
-                b'E' => error = Some(DbError::from_fields(body)),
-                b'Z' => {
-                    self.consume_now(total);
-                    return match error {
-                        Some(error) => Err(WireError::Db(error)),
-                        None => Ok(columns),
-                    };
+            let mut columns = Vec::new();
+            let mut error = None;
+            loop {
+                let (tag, total) = self.next_message().await?;
+                let body = &self.read[5..total];
+                match tag {
+                    b'1' | b't' | b'n' => {}
+                    b'T' => columns = row_description(body)?,
+                    b'E' => error = Some(DbError::from_fields(body)),
+                    b'Z' => {
+                        self.consume_now(total);
+                        return match error {
+                            Some(error) => Err(WireError::Db(error)),
+                            None => Ok(columns),
+                        };
+                    }
+                    other => return Err(unexpected(other, "preparing a statement")),
                 }
-                other => return Err(unexpected(other, "preparing a statement")),
+                self.consume_now(total);
             }
-            self.consume_now(total);
         }
+        .await;
+        self.settle(result)
     }
 
     /// Binds `statement` to the named portal `portal` and runs it for at most `max_rows` rows
@@ -435,48 +467,54 @@ impl Connection {
         bind(portal, statement, params, formats, &mut self.write)?;
         frontend::execute(portal, max_rows, &mut self.write)?;
         frontend::sync(&mut self.write);
-        self.flush().await
+        let result = self.flush().await;
+        self.settle(result)
     }
 
     /// The next `max_rows` rows of a suspended portal.
     pub async fn continue_portal(&mut self, portal: &str, max_rows: i32) -> Result<(), WireError> {
         frontend::execute(portal, max_rows, &mut self.write)?;
         frontend::sync(&mut self.write);
-        self.flush().await
+        let result = self.flush().await;
+        self.settle(result)
     }
 
     /// The next row of the running `Execute`, or how it ended. The end of a result is the
     /// server's `CommandComplete`, never a short page: Redshift may send fewer rows than asked
     /// and still have more. An error ends the `Execute` (and, in a transaction, aborts it).
     pub async fn next_row(&mut self) -> Result<Fetched, WireError> {
-        loop {
-            let (tag, total) = self.next_message().await?;
-            match tag {
-                b'D' => {
-                    // Lent out: dropped from the buffer at the next read.
-                    self.consumed = total;
-                    return Ok(Fetched::Row);
+        let result = async {
+            loop {
+                let (tag, total) = self.next_message().await?;
+                match tag {
+                    b'D' => {
+                        // Lent out: dropped from the buffer at the next read.
+                        self.consumed = total;
+                        return Ok(Fetched::Row);
+                    }
+                    b'2' => self.consume_now(total),
+                    b's' => {
+                        self.consume_now(total);
+                        self.ready().await?;
+                        return Ok(Fetched::Suspended);
+                    }
+                    b'C' | b'I' => {
+                        self.consume_now(total);
+                        self.ready().await?;
+                        return Ok(Fetched::Complete);
+                    }
+                    b'E' => {
+                        let error = DbError::from_fields(&self.read[5..total]);
+                        self.consume_now(total);
+                        self.ready().await?;
+                        return Err(WireError::Db(error));
+                    }
+                    other => return Err(unexpected(other, "fetching rows")),
                 }
-                b'2' => self.consume_now(total),
-                b's' => {
-                    self.consume_now(total);
-                    self.ready().await?;
-                    return Ok(Fetched::Suspended);
-                }
-                b'C' | b'I' => {
-                    self.consume_now(total);
-                    self.ready().await?;
-                    return Ok(Fetched::Complete);
-                }
-                b'E' => {
-                    let error = DbError::from_fields(&self.read[5..total]);
-                    self.consume_now(total);
-                    self.ready().await?;
-                    return Err(WireError::Db(error));
-                }
-                other => return Err(unexpected(other, "fetching rows")),
             }
         }
+        .await;
+        self.settle(result)
     }
 
     /// The body of the row [`next_row`](Self::next_row) last found: a 16-bit column count,
@@ -492,8 +530,12 @@ impl Connection {
             frontend::close(b'S', name, &mut self.write)?;
         }
         frontend::sync(&mut self.write);
-        self.flush().await?;
-        self.closed().await
+        let result = async {
+            self.flush().await?;
+            self.closed().await
+        }
+        .await;
+        self.settle(result)
     }
 
     /// Closes a portal (which releases what the server holds for it) without ending the
@@ -501,8 +543,12 @@ impl Connection {
     pub async fn close_portal(&mut self, portal: &str) -> Result<(), WireError> {
         frontend::close(b'P', portal, &mut self.write)?;
         frontend::sync(&mut self.write);
-        self.flush().await?;
-        self.closed().await
+        let result = async {
+            self.flush().await?;
+            self.closed().await
+        }
+        .await;
+        self.settle(result)
     }
 
     /// Reads the answers to `Close` messages, up to and including `ReadyForQuery`.
@@ -537,7 +583,33 @@ impl Connection {
         }
     }
 
+    /// The session's end, for a result that ended it: a protocol violation or a broken
+    /// connection leaves it in no state a next exchange could start from.
+    fn settle<T>(&mut self, result: Result<T, WireError>) -> Result<T, WireError> {
+        if let Err(err @ (WireError::Protocol(_) | WireError::Io(_))) = &result {
+            if self.ended.is_none() {
+                self.ended = Some(err.to_string());
+            }
+        }
+        result
+    }
+
+    /// `Err` once the session has ended (see [`Self::settle`]): it sends and waits for nothing.
+    fn check_open(&self) -> Result<(), WireError> {
+        match &self.ended {
+            None => Ok(()),
+            Some(why) => Err(WireError::Io(std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                format!("the session had already ended ({why})"),
+            ))),
+        }
+    }
+
     async fn flush(&mut self) -> Result<(), WireError> {
+        if let Err(err) = self.check_open() {
+            self.write.clear();
+            return Err(err);
+        }
         self.stream.write_all(&self.write).await?;
         self.stream.flush().await?;
         self.write.clear();
@@ -584,24 +656,30 @@ impl Connection {
 
     /// Reads until a whole message is at the front of the buffer.
     async fn fill(&mut self) -> Result<(u8, usize), WireError> {
+        self.check_open()?;
         if self.consumed > 0 {
             self.consume_now(self.consumed);
             self.consumed = 0;
         }
         loop {
-            if self.read.len() >= 5 {
-                let length =
-                    u32::from_be_bytes([self.read[1], self.read[2], self.read[3], self.read[4]])
-                        as usize;
-                if !(4..=MAX_MESSAGE).contains(&length) {
-                    return Err(protocol(&format!("message length {length}")));
+            match frame::whole_message(&self.read) {
+                Ok(Some((tag, total))) => {
+                    frame::check(tag, &self.read[5..total])
+                        .map_err(|violation| WireError::Protocol(violation.0))?;
+                    return Ok((tag, total));
                 }
-                let total = length + 1;
-                if self.read.len() >= total {
-                    return Ok((self.read[0], total));
+                Ok(None) if self.read.len() >= 5 => {
+                    let length = u32::from_be_bytes([
+                        self.read[1],
+                        self.read[2],
+                        self.read[3],
+                        self.read[4],
+                    ]) as usize;
+                    self.read
+                        .reserve((length + 1 - self.read.len()).min(RESERVE_STEP));
                 }
-                self.read
-                    .reserve((total - self.read.len()).min(RESERVE_STEP));
+                Ok(None) => {}
+                Err(violation) => return Err(WireError::Protocol(violation.0)),
             }
             if self.read.capacity() - self.read.len() < READ_CHUNK / 4 {
                 self.read.reserve(READ_CHUNK);

@@ -19,7 +19,45 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use super::error::WireError;
+/// Why a TCP connection could not be opened: shared by the direct path and the SSH tunnel's
+/// way to its bastion, so each keeps its kind (an unknown name is the user's to fix, a refused
+/// or timed-out connection may pass) instead of being flattened to text.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The host name does not resolve; `permanent` unless the resolver itself failed
+    /// (a temporary DNS failure is worth a retry, an unknown name is not).
+    #[error("cannot resolve host name `{host}`: {source}")]
+    Resolve {
+        host: String,
+        permanent: bool,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot connect to {address}: {source}")]
+    Connect {
+        address: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("connecting timed out")]
+    Timeout,
+    /// The connected socket could not be given its options.
+    #[error("cannot set up the connection: {0}")]
+    Socket(#[source] io::Error),
+}
+
+impl ConnectError {
+    /// A name that does not resolve: retrying cannot help, the configuration must change.
+    pub fn is_unknown_host(&self) -> bool {
+        matches!(
+            self,
+            Self::Resolve {
+                permanent: true,
+                ..
+            }
+        )
+    }
+}
 
 /// Idle time before the first probe, then the interval between probes and their number:
 /// a silent peer is given up after `30 + 3 * 10` seconds.
@@ -94,7 +132,7 @@ forward_io!(Transport, Tcp => s s, Ssh => s s.as_mut());
 forward_io!(Stream, Plain => s s, Tls => s s.as_mut());
 
 /// Resolves `host` and connects to the first address that answers, within `timeout` overall.
-pub async fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, WireError> {
+pub async fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, ConnectError> {
     let attempt = async {
         let addresses = resolve(host, port).await?;
         let mut last_error = None;
@@ -102,14 +140,14 @@ pub async fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStre
             match TcpStream::connect(address).await {
                 Ok(stream) => return Ok(stream),
                 Err(source) => {
-                    last_error = Some(WireError::Connect {
+                    last_error = Some(ConnectError::Connect {
                         address: address.to_string(),
                         source,
                     })
                 }
             }
         }
-        Err(last_error.unwrap_or_else(|| WireError::Resolve {
+        Err(last_error.unwrap_or_else(|| ConnectError::Resolve {
             host: host.to_string(),
             permanent: true,
             source: io::Error::new(io::ErrorKind::NotFound, "no address"),
@@ -117,20 +155,20 @@ pub async fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStre
     };
     let stream = tokio::time::timeout(timeout, attempt)
         .await
-        .map_err(|_| WireError::ConnectTimeout)??;
-    configure(&stream)?;
+        .map_err(|_| ConnectError::Timeout)??;
+    configure(&stream).map_err(ConnectError::Socket)?;
     Ok(stream)
 }
 
 /// The addresses of `host`. An unknown name is permanent; a resolver that could not answer
 /// (EAI_AGAIN: "Temporary failure in name resolution") is worth a retry.
-async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, WireError> {
+async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ConnectError> {
     match tokio::net::lookup_host((host, port)).await {
         Ok(addresses) => Ok(addresses.collect()),
         Err(source) => {
             let text = source.to_string();
             let permanent = !(text.contains("Temporary failure") || text.contains("try again"));
-            Err(WireError::Resolve {
+            Err(ConnectError::Resolve {
                 host: host.to_string(),
                 permanent,
                 source,
@@ -181,7 +219,7 @@ mod tests {
         assert!(
             matches!(
                 err,
-                WireError::Resolve {
+                ConnectError::Resolve {
                     permanent: true,
                     ..
                 }

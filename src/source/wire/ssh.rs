@@ -53,8 +53,14 @@ impl SshTarget {
 /// the cluster.
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
-    #[error("cannot reach the SSH bastion {bastion}: {reason}")]
-    Unreachable { bastion: String, reason: String },
+    #[error("the SSH bastion's host name `{host}` does not resolve; check `ssh_host`")]
+    UnknownBastion { host: String },
+    #[error("cannot reach the SSH bastion {bastion}: {source}")]
+    Unreachable {
+        bastion: String,
+        #[source]
+        source: super::net::ConnectError,
+    },
     #[error("the SSH bastion {bastion} presented host key {offered}, not the one in `ssh_host_key` ({expected}); if the bastion's key really changed, set the new one")]
     HostKeyMismatch {
         bastion: String,
@@ -117,9 +123,17 @@ pub async fn open(
     let bastion = target.address();
     let tcp = super::net::connect(&target.host, target.port, connect_timeout)
         .await
-        .map_err(|err| SshError::Unreachable {
-            bastion: bastion.clone(),
-            reason: super::super::error_chain(&err),
+        .map_err(|source| {
+            if source.is_unknown_host() {
+                SshError::UnknownBastion {
+                    host: target.host.clone(),
+                }
+            } else {
+                SshError::Unreachable {
+                    bastion: bastion.clone(),
+                    source,
+                }
+            }
         })?;
     let offered = Arc::new(Mutex::new(None));
     let check = HostKeyCheck {

@@ -310,8 +310,9 @@ pub(super) async fn sync_table(
                     return Ok(table.counters);
                 }
             }
-            err if err.needs_user_action()
-                && !matches!(err, SourceError::PermissionDenied { .. }) =>
+            err if (err.needs_user_action()
+                && !matches!(err, SourceError::PermissionDenied { .. }))
+                || matches!(err, SourceError::ProtocolViolation { .. }) =>
             {
                 return Err(SyncError::Table {
                     table: name.clone(),
