@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::session::{Flavour, Session};
+use super::sql::quote_ident;
 use super::types::SqlType;
 use super::SourceError;
 use crate::config::{SyncConfig, TableName, SYSTEM_SCHEMAS};
@@ -74,11 +75,6 @@ impl Catalog {
     pub fn find(&self, name: &TableName) -> Option<&Arc<TableInfo>> {
         self.tables.iter().find(|t| &t.name == name)
     }
-}
-
-/// Quotes an identifier for SQL (double quotes, inner quotes doubled): the one quoter.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// One column as a catalog query returns it.
@@ -323,15 +319,4 @@ fn fields<const N: usize>(row: Vec<Option<String>>) -> Result<[String; N], Sourc
         message: "a catalog row has fewer values than expected".to_string(),
         transient: false,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn identifiers_are_quoted() {
-        assert_eq!(quote_ident("Order Items"), "\"Order Items\"");
-        assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");
-    }
 }

@@ -5,6 +5,7 @@
 //! - [`catalog`]: tables, columns and primary keys the user can read;
 //! - [`types`]: Redshift types, their connector DataType, and how each is selected and compared;
 //! - [`value`]: a row's values read straight from the wire bytes, and positions as text;
+//! - [`sql`]: identifiers and literals in SQL text, each written by one function;
 //! - [`scan`]: the keyset queries that read a table in (cursor, key) order;
 //! - [`unload`]: exports through `UNLOAD` to S3, read back as Parquet;
 //! - [`aws`]: the AWS SDK's configuration, shared by IAM sign-in and the S3 reads.
@@ -19,6 +20,7 @@ pub mod catalog;
 pub mod iam;
 pub mod scan;
 pub mod session;
+pub mod sql;
 pub mod types;
 pub mod unload;
 pub mod value;

@@ -25,8 +25,9 @@
 //! session: Redshift rejects any other message while a portal is suspended. Its end is the
 //! server's `CommandComplete`, never a short batch.
 
-use super::catalog::{quote_ident, TableInfo};
+use super::catalog::TableInfo;
 use super::session::{Flavour, Prepared, Session};
+use super::sql::{exact_terms, quote_ident};
 use super::wire::{oid, Column, Fetched, Format};
 use super::SourceError;
 
@@ -195,11 +196,11 @@ impl ScanSpec<'_> {
         };
         let below_bound = match (self.upper_bound, self.cursor, self.key_snapshot) {
             (bound, Some(c), Some(snapshot)) => {
-                let in_snapshot = super::work::key_in_snapshot(
-                    snapshot,
-                    self.key.iter().map(|&k| columns[k].name.as_str()),
-                    TABLE_ALIAS,
-                );
+                let layout = super::work::KeyLayout {
+                    table: self.table,
+                    key: self.key,
+                };
+                let in_snapshot = layout.in_snapshot(self.flavour, snapshot, TABLE_ALIAS);
                 let nulls = format!("{} IS NULL AND {in_snapshot}", column(c));
                 Some(match bound {
                     Some(bound) => {
@@ -280,30 +281,15 @@ impl ScanSpec<'_> {
         }
     }
 
-    /// The terms key column `index` contributes to the order (see the module documentation).
+    /// The terms key column `index` contributes to the order (see the module documentation,
+    /// and `sql::exact_terms`, which the key snapshots compare by too).
     fn key_terms(&self, index: usize, column: &str, value: &str) -> Vec<Term> {
         let sql_type = &self.table.columns[index].sql_type;
-        if !sql_type.is_text() {
-            return vec![Term {
-                column: column.to_string(),
-                value: value.to_string(),
-            }];
-        }
-        let case_sensitive = |expr: &str| match self.flavour {
-            Flavour::Redshift => format!("COLLATE({expr}, 'case_sensitive')"),
-            Flavour::PostgreSql => format!("({expr} COLLATE \"C\")"),
-        };
-        let mut terms = vec![Term {
-            column: case_sensitive(column),
-            value: case_sensitive(value),
-        }];
-        if sql_type.keeps_trailing_blanks() {
-            terms.push(Term {
-                column: format!("OCTET_LENGTH({column})"),
-                value: format!("OCTET_LENGTH({value})"),
-            });
-        }
-        terms
+        exact_terms(self.flavour, sql_type, column)
+            .into_iter()
+            .zip(exact_terms(self.flavour, sql_type, value))
+            .map(|(column, value)| Term { column, value })
+            .collect()
     }
 }
 

@@ -24,13 +24,22 @@
 //! VARCHAR's 65,535 bytes, which would cut their values short: a table with one of them is
 //! read by the direct path.
 
-use super::super::catalog::{quote_ident, TableInfo};
+use super::super::catalog::TableInfo;
+use super::super::session::Flavour;
+use super::super::sql::{quote_ident, quote_literal};
 use super::super::types::SqlType;
 use crate::config::UnloadRole;
 
 /// The most a Parquet part file may hold: files are read whole, a few at once, so this bounds
 /// the reader's memory (Redshift rounds it to whole row groups).
 pub const MAX_FILE_MB: u32 = 64;
+/// The largest part file the connector downloads: Redshift rounds `MAXFILESIZE` to whole row
+/// groups (32 MB by default), so a file may pass it by a row group; twice the setting bounds
+/// that. A larger object is refused before its body is read.
+pub const MAX_FILE_BYTES: u64 = 2 * MAX_FILE_MB as u64 * 1024 * 1024;
+/// The largest manifest the connector reads: an entry is about 150 bytes, so this is
+/// 100,000 files (6 TB in 64 MB files).
+pub const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Why a table cannot be exported by UNLOAD (it is read by the direct path instead).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,9 +81,15 @@ impl UnloadStatement<'_> {
                 )));
             }
         }
-        let names = std::iter::once(table.name.schema.as_str())
-            .chain(std::iter::once(table.name.table.as_str()))
+        let names = [table.name.schema.as_str(), table.name.table.as_str()]
+            .into_iter()
             .chain(select.iter().map(|&i| table.columns[i].name.as_str()));
+        Self::check_names(names)
+    }
+
+    /// Whether these names (every name the UNLOAD's query holds) can go inside its quoted
+    /// query: a backslash is an escape in Redshift's literals (see `source::sql`).
+    pub fn check_names<'n>(names: impl IntoIterator<Item = &'n str>) -> Result<(), NotExportable> {
         for name in names {
             if name.contains('\\') {
                 return Err(NotExportable(format!(
@@ -113,14 +128,15 @@ impl UnloadStatement<'_> {
         if let Some((cursor, bound)) = self.bound {
             let literal = bound_literal(&columns[cursor].sql_type, bound)?;
             let nulls = match self.key_snapshot {
+                // An UNLOAD runs on Redshift alone (the tests' proxy translates its SQL).
                 Some((snapshot, key)) => format!(
                     "({} IS NULL AND {})",
                     column(cursor),
-                    super::super::work::key_in_snapshot(
-                        snapshot,
-                        key.iter().map(|&k| columns[k].name.as_str()),
-                        "\"src\"",
-                    )
+                    super::super::work::KeyLayout {
+                        table: self.table,
+                        key
+                    }
+                    .in_snapshot(Flavour::Redshift, snapshot, "\"src\""),
                 ),
                 None => format!("{} IS NULL", column(cursor)),
             };
@@ -129,17 +145,21 @@ impl UnloadStatement<'_> {
                 c = column(cursor)
             ));
         }
+        // Every literal through the one quoter: the query itself (with every name and the
+        // bound inside it), the destination, the role and the region.
+        let literal =
+            |text: &str| quote_literal(text).map_err(|err| NotExportable(err.to_string()));
         let role = match self.role {
             UnloadRole::Default => "default".to_string(),
-            UnloadRole::Arns(arns) => format!("'{arns}'"),
+            UnloadRole::Arns(arns) => literal(arns)?,
         };
         let mut sql = format!(
-            "UNLOAD ('{}') TO '{}' IAM_ROLE {role} FORMAT AS PARQUET MANIFEST VERBOSE ALLOWOVERWRITE MAXFILESIZE {MAX_FILE_MB} MB",
-            query.replace('\'', "''"),
-            self.destination
+            "UNLOAD ({}) TO {} IAM_ROLE {role} FORMAT AS PARQUET MANIFEST VERBOSE ALLOWOVERWRITE MAXFILESIZE {MAX_FILE_MB} MB",
+            literal(&query)?,
+            literal(self.destination)?,
         );
         if let Some(region) = self.region {
-            sql.push_str(&format!(" REGION '{region}'"));
+            sql.push_str(&format!(" REGION {}", literal(region)?));
         }
         Ok(sql)
     }
@@ -180,7 +200,8 @@ fn bound_literal(sql_type: &SqlType, bound: &str) -> Result<String, NotExportabl
             crate::config::shorten(bound)
         )));
     }
-    Ok(format!("CAST('{bound}' AS {target})"))
+    let quoted = quote_literal(bound).map_err(|err| NotExportable(err.to_string()))?;
+    Ok(format!("CAST({quoted} AS {target})"))
 }
 
 #[cfg(test)]
