@@ -30,6 +30,27 @@ pub const STATE_VERSION: u32 = 2;
 /// The oldest version this build reads.
 pub const OLDEST_STATE_VERSION: u32 = 1;
 
+/// The greatest key snapshot generation a state may name: a pass takes one, so this is a
+/// sync a second for 136 years, and `generation + 1` never overflows.
+pub const MAX_GENERATION: u64 = u32::MAX as u64;
+
+/// A new random `work_id`: 8 hex digits (32 bits; work table names must fit PostgreSQL's 63
+/// bytes, see `source::work`).
+pub fn new_work_id() -> String {
+    let mut random = [0u8; 4];
+    let _ = getrandom::fill(&mut random);
+    hex::encode(random)
+}
+
+/// Whether `text` is a `work_id` this connector writes: 8 lowercase hex digits. It becomes
+/// part of table names the connector creates and drops, so nothing else is accepted.
+pub fn is_work_id(text: &str) -> bool {
+    text.len() == 8
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// Why a `state_json` was refused; the gRPC layer maps it to `INVALID_ARGUMENT`.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -40,6 +61,10 @@ pub enum StateError {
     /// No name or position this connector writes holds one, and none can reach the database.
     #[error("state_json has a NUL character in {at}; send the state_json of a checkpoint this connector emitted, or {{}} to re-sync from scratch")]
     NulCharacter { at: String },
+    /// A field that names objects the connector creates (or counts them) has a form this
+    /// connector never writes: the state was not written by it.
+    #[error("state_json's {at} {reason}, which this connector never writes; send the state_json of a checkpoint this connector emitted, or {{}} to re-sync from scratch")]
+    NotWritten { at: String, reason: String },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -288,10 +313,56 @@ impl SyncState {
             return Err(StateError::NulCharacter { at });
         }
         let mut state: Self = serde_json::from_value(value).map_err(StateError::Malformed)?;
+        state.check_form()?;
         // Read as what it is to this build: a state of this version without the fields
         // older versions lacked.
         state.version = STATE_VERSION;
         Ok(state)
+    }
+
+    /// Refuses fields that reach names of objects the connector creates and drops, or that
+    /// count them, in a form or range it never writes. (What must match the configuration and
+    /// the catalog, such as an export's location, is checked when the table is planned.)
+    fn check_form(&self) -> Result<(), StateError> {
+        if let Some(id) = self.work_id.as_deref().filter(|id| !is_work_id(id)) {
+            return Err(StateError::NotWritten {
+                at: "work_id".to_string(),
+                reason: format!(
+                    "`{}` is not 8 lowercase hex digits",
+                    crate::config::shorten(id)
+                ),
+            });
+        }
+        for (schema, tables) in &self.tables {
+            for (table, entry) in tables {
+                let TableState::Incremental {
+                    key_snapshot: Some(snapshot),
+                    ..
+                } = entry
+                else {
+                    continue;
+                };
+                // A pass sending deletes has taken snapshot `generation + 1` too.
+                let last = match snapshot {
+                    KeySnapshot::Deleting { generation, .. } => generation.saturating_add(1),
+                    other => other.generation(),
+                };
+                if snapshot.generation() == 0 || last > MAX_GENERATION {
+                    return Err(StateError::NotWritten {
+                        at: format!(
+                            "tables.{}.{}.key_snapshot.generation",
+                            crate::config::shorten(schema),
+                            crate::config::shorten(table)
+                        ),
+                        reason: format!(
+                            "{} is outside 1 to {MAX_GENERATION}",
+                            snapshot.generation()
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn new() -> Self {
@@ -354,6 +425,47 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn work_ids_and_generations_of_another_form_are_refused() {
+        let with = |work_id: &str, snapshot: &str| {
+            format!(
+                r#"{{"version": 2, "work_id": {work_id}, "tables": {{"public": {{"t": {{"mode": "incremental",
+                "cursor_column": "updated_at", "key_columns": ["id"], "key_snapshot": {snapshot}}}}}}}}}"#
+            )
+        };
+        let fine = r#"{"stage": "done", "generation": 3}"#;
+        assert!(SyncState::parse(Some(&with(r#""0123abcd""#, fine))).is_ok());
+        for id in [
+            r#""""#,
+            r#""0123ABCD""#,
+            r#""0123abcd_orders""#,
+            r#""x'; DROP TABLE t; --""#,
+            r#""0123abcd0""#,
+            r#""0123456789abcdef""#,
+        ] {
+            assert!(
+                matches!(
+                    SyncState::parse(Some(&with(id, fine))),
+                    Err(StateError::NotWritten { .. })
+                ),
+                "{id}"
+            );
+        }
+        for snapshot in [
+            r#"{"stage": "done", "generation": 0}"#,
+            r#"{"stage": "reading", "generation": 18446744073709551615}"#,
+            r#"{"stage": "deleting", "generation": 4294967295}"#,
+        ] {
+            match SyncState::parse(Some(&with(r#""0123abcd""#, snapshot))) {
+                Err(StateError::NotWritten { at, .. }) => {
+                    assert_eq!(at, "tables.public.t.key_snapshot.generation")
+                }
+                other => panic!("{snapshot}: {other:?}"),
+            }
+        }
+        assert!(is_work_id(&new_work_id()));
     }
 
     #[test]

@@ -857,3 +857,61 @@ async fn deleted_keys_are_captured_after_an_export_as_after_queries() {
     assert_eq!(deleted, (1..=10).chain([50]).collect());
     assert_eq!(setup.unloads().len(), 1, "no second export");
 }
+
+/// The connector's AWS identity may read and list the staging bucket but not delete in it:
+/// the Update still ends, promptly, with every row delivered, and Warnings name the missing
+/// permission, the bucket and the prefix, for the export it read and for an abandoned one it
+/// found. (S3 refuses such deletes key by key inside a successful response: nothing may list
+/// and retry them without end, nor go on in a task after the Update.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_delete_permission_the_update_ends_with_every_row_and_a_warning() {
+    let setup = setup().await;
+    create_typed_table(&setup.db, 600).await;
+    let abandoned = "exports/redshift-sync-20200101T000000Z-deadbeef/public.t-1/manifest";
+    setup
+        .s3_as(&setup.aws.unloader)
+        .put_object()
+        .bucket("sync-staging")
+        .key(abandoned)
+        .body(b"x".to_vec().into())
+        .send()
+        .await
+        .expect("put a leftover");
+    let server = setup.server(&setup.aws.keeper);
+    let mut client = server.client().await;
+    let config = setup.config("sync-staging");
+    let log = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        stream::update_ok(&mut client, &config, None, None),
+    )
+    .await
+    .expect("the Update ends");
+    assert_eq!(setup.unloads().len(), 1, "the table is exported");
+    let ids: std::collections::BTreeSet<String> = log
+        .upserts_of("typed")
+        .iter()
+        .map(|row| row["id"].clone())
+        .collect();
+    assert_eq!(ids.len(), 600, "every row once");
+    let warnings = log.warnings();
+    let exported = warnings.iter().find(|w| w.contains("public.typed"));
+    let exported = exported.unwrap_or_else(|| panic!("no Warning for the export: {warnings:?}"));
+    for part in [
+        "s3:DeleteObject",
+        "s3://sync-staging/exports/redshift-sync-",
+    ] {
+        assert!(exported.contains(part), "{exported}");
+    }
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("abandoned") && w.contains("s3:DeleteObject")),
+        "{warnings:?}"
+    );
+    // What could not be deleted is still there: nothing was lost, nothing pretended.
+    assert!(setup
+        .objects("sync-staging", "exports/")
+        .await
+        .iter()
+        .any(|key| key == abandoned));
+}

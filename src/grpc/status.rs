@@ -60,7 +60,9 @@ fn source_code(err: &SourceError) -> Code {
         SourceError::Unload(unload) => match unload.as_ref() {
             UnloadError::RoleCannotWrite { .. }
             | UnloadError::RoleNotUsable { .. }
-            | UnloadError::ConnectorDenied { .. } => Code::PermissionDenied,
+            | UnloadError::ConnectorDenied { .. }
+            | UnloadError::DeleteRefused { .. } => Code::PermissionDenied,
+            UnloadError::DeleteUnfinished { .. } => Code::Unavailable,
             UnloadError::NoCredentials { .. } | UnloadError::BadCredentials { .. } => {
                 Code::Unauthenticated
             }

@@ -1,7 +1,7 @@
 //! The work schema (`delete_capture = keys`): the only place this connector ever writes.
 //!
 //! Each table read by a cursor with a primary key keeps one *key snapshot* there, a table of
-//! its key columns. A pass takes the next snapshot and, in the same transaction (so both see
+//! its key values. A pass takes the next snapshot and, in the same transaction (so both see
 //! one state of the table), the keys of the previous snapshot missing from it: the rows
 //! deleted since, computed by Redshift's compute nodes with `EXCEPT`. Only those keys cross
 //! the network.
@@ -9,47 +9,94 @@
 //! ```text
 //!  BEGIN ISOLATION LEVEL REPEATABLE READ          -- SERIALIZABLE, as every Redshift transaction
 //!  SELECT MAX(cursor)::VARCHAR FROM t              -- the pass's bound (cursors not of time)
-//!  DROP TABLE IF EXISTS w.next;  CREATE TABLE w.next BACKUP NO DISTKEY (k1) SORTKEY (k1, …)
-//!                                  AS SELECT k1, … FROM t
-//!  DROP TABLE IF EXISTS w.gone;  CREATE TABLE w.gone BACKUP NO DISTKEY (k1) SORTKEY (k1, …)
-//!                                  AS SELECT k1, … FROM w.prev EXCEPT SELECT k1, … FROM w.next
+//!  DROP TABLE IF EXISTS w.next;  CREATE TABLE w.next BACKUP NO DISTKEY (k0) SORTKEY (k0, …)
+//!                                  AS SELECT t.id AS k0, t.code AS k1, OCTET_LENGTH(t.code) AS n1 FROM t
+//!  DROP TABLE IF EXISTS w.gone;  CREATE TABLE w.gone BACKUP NO DISTKEY (k0) SORTKEY (k0, …)
+//!                                  AS SELECT k0, COLLATE(k1, 'case_sensitive') AS k1, n1 FROM w.prev
+//!                                     EXCEPT SELECT k0, COLLATE(k1, 'case_sensitive'), n1 FROM w.next
 //!  COMMIT
 //! ```
 //!
+//! **Keys compare as their bytes do**, exactly as the scan orders them (`sql::exact_terms`):
+//! Redshift's `=` and `EXCEPT` ignore trailing blanks in VARCHARs and may ignore case, so a
+//! snapshot stores each text key's byte length beside it (`n<i>`) and the set difference
+//! compares text case-sensitively. Without that, deleting `'a '` while `'a'` stays would never
+//! be seen. Snapshot columns are named by position (`k<i>`, `n<i>`), so no key column's name
+//! can collide with them.
+//!
+//! **Names cannot collide**: `redshift_sync_<work_id>_<128-bit hash of the exact schema and
+//! table name, base32>_{s|d}<generation>`, at most 61 bytes (PostgreSQL keeps 63 of a name,
+//! Redshift 127; there is no room left for a readable copy of the table's name). The random
+//! `work_id` keeps connections that share a work schema apart; the hash keeps tables apart
+//! however their names are chosen (tables whose names share a long prefix, or names built to
+//! collide with a short hash). Clean-up drops only tables whose whole name parses as this
+//! connection's.
+//!
 //! `BACKUP NO`: snapshots are derived data, left out of the cluster's backups. Both snapshots
 //! are distributed by the same key column, so the `EXCEPT` runs on each slice without moving
-//! rows. Names carry the connection's random `work_id` and a hash of the table's name, so
-//! connections sharing a work schema never touch each other's tables; every statement names
-//! the work schema explicitly.
+//! rows. Every statement names the work schema explicitly.
+//!
+//! Tables an earlier release made (a 32-bit hash, key columns under their own names, no byte
+//! lengths) are converted once into this form ([`convert_legacy`]), so upgrading re-syncs
+//! nothing.
 
-use super::catalog::{quote_ident, ColumnInfo, TableInfo};
+use sha2::Digest as _;
+
+use super::catalog::{ColumnInfo, TableInfo};
 use super::session::{Flavour, Session};
+use super::sql::{case_sensitive, octet_length, quote_ident};
 use super::SourceError;
 use crate::config::TableName;
 
 /// Every work table's name begins with this, then the connection's `work_id`.
 pub const WORK_TABLE_PREFIX: &str = "redshift_sync_";
+/// The hash of the exact table name in a work table's name: 128 bits in base32.
+const HASH_CHARS: usize = 26;
+/// The hash earlier releases used (32 bits, hex), and how much of the name they kept.
+const LEGACY_HASH_HEX: usize = 8;
+const LEGACY_READABLE_CHARS: usize = 40;
 
-/// A new random `work_id`: 8 hex digits.
-pub fn new_work_id() -> String {
-    let mut random = [0u8; 4];
-    let _ = getrandom::fill(&mut random);
-    hex::encode(random)
+/// The first 128 bits of `digest` in RFC 4648 base32, lower case, unpadded (26 characters).
+fn base32_128(digest: &[u8]) -> String {
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let bits = u128::from_be_bytes(digest[..16].try_into().expect("16 bytes"));
+    // 26 groups of 5 bits cover 130: the last group holds the low 3 bits, shifted up.
+    (0..HASH_CHARS)
+        .map(|i| {
+            let shift = 128i32 - 5 * (i as i32 + 1);
+            let group = if shift >= 0 {
+                (bits >> shift) & 31
+            } else {
+                (bits << -shift) & 31
+            };
+            char::from(ALPHABET[group as usize])
+        })
+        .collect()
+}
+
+fn is_base32(text: &str) -> bool {
+    text.bytes()
+        .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))
+}
+
+fn is_lower_hex(text: &str) -> bool {
+    text.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The names of one table's work tables.
 #[derive(Debug, Clone)]
 pub struct WorkTables {
     schema: String,
-    /// `redshift_sync_<work_id>_<table, readable>_<hash>`: the common stem.
+    /// `redshift_sync_<work_id>_<hash>`: the common stem.
     stem: String,
+    /// The stem an earlier release gave the same table (`…_<table, readable>_<32-bit hash>`).
+    legacy_stem: String,
 }
 
 impl WorkTables {
     pub fn new(schema: &str, work_id: &str, table: &TableName) -> Self {
-        use sha2::Digest as _;
-        let exact = format!("{}\0{}", table.schema, table.table);
-        let hash = hex::encode(&sha2::Sha256::digest(exact.as_bytes())[..4]);
+        let exact = sha2::Sha256::digest(format!("{}\0{}", table.schema, table.table).as_bytes());
         let readable: String = table
             .table
             .chars()
@@ -60,11 +107,15 @@ impl WorkTables {
                     '_'
                 }
             })
-            .take(40)
+            .take(LEGACY_READABLE_CHARS)
             .collect();
         Self {
             schema: schema.to_string(),
-            stem: format!("{WORK_TABLE_PREFIX}{work_id}_{readable}_{hash}"),
+            stem: format!("{WORK_TABLE_PREFIX}{work_id}_{}", base32_128(&exact)),
+            legacy_stem: format!(
+                "{WORK_TABLE_PREFIX}{work_id}_{readable}_{}",
+                &hex::encode(exact)[..LEGACY_HASH_HEX]
+            ),
         }
     }
 
@@ -77,6 +128,48 @@ impl WorkTables {
     pub fn deleted(&self, generation: u64) -> TableName {
         TableName::new(&self.schema, format!("{}_d{generation}", self.stem))
     }
+
+    /// What an earlier release named `name` (one of [`snapshot`](Self::snapshot) and
+    /// [`deleted`](Self::deleted)).
+    pub fn legacy(&self, name: &TableName) -> TableName {
+        let suffix = name.table.strip_prefix(&self.stem).unwrap_or_default();
+        TableName::new(&self.schema, format!("{}{suffix}", self.legacy_stem))
+    }
+}
+
+/// Whether `name` (in the work schema) is a work table of the connection `work_id`: the whole
+/// name parses as one this connector makes, in either form. Clean-up drops nothing else.
+pub fn is_own_table(name: &str, work_id: &str) -> bool {
+    let Some(rest) = name
+        .strip_prefix(WORK_TABLE_PREFIX)
+        .and_then(|rest| rest.strip_prefix(work_id))
+        .and_then(|rest| rest.strip_prefix('_'))
+    else {
+        return false;
+    };
+    // `<readable>_<hash>_{s|d}<generation>`, read from the right.
+    let Some((rest, generation)) = rest.rsplit_once('_') else {
+        return false;
+    };
+    let digits = generation
+        .strip_prefix('s')
+        .or_else(|| generation.strip_prefix('d'));
+    if !digits.is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())) {
+        return false;
+    }
+    match rest.rsplit_once('_') {
+        // This release's: the hash alone.
+        None => rest.len() == HASH_CHARS && is_base32(rest),
+        // An earlier release's: `<table, readable>_<32-bit hash>`.
+        Some((readable, hash)) => {
+            hash.len() == LEGACY_HASH_HEX
+                && is_lower_hex(hash)
+                && readable.len() <= LEGACY_READABLE_CHARS
+                && readable
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        }
+    }
 }
 
 /// `"schema"."table"`.
@@ -84,11 +177,116 @@ pub fn quoted(name: &TableName) -> String {
     format!("{}.{}", quote_ident(&name.schema), quote_ident(&name.table))
 }
 
-/// What one snapshot statement needs.
-pub struct Snapshot<'a> {
+/// How a table's key is stored in its work tables: by position, each key value as `k<i>` and,
+/// for text that keeps trailing blanks, its byte length as `n<i>` (see the module's note).
+pub struct KeyLayout<'a> {
     pub table: &'a TableInfo,
     /// The table's primary-key columns.
     pub key: &'a [usize],
+}
+
+impl KeyLayout<'_> {
+    fn columns(&self) -> impl Iterator<Item = (usize, &ColumnInfo)> {
+        self.key.iter().map(|&i| &self.table.columns[i]).enumerate()
+    }
+
+    /// The stored columns: `value AS "k<i>"` (and `OCTET_LENGTH(value) AS "n<i>"`), each
+    /// value named by `value_of(key column name)`.
+    fn stored(&self, value_of: impl Fn(&str) -> String) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, column) in self.columns() {
+            let value = value_of(&column.name);
+            out.push(format!("{value} AS \"k{i}\""));
+            if column.sql_type.keeps_trailing_blanks() {
+                out.push(format!("{} AS \"n{i}\"", octet_length(&value)));
+            }
+        }
+        out
+    }
+
+    /// The stored columns of a work table read so that equal rows are equal keys byte for
+    /// byte: text case-sensitively, beside its length.
+    fn compared(&self, flavour: Flavour) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, column) in self.columns() {
+            let k = format!("\"k{i}\"");
+            if column.sql_type.is_text() {
+                out.push(format!("{} AS {k}", case_sensitive(flavour, &k)));
+            } else {
+                out.push(k);
+            }
+            if column.sql_type.keeps_trailing_blanks() {
+                out.push(format!("\"n{i}\""));
+            }
+        }
+        out
+    }
+
+    /// `EXISTS (…)`: whether the key of the row aliased `alias` is in the key snapshot
+    /// `snapshot` (quoted), byte for byte: the filter on rows whose cursor is NULL.
+    pub fn in_snapshot(&self, flavour: Flavour, snapshot: &str, alias: &str) -> String {
+        let mut matches = Vec::new();
+        for (i, column) in self.columns() {
+            let value = format!("{alias}.{}", quote_ident(&column.name));
+            let stored = format!("\"k\".\"k{i}\"");
+            if column.sql_type.is_text() {
+                matches.push(format!(
+                    "{} = {}",
+                    case_sensitive(flavour, &stored),
+                    case_sensitive(flavour, &value)
+                ));
+            } else {
+                matches.push(format!("{stored} = {value}"));
+            }
+            if column.sql_type.keeps_trailing_blanks() {
+                matches.push(format!("\"k\".\"n{i}\" = {}", octet_length(&value)));
+            }
+        }
+        format!(
+            "EXISTS (SELECT 1 FROM {snapshot} AS \"k\" WHERE {})",
+            matches.join(" AND ")
+        )
+    }
+
+    /// The table of deleted keys as a table to scan: its key columns (`k<i>`, in the key's
+    /// types) in the key's order.
+    pub fn deleted_keys_table(&self, name: TableName) -> TableInfo {
+        TableInfo {
+            name,
+            columns: self
+                .columns()
+                .map(|(i, column)| ColumnInfo {
+                    name: format!("k{i}"),
+                    primary_key: true,
+                    ..column.clone()
+                })
+                .collect(),
+            id: None,
+        }
+    }
+
+    /// `DROP TABLE IF EXISTS name; CREATE TABLE name … AS query`: with Redshift's attributes
+    /// for a derived table of keys (see the module's note).
+    fn create_as(&self, flavour: Flavour, name: &TableName, query: &str) -> String {
+        let name = quoted(name);
+        let attributes = match flavour {
+            Flavour::Redshift => {
+                let key: Vec<String> = (0..self.key.len()).map(|i| format!("\"k{i}\"")).collect();
+                format!(
+                    " BACKUP NO DISTKEY ({}) SORTKEY ({})",
+                    key[0],
+                    key.join(", ")
+                )
+            }
+            Flavour::PostgreSql => String::new(),
+        };
+        format!("DROP TABLE IF EXISTS {name}; CREATE TABLE {name}{attributes} AS {query}")
+    }
+}
+
+/// What one snapshot statement needs.
+pub struct Snapshot<'a> {
+    pub layout: KeyLayout<'a>,
     /// The snapshot to take.
     pub next: TableName,
     /// The previous snapshot and where the keys it has and `next` lacks go.
@@ -101,47 +299,44 @@ impl Snapshot<'_> {
     /// Takes the snapshot (and the deleted keys) in one transaction; the greatest cursor
     /// value as of the same state of the table, if asked (`None` if it is NULL everywhere).
     pub async fn take(&self, session: &mut Session) -> Result<Option<String>, SourceError> {
-        session
-            .simple("BEGIN ISOLATION LEVEL REPEATABLE READ")
-            .await?;
-        let result = self.statements(session).await;
-        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        let ended = session.simple(end).await;
-        let greatest = result?;
-        ended?;
-        Ok(greatest)
+        in_transaction(session, async |session: &mut Session| {
+            self.statements(session).await
+        })
+        .await
     }
 
     async fn statements(&self, session: &mut Session) -> Result<Option<String>, SourceError> {
-        let source = self.table.quoted_name();
+        let table = self.layout.table;
+        let source = table.quoted_name();
         // First, so that the transaction's snapshot of the table is taken by a read.
         let greatest = match self.greatest_of {
             Some(cursor) => {
-                let column = quote_ident(&self.table.columns[cursor].name);
+                let column = quote_ident(&table.columns[cursor].name);
                 session
                     .query_value(&format!("SELECT MAX({column})::VARCHAR FROM {source}"))
                     .await?
             }
             None => None,
         };
-        let keys = self.key_list();
         let flavour = session.flavour();
+        let stored = self
+            .layout
+            .stored(|name| format!("\"t\".{}", quote_ident(name)));
         session
-            .simple(&create_as(
+            .simple(&self.layout.create_as(
                 flavour,
                 &self.next,
-                &self.key_names(),
-                &format!("SELECT {keys} FROM {source}"),
+                &format!("SELECT {} FROM {source} AS \"t\"", stored.join(", ")),
             ))
             .await?;
         if let Some((previous, deleted)) = &self.compare {
+            let compared = self.layout.compared(flavour).join(", ");
             session
-                .simple(&create_as(
+                .simple(&self.layout.create_as(
                     flavour,
                     deleted,
-                    &self.key_names(),
                     &format!(
-                        "SELECT {keys} FROM {} EXCEPT SELECT {keys} FROM {}",
+                        "SELECT {compared} FROM {} EXCEPT SELECT {compared} FROM {}",
                         quoted(previous),
                         quoted(&self.next)
                     ),
@@ -150,72 +345,51 @@ impl Snapshot<'_> {
         }
         Ok(greatest)
     }
-
-    fn key_names(&self) -> Vec<&str> {
-        self.key
-            .iter()
-            .map(|&i| self.table.columns[i].name.as_str())
-            .collect()
-    }
-
-    fn key_list(&self) -> String {
-        self.key_names()
-            .into_iter()
-            .map(quote_ident)
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
 }
 
-/// `DROP TABLE IF EXISTS name; CREATE TABLE name … AS query`: with Redshift's attributes for a
-/// derived table of keys (see the module's note).
-fn create_as(flavour: Flavour, name: &TableName, key: &[&str], query: &str) -> String {
-    let name = quoted(name);
-    let attributes = match flavour {
-        Flavour::Redshift => {
-            let key: Vec<String> = key.iter().map(|k| quote_ident(k)).collect();
-            format!(
-                " BACKUP NO DISTKEY ({}) SORTKEY ({})",
-                key[0],
-                key.join(", ")
-            )
-        }
-        Flavour::PostgreSql => String::new(),
-    };
-    format!("DROP TABLE IF EXISTS {name}; CREATE TABLE {name}{attributes} AS {query}")
+/// Runs `work` in one transaction (Redshift's are serializable, PostgreSQL's repeatable read).
+async fn in_transaction<T, F>(session: &mut Session, work: F) -> Result<T, SourceError>
+where
+    F: AsyncFnOnce(&mut Session) -> Result<T, SourceError>,
+{
+    session
+        .simple("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        .await?;
+    let result = work(session).await;
+    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    let ended = session.simple(end).await;
+    let value = result?;
+    ended?;
+    Ok(value)
 }
 
-/// `EXISTS (…)`: whether the key of the row aliased `alias` (its key column names, unquoted) is
-/// in the key snapshot `snapshot` (quoted): the filter on rows whose cursor is NULL.
-pub fn key_in_snapshot<'a>(
-    snapshot: &str,
-    key: impl IntoIterator<Item = &'a str>,
-    alias: &str,
-) -> String {
-    let matches = key
-        .into_iter()
-        .map(|name| {
-            let name = quote_ident(name);
-            format!("\"k\".{name} = {alias}.{name}")
-        })
-        .collect::<Vec<_>>()
-        .join(" AND ");
-    format!("EXISTS (SELECT 1 FROM {snapshot} AS \"k\" WHERE {matches})")
-}
-
-/// The table of deleted keys as a table to scan: its columns are the key's.
-pub fn deleted_keys_table(table: &TableInfo, key: &[usize], name: TableName) -> TableInfo {
-    TableInfo {
+/// Converts a work table an earlier release made (`legacy`: key columns under their own names,
+/// no byte lengths) into this release's form under `name`, in one transaction. Its rows are
+/// kept as they are: the earlier release stored every key's exact bytes; only its comparison
+/// was not exact.
+pub async fn convert_legacy(
+    session: &mut Session,
+    layout: &KeyLayout<'_>,
+    legacy: &TableName,
+    name: &TableName,
+) -> Result<(), SourceError> {
+    let flavour = session.flavour();
+    let stored = layout.stored(|column| format!("\"t\".{}", quote_ident(column)));
+    let create = layout.create_as(
+        flavour,
         name,
-        columns: key
-            .iter()
-            .map(|&i| ColumnInfo {
-                primary_key: true,
-                ..table.columns[i].clone()
-            })
-            .collect(),
-        id: None,
-    }
+        &format!(
+            "SELECT {} FROM {} AS \"t\"",
+            stored.join(", "),
+            quoted(legacy)
+        ),
+    );
+    let drop = format!("DROP TABLE {}", quoted(legacy));
+    in_transaction(session, async |session: &mut Session| {
+        session.simple(&create).await?;
+        session.simple(&drop).await
+    })
+    .await
 }
 
 /// Drops work tables (best effort is the caller's: an error is returned).
@@ -229,7 +403,8 @@ pub async fn drop_tables(session: &mut Session, names: &[TableName]) -> Result<(
         .await
 }
 
-/// This connection's tables in the work schema (their names).
+/// This connection's tables in the work schema (their names): only those whose whole name
+/// parses as one this connector makes for `work_id` (see [`is_own_table`]).
 pub async fn list(
     session: &mut Session,
     schema: &str,
@@ -243,11 +418,10 @@ pub async fn list(
             &[schema],
         )
         .await?;
-    let prefix = format!("{WORK_TABLE_PREFIX}{work_id}_");
     Ok(rows
         .into_iter()
         .filter_map(|row| row.into_iter().next().flatten())
-        .filter(|name| name.starts_with(&prefix))
+        .filter(|name| is_own_table(name, work_id))
         .collect())
 }
 
@@ -270,11 +444,14 @@ pub async fn check_access(session: &mut Session, schema: &str) -> Result<(), Sou
         )));
     }
     let may_create = session
-        .query_value(&format!(
-            "SELECT CASE WHEN has_schema_privilege({}, 'CREATE') THEN 'yes' ELSE 'no' END",
-            quote_literal(schema)
-        ))
-        .await?;
+        .query(
+            "SELECT CASE WHEN has_schema_privilege($1, 'CREATE') THEN 'yes' ELSE 'no' END",
+            &[schema],
+        )
+        .await?
+        .into_iter()
+        .next()
+        .and_then(|row| row.into_iter().next().flatten());
     if may_create.as_deref() != Some("yes") {
         return Err(refuse(format!(
             "the user may not create tables in the work schema `{schema}` (work_schema, for delete_capture = keys): GRANT CREATE ON SCHEMA {} TO {}",
@@ -285,6 +462,121 @@ pub async fn check_access(session: &mut Session, schema: &str) -> Result<(), Sou
     Ok(())
 }
 
-fn quote_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::types::SqlType;
+
+    #[test]
+    fn names_carry_128_bits_of_the_exact_name_and_fit_an_identifier() {
+        let long = "a".repeat(60);
+        let id = "0123abcd";
+        let a = WorkTables::new("w", id, &TableName::new("s", format!("{long}x")));
+        let b = WorkTables::new("w", id, &TableName::new("s", format!("{long}y")));
+        let c = WorkTables::new("w", id, &TableName::new("s.t", "u"));
+        let d = WorkTables::new("w", id, &TableName::new("s", "t.u"));
+        let names = [
+            a.snapshot(crate::state::MAX_GENERATION),
+            a.deleted(crate::state::MAX_GENERATION),
+            b.snapshot(crate::state::MAX_GENERATION),
+            c.snapshot(1),
+            d.snapshot(1),
+        ];
+        for (i, x) in names.iter().enumerate() {
+            // PostgreSQL keeps 63 bytes of a name (Redshift 127).
+            assert!(x.table.len() <= 63, "{}", x.table);
+            assert!(is_own_table(&x.table, id), "{}", x.table);
+            for y in &names[i + 1..] {
+                assert_ne!(x.table, y.table);
+            }
+        }
+        let hash = a.snapshot(1).table.rsplit('_').nth(1).unwrap().to_string();
+        assert_eq!(hash.len(), 26);
+        assert!(is_base32(&hash), "{hash}");
+    }
+
+    #[test]
+    fn base32_writes_every_bit() {
+        assert_eq!(base32_128(&[0; 16]), "a".repeat(26));
+        assert_eq!(base32_128(&[0xff; 16]), format!("{}4", "7".repeat(25)));
+        // One bit anywhere changes the text.
+        let mut seen = std::collections::BTreeSet::new();
+        for bit in 0..128 {
+            let mut bytes = [0u8; 16];
+            bytes[bit / 8] = 0x80 >> (bit % 8);
+            assert!(seen.insert(base32_128(&bytes)), "bit {bit}");
+        }
+    }
+
+    #[test]
+    fn clean_up_recognises_only_whole_names_of_its_own_connection() {
+        let tables = WorkTables::new("w", "0123abcd", &TableName::new("public", "Orders"));
+        for own in [
+            tables.snapshot(1).table,
+            tables.deleted(12).table,
+            tables.legacy(&tables.snapshot(3)).table,
+        ] {
+            assert!(is_own_table(&own, "0123abcd"), "{own}");
+            assert!(!is_own_table(&own, "0123abce"), "{own}");
+        }
+        for foreign in [
+            "redshift_sync_0123abcd_orders",
+            "redshift_sync_0123abcd_abcdefghijklmnopqrstuvwxyz_x1",
+            "redshift_sync_0123abcd_abcdefghijklmnopqrstuvwxyz_s",
+            "redshift_sync_0123abcd_abcdefghijklmnopqrstuvwxy_s1",
+            "redshift_sync_0123abcd_abcdefghijklmnopqrstuvwxy1_s1",
+            "redshift_sync_0123abcd_Users_0a1b2c3d_s1",
+            "redshift_sync_0123abcd_orders_012345_s1",
+            "redshift_sync_0123abcd89_abcdefghijklmnopqrstuvwxyz_s1",
+            "my_table",
+        ] {
+            assert!(!is_own_table(foreign, "0123abcd"), "{foreign}");
+        }
+    }
+
+    #[test]
+    fn text_keys_are_stored_with_their_length_and_compared_case_sensitively() {
+        let table = TableInfo {
+            name: TableName::new("s", "t"),
+            columns: vec![
+                ColumnInfo {
+                    name: "id".into(),
+                    sql_type: SqlType::Integer,
+                    primary_key: true,
+                },
+                ColumnInfo {
+                    name: "k0".into(),
+                    sql_type: SqlType::Varchar { length: Some(10) },
+                    primary_key: true,
+                },
+            ],
+            id: None,
+        };
+        let layout = KeyLayout {
+            table: &table,
+            key: &[0, 1],
+        };
+        assert_eq!(
+            layout.stored(|c| format!("\"t\".{}", quote_ident(c))),
+            [
+                "\"t\".\"id\" AS \"k0\"",
+                "\"t\".\"k0\" AS \"k1\"",
+                "OCTET_LENGTH(\"t\".\"k0\") AS \"n1\""
+            ]
+        );
+        assert_eq!(
+            layout.compared(Flavour::Redshift),
+            [
+                "\"k0\"",
+                "COLLATE(\"k1\", 'case_sensitive') AS \"k1\"",
+                "\"n1\""
+            ]
+        );
+        assert_eq!(
+            layout.in_snapshot(Flavour::Redshift, "\"w\".\"x\"", "\"src\""),
+            "EXISTS (SELECT 1 FROM \"w\".\"x\" AS \"k\" WHERE \"k\".\"k0\" = \"src\".\"id\" AND \
+             COLLATE(\"k\".\"k1\", 'case_sensitive') = COLLATE(\"src\".\"k0\", 'case_sensitive') AND \
+             \"k\".\"n1\" = OCTET_LENGTH(\"src\".\"k0\"))"
+        );
+    }
 }

@@ -178,16 +178,25 @@ pub async fn run(
         work,
     });
     shared.release(session);
-    // Exports left by abandoned syncs go, in the background; any export a table's state
-    // names (selected or not) stays.
-    if let Some(unload) = shared.config.sync.unload.clone() {
-        let staging = shared.staging().await;
-        tokio::spawn(
-            async move { table::clean_abandoned(&staging, &unload, &exports_in_use).await },
-        );
-    }
+    // Exports left by abandoned syncs go, beside the tables' sync; any export a table's state
+    // names (selected or not) stays. The clean-up is bounded and ends with the Update: it is
+    // awaited below, or aborted when the task is dropped.
+    let cleanup = match shared.config.sync.unload.clone() {
+        Some(unload) => {
+            let staging = shared.staging().await;
+            Some(AbortOnDrop(tokio::spawn(async move {
+                table::clean_abandoned(&staging, &unload, &exports_in_use).await
+            })))
+        }
+        None => None,
+    };
 
-    let result = sync_tables(&shared, plans, &mut counters).await;
+    let mut result = sync_tables(&shared, plans, &mut counters).await;
+    if let (Ok(()), Some(mut cleanup)) = (&result, cleanup) {
+        if let Ok(Some(problem)) = (&mut cleanup.0).await {
+            result = output.warning(problem, &mut counters).await;
+        }
+    }
     if result.is_ok() && table_count == 0 {
         output
             .warning(
@@ -214,6 +223,15 @@ pub async fn run(
         "update finished"
     );
     Ok(())
+}
+
+/// A task that ends with its owner: no background work outlives the Update that started it.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Syncs the planned tables, each in a task of its own, at most `max_parallel_tables` at once,

@@ -75,6 +75,8 @@ pub struct AwsEmulator {
     pub outsider: AccessKey,
     /// Stands in for the cluster's IAM role in UNLOAD (see `aws_setup.py`).
     pub unloader: AccessKey,
+    /// The connector's permissions less `s3:DeleteObject`.
+    pub keeper: AccessKey,
 }
 
 impl AwsEmulator {
@@ -121,7 +123,12 @@ impl AwsEmulator {
                 .unwrap()
                 .to_string(),
         };
-        let (syncer, outsider, unloader) = (key("syncer"), key("outsider"), key("unloader"));
+        let (syncer, outsider, unloader, keeper) = (
+            key("syncer"),
+            key("outsider"),
+            key("unloader"),
+            key("keeper"),
+        );
         let shared = Arc::new(Shared {
             postgres,
             moto: moto_addr,
@@ -154,6 +161,7 @@ impl AwsEmulator {
             syncer,
             outsider,
             unloader,
+            keeper,
         }
     }
 

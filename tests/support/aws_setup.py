@@ -2,7 +2,8 @@
 a provisioned cluster; IAM users with access keys: `syncer` (the connector: may ask for
 database credentials and read the UNLOAD staging buckets), `outsider` (may do nothing) and
 `unloader` (stands in for the cluster's IAM role: may write the staging buckets but
-`sync-denied`); and the buckets (`sync-staging` and `sync-denied` in us-east-1, `sync-eu` in
+`sync-denied`), `keeper` (the connector without s3:DeleteObject: may ask for database
+credentials, read and list the staging buckets, and delete nothing); and the buckets (`sync-staging` and `sync-denied` in us-east-1, `sync-eu` in
 eu-west-1). Then turns on moto's IAM enforcement, so that every later call is authenticated
 and checked against these users' policies.
 
@@ -46,6 +47,19 @@ SYNC_POLICY["Statement"].append(
     }
 )
 
+# The connector without the permission to delete the files it has read.
+KEEP_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        SYNC_POLICY["Statement"][0],
+        {
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:ListBucket"],
+            "Resource": bucket_resources("sync-staging", "sync-denied", "sync-eu"),
+        },
+    ],
+}
+
 # The cluster's role for UNLOAD: writes the staging buckets, except sync-denied.
 UNLOAD_POLICY = {
     "Version": "2012-10-17",
@@ -87,6 +101,7 @@ def main():
         ("syncer", SYNC_POLICY),
         ("outsider", None),
         ("unloader", UNLOAD_POLICY),
+        ("keeper", KEEP_POLICY),
     ]:
         iam.create_user(UserName=name)
         if policy:

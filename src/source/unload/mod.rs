@@ -62,6 +62,24 @@ pub enum UnloadError {
     },
     #[error("the export's file {url} cannot be read: {reason}")]
     Unreadable { url: String, reason: String },
+    /// S3 refused to delete some of an export's files (its `Errors` inside a successful
+    /// `DeleteObjects`): the rows were delivered; the files stay.
+    #[error("S3 refused to delete {refused} of the export's files under s3://{bucket}/{prefix} ({code}: {message}); grant the connector's AWS identity s3:DeleteObject on the prefix of `unload_s3_uri`, or let a lifecycle rule expire them")]
+    DeleteRefused {
+        bucket: String,
+        prefix: String,
+        code: String,
+        message: String,
+        refused: usize,
+    },
+    /// Deleting an export's files took longer than its budget; the rest stays for a later
+    /// sync's clean-up.
+    #[error("deleting the export's files under s3://{bucket}/{prefix} did not finish within its budget ({deleted} deleted); a later sync deletes the rest")]
+    DeleteUnfinished {
+        bucket: String,
+        prefix: String,
+        deleted: usize,
+    },
     #[error("{action} failed: {reason}")]
     Request {
         action: &'static str,
@@ -85,7 +103,10 @@ impl UnloadError {
     pub fn needs_user_action(&self) -> bool {
         !matches!(
             self,
-            Self::Request { .. } | Self::CountMismatch { .. } | Self::Unreadable { .. }
+            Self::Request { .. }
+                | Self::CountMismatch { .. }
+                | Self::Unreadable { .. }
+                | Self::DeleteUnfinished { .. }
         )
     }
 }

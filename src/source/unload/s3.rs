@@ -4,21 +4,39 @@
 //! What the connector's AWS identity needs on the staging bucket: `s3:GetObject` (manifest and
 //! part files), `s3:ListBucket` (finding exports left behind) and `s3:DeleteObject`
 //! (removing them). Every refusal names the action, the bucket and the key.
+//!
+//! Nothing read back from the bucket is trusted further than it must be: an object is refused
+//! before its body is downloaded when it is larger than the caller's bound; a delete reports
+//! the keys S3 refused (it answers them inside a successful response) instead of listing them
+//! again; every delete runs within a time and request budget; and only prefixes this connector
+//! makes (`<prefix of unload_s3_uri>redshift-sync-…/`) can be deleted at all.
 
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use aws_sdk_s3::Client;
 use bytes::Bytes;
+use std::time::{Duration, Instant};
 
 use super::UnloadError;
 use crate::config::UnloadConfig;
+
+/// Every prefix this connector deletes begins with the prefix of `unload_s3_uri` and then
+/// this (an export's id).
+pub const EXPORT_ID_PREFIX: &str = "redshift-sync-";
+
+/// How long one [`Staging::delete_prefix`] may take, and how many requests it may make: an
+/// export of 6 TB in 64 MB files is 100,000 objects, 100 list and 100 delete requests.
+pub const DELETE_TIME_BUDGET: Duration = Duration::from_secs(120);
+pub const DELETE_REQUEST_BUDGET: u32 = 400;
 
 /// A client for the staging location's bucket.
 #[derive(Clone)]
 pub struct Staging {
     client: Client,
     pub bucket: String,
+    /// The key prefix of `unload_s3_uri`: every deletable prefix starts with it.
+    root: String,
 }
 
 impl Staging {
@@ -37,11 +55,18 @@ impl Staging {
         Staging {
             client: Client::from_conf(s3.build()),
             bucket: config.bucket.clone(),
+            root: config.prefix.clone(),
         }
     }
 
-    /// The whole object at `key`.
-    pub async fn get(&self, key: &str) -> Result<Bytes, UnloadError> {
+    /// The whole object at `key`, refused before its body is read if it is larger than
+    /// `max_bytes` (or, with `expected_bytes`, of another size than that).
+    pub async fn get(
+        &self,
+        key: &str,
+        max_bytes: u64,
+        expected_bytes: Option<u64>,
+    ) -> Result<Bytes, UnloadError> {
         let output = self
             .client
             .get_object()
@@ -50,6 +75,34 @@ impl Staging {
             .send()
             .await
             .map_err(|err| self.error("s3:GetObject", key, err))?;
+        let url = || format!("s3://{}/{key}", self.bucket);
+        let length = output.content_length().and_then(|n| u64::try_from(n).ok());
+        match length {
+            Some(length) if length > max_bytes => {
+                return Err(UnloadError::Unreadable {
+                    url: url(),
+                    reason: format!(
+                        "it holds {length} bytes, more than the {max_bytes} an export's file may; it was not downloaded"
+                    ),
+                })
+            }
+            Some(length) if expected_bytes.is_some_and(|expected| expected != length) => {
+                return Err(UnloadError::Unreadable {
+                    url: url(),
+                    reason: format!(
+                        "it holds {length} bytes where the manifest says {}; it was not downloaded",
+                        expected_bytes.unwrap_or_default()
+                    ),
+                })
+            }
+            Some(_) => {}
+            None => {
+                return Err(UnloadError::Unreadable {
+                    url: url(),
+                    reason: "S3 did not say its size; it was not downloaded".to_string(),
+                })
+            }
+        }
         let body = output
             .body
             .collect()
@@ -90,10 +143,37 @@ impl Staging {
         }
     }
 
-    /// Deletes every object under `prefix`; returns how many.
+    /// Deletes every object under `prefix`, an export's prefix this connector made (anything
+    /// else is refused); returns how many. Stops at the first key S3 refuses to delete (a
+    /// missing `s3:DeleteObject`), or when [`DELETE_TIME_BUDGET`] or
+    /// [`DELETE_REQUEST_BUDGET`] is spent: it never loops on what it cannot delete.
     pub async fn delete_prefix(&self, prefix: &str) -> Result<usize, UnloadError> {
+        let own = prefix
+            .strip_prefix(&self.root)
+            .and_then(|rest| rest.strip_prefix(EXPORT_ID_PREFIX))
+            .is_some_and(|rest| !rest.is_empty() && rest.ends_with('/'));
+        if !own {
+            return Err(UnloadError::Request {
+                action: "s3:DeleteObject",
+                reason: format!(
+                    "s3://{}/{prefix} is not an export prefix of this connector's; nothing was deleted",
+                    self.bucket
+                ),
+                transient: false,
+            });
+        }
+        let started = Instant::now();
+        let mut requests = 0u32;
         let mut deleted = 0;
         loop {
+            if started.elapsed() > DELETE_TIME_BUDGET || requests + 2 > DELETE_REQUEST_BUDGET {
+                return Err(UnloadError::DeleteUnfinished {
+                    bucket: self.bucket.clone(),
+                    prefix: prefix.to_string(),
+                    deleted,
+                });
+            }
+            requests += 2;
             let output = self
                 .client
                 .list_objects_v2()
@@ -112,7 +192,7 @@ impl Staging {
             if objects.is_empty() {
                 return Ok(deleted);
             }
-            deleted += objects.len();
+            let count = objects.len();
             let delete = Delete::builder()
                 .set_objects(Some(objects))
                 .quiet(true)
@@ -122,13 +202,25 @@ impl Staging {
                     reason: err.to_string(),
                     transient: false,
                 })?;
-            self.client
+            let output = self
+                .client
                 .delete_objects()
                 .bucket(&self.bucket)
                 .delete(delete)
                 .send()
                 .await
                 .map_err(|err| self.error("s3:DeleteObject", prefix, err))?;
+            // S3 answers keys it would not delete inside a successful response.
+            if let Some(refused) = output.errors().first() {
+                return Err(UnloadError::DeleteRefused {
+                    bucket: self.bucket.clone(),
+                    prefix: prefix.to_string(),
+                    code: refused.code().unwrap_or("unknown").to_string(),
+                    message: refused.message().unwrap_or_default().to_string(),
+                    refused: output.errors().len(),
+                });
+            }
+            deleted += count;
         }
     }
 

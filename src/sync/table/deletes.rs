@@ -54,6 +54,14 @@ impl TableSync {
         WorkTables::new(&work.schema, &work.id, &self.plan.table.name)
     }
 
+    /// How the table's key is stored in its work tables.
+    fn key_layout(&self) -> work::KeyLayout<'_> {
+        work::KeyLayout {
+            table: &self.plan.table,
+            key: &self.plan.key,
+        }
+    }
+
     /// With `delete_capture = keys`, once the pass's snapshot is taken: the bound its rows are
     /// read up to (`Some(None)`: the snapshot saw no cursor value, so only rows whose cursor is
     /// NULL are read), and the snapshot, quoted.
@@ -129,8 +137,7 @@ impl TableSync {
         };
         let next = generation + 1;
         let snapshot = Snapshot {
-            table: &self.plan.table,
-            key: &self.plan.key,
+            layout: self.key_layout(),
             next: tables.snapshot(next),
             compare: (generation > 0).then(|| (tables.snapshot(generation), tables.deleted(next))),
             greatest_of: time_bound.is_none().then_some(cursor),
@@ -158,11 +165,9 @@ impl TableSync {
         else {
             return Ok(());
         };
-        let deleted = work::deleted_keys_table(
-            &self.plan.table,
-            &self.plan.key,
-            tables.deleted(generation + 1),
-        );
+        let deleted = self
+            .key_layout()
+            .deleted_keys_table(tables.deleted(generation + 1));
         let key: Vec<usize> = (0..deleted.columns.len()).collect();
         let types: Vec<_> = deleted.columns.iter().map(|c| &c.sql_type).collect();
         let config = &shared.config.sync;
@@ -298,8 +303,11 @@ pub(in crate::sync) async fn prepare_work_schema(
     state: &mut crate::state::SyncState,
 ) -> Result<WorkSchema, SourceError> {
     work::check_access(session, schema).await?;
-    let id = state.work_id.get_or_insert_with(work::new_work_id).clone();
-    let existing = work::list(session, schema, &id).await?;
+    let id = state
+        .work_id
+        .get_or_insert_with(crate::state::new_work_id)
+        .clone();
+    let mut existing = work::list(session, schema, &id).await?;
     let mut keep = Vec::new();
     for plan in plans.iter().filter(|plan| plan.capture_deletes) {
         let name = &plan.table.name;
@@ -325,7 +333,34 @@ pub(in crate::sync) async fn prepare_work_schema(
             other => (vec![tables.snapshot(other.generation())], 0),
         };
         let required = &needed[unread..];
-        if required.iter().all(|t| existing.contains(&t.table)) {
+        // Tables an earlier release made are converted to this release's form once.
+        let mut missing = Vec::new();
+        let absent: Vec<_> = required
+            .iter()
+            .filter(|t| !existing.contains(&t.table))
+            .collect();
+        for table in absent {
+            let legacy = tables.legacy(table);
+            if !existing.contains(&legacy.table) {
+                missing.push(table);
+                continue;
+            }
+            let layout = work::KeyLayout {
+                table: &plan.table,
+                key: &plan.key,
+            };
+            match work::convert_legacy(session, &layout, &legacy, table).await {
+                Ok(()) => {
+                    tracing::info!(table = %name, work_table = %table.table, "work table of an earlier release converted");
+                    existing.push(table.table.clone());
+                }
+                Err(err) => {
+                    tracing::warn!(table = %name, error = %err, "cannot convert a work table of an earlier release");
+                    missing.push(table);
+                }
+            }
+        }
+        if missing.is_empty() {
             keep.extend(needed.into_iter().map(|t| t.table));
         } else {
             tracing::warn!(table = %name, "its key snapshot is gone from the work schema: it starts from scratch");

@@ -30,8 +30,10 @@ use crate::config::UnloadConfig;
 use crate::source::types::SqlType;
 use crate::source::unload::manifest::{Entry, Manifest};
 use crate::source::unload::parquet::read_rows;
-use crate::source::unload::s3::Staging;
-use crate::source::unload::statement::{self, NotExportable, UnloadStatement};
+use crate::source::unload::s3::{Staging, EXPORT_ID_PREFIX};
+use crate::source::unload::statement::{
+    self, NotExportable, UnloadStatement, MAX_FILE_BYTES, MAX_MANIFEST_BYTES,
+};
 use crate::source::unload::{self, UnloadError};
 use crate::source::value::Cell;
 use crate::source::{Session, SourceError};
@@ -42,9 +44,6 @@ use crate::sync::position::{Progress, Shape};
 
 /// Batches of encoded records a file's reader may have ready before the sender takes them.
 const CHUNKS_AHEAD: usize = 4;
-/// Export prefixes of this connector start with this (and nothing else under
-/// `unload_s3_uri` is ever deleted).
-const EXPORT_ID_PREFIX: &str = "redshift-sync-";
 /// An export prefix no state refers to is deleted once it is this old: its sync was
 /// abandoned (the host reset the state, or the table was deselected mid-export).
 const ABANDONED_AFTER_S: u64 = 48 * 3600;
@@ -65,20 +64,43 @@ pub(in crate::sync) fn readers() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8))
 }
 
-/// A new export's id: its time (UTC, so a later sync can tell an abandoned one's age) and 32
+/// Random hex digits in an export's id (64 bits).
+const EXPORT_RANDOM_HEX: usize = 16;
+/// Hex digits of the hash of a table's exact name in its export directory (128 bits).
+const DIRECTORY_HASH_HEX: usize = 32;
+
+/// A new export's id: its time (UTC, so a later sync can tell an abandoned one's age) and 64
 /// random bits.
 pub(in crate::sync) fn new_export_id() -> String {
-    let mut random = [0u8; 4];
+    let mut random = [0u8; EXPORT_RANDOM_HEX / 2];
     let _ = getrandom::fill(&mut random);
     let now = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
     format!("{EXPORT_ID_PREFIX}{now}-{}", hex::encode(random))
 }
 
+/// Whether `id` has the form [`new_export_id`] gives (or, with 32 random bits, the form
+/// earlier releases gave).
+fn is_export_id(id: &str) -> bool {
+    let Some((time, random)) = id
+        .strip_prefix(EXPORT_ID_PREFIX)
+        .and_then(|rest| rest.split_once('-'))
+    else {
+        return false;
+    };
+    chrono::NaiveDateTime::parse_from_str(time, "%Y%m%dT%H%M%SZ").is_ok()
+        && time.len() == 16
+        && matches!(random.len(), 8 | EXPORT_RANDOM_HEX)
+        && random
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// The S3 "directory" of a table: its name kept readable where S3 and SQL literals allow, and
-/// a hash of the exact name (so `a.b`/`c` and `a`/`b.c` never share one).
-fn table_directory(schema: &str, table: &str) -> String {
+/// 128 bits of a hash of the exact name, so no two tables share one however their names are
+/// chosen (`a.b`/`c` and `a`/`b.c`, names that share a long prefix, names built to collide).
+fn table_directory(table: &crate::config::TableName) -> String {
     use sha2::Digest as _;
-    let readable: String = format!("{schema}.{table}")
+    let readable: String = format!("{}.{}", table.schema, table.table)
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
@@ -89,8 +111,51 @@ fn table_directory(schema: &str, table: &str) -> String {
         })
         .take(64)
         .collect();
-    let digest = sha2::Sha256::digest(format!("{schema}\0{table}").as_bytes());
-    format!("{readable}-{}", hex::encode(&digest[..4]))
+    let digest = sha2::Sha256::digest(format!("{}\0{}", table.schema, table.table).as_bytes());
+    format!("{readable}-{}", &hex::encode(digest)[..DIRECTORY_HASH_HEX])
+}
+
+/// The key prefix of `url` if it is exactly where this connector exports `table` under
+/// `unload` (`s3://bucket/prefix/redshift-sync-<time>-<random>/<table directory>/`); why not
+/// otherwise. A state names an export's location; only one this connector would itself have
+/// chosen for this table is read, and deleted after.
+fn own_export_prefix(
+    url: &str,
+    unload: &UnloadConfig,
+    table: &crate::config::TableName,
+) -> Result<String, &'static str> {
+    let rest = url
+        .strip_prefix(&unload.uri())
+        .ok_or("it is not under `unload_s3_uri`")?;
+    let (id, directory) = rest
+        .strip_suffix('/')
+        .and_then(|rest| rest.split_once('/'))
+        .ok_or("it is not an export directory")?;
+    if !is_export_id(id) {
+        return Err("it is not an export this connector began");
+    }
+    if directory != table_directory(table) {
+        return Err("it is not this table's export directory");
+    }
+    Ok(format!("{}{rest}", unload.prefix))
+}
+
+/// Whether the files and rows a state says were sent can be of this manifest: at most every
+/// file, and within the next file at most its rows.
+fn progress_fits(export: &ExportState, manifest: &Manifest) -> Result<(), String> {
+    let files = manifest.entries.len();
+    match manifest.entries.get(export.files_done as usize) {
+        Some(next) if export.rows_done <= next.meta.record_count => Ok(()),
+        Some(next) => Err(format!(
+            "{} rows of a file of {}",
+            export.rows_done, next.meta.record_count
+        )),
+        None if export.files_done as usize == files && export.rows_done == 0 => Ok(()),
+        None => Err(format!(
+            "{} files done of {files}, and {} rows of the next",
+            export.files_done, export.rows_done
+        )),
+    }
 }
 
 /// `s3://bucket/key` -> (bucket, key).
@@ -139,13 +204,14 @@ impl TableSync {
             return Ok(ExportEnd::NotUsed);
         }
         let export = self.export.clone().expect("an export was begun or resumed");
-        let prefix = match split_url(&export.url) {
-            Some((bucket, prefix)) if bucket == unload.bucket => prefix.to_string(),
-            _ => {
-                self.export = None;
+        let prefix = match own_export_prefix(&export.url, unload, &self.plan.table.name) {
+            Ok(prefix) => prefix,
+            Err(reason) => {
                 self.restart_without_export(
                     shared,
-                    "its export was under way in another bucket than `unload_s3_uri` names now, so it is re-synced",
+                    &format!(
+                        "the state names its export under way at a location this connector would not use for it now ({reason}: `unload_s3_uri` changed, or the state was not written by this connector or release), so it is re-synced from the start and nothing there is read or deleted"
+                    ),
                 )
                 .await?;
                 return Ok(ExportEnd::NotUsed);
@@ -155,6 +221,14 @@ impl TableSync {
         let manifest = self
             .manifest(shared, session, unload, &staging, &export, &prefix)
             .await?;
+        if let Err(reason) = progress_fits(&export, &manifest) {
+            self.restart_without_export(
+                shared,
+                &format!("the state's progress through its export does not fit the export's manifest ({reason}), so it is re-synced from the start"),
+            )
+            .await?;
+            return Ok(ExportEnd::NotUsed);
+        }
         self.read_files(shared, &staging, &manifest).await?;
 
         // Every file sent: the queries (if any) read on after the bound.
@@ -206,7 +280,7 @@ impl TableSync {
             return Ok(false);
         }
         let table = &self.plan.table;
-        if let Err(NotExportable(reason)) = self.exportable() {
+        if let Err(NotExportable(reason)) = self.exportable(shared) {
             tracing::info!(table = %table.name, reason, "read by queries, not exported");
             return Ok(false);
         }
@@ -238,7 +312,7 @@ impl TableSync {
             "{}{}/{}/",
             unload.uri(),
             shared.export_id,
-            table_directory(&table.name.schema, &table.name.table)
+            table_directory(&table.name)
         );
         tracing::info!(table = %table.name, url, bound = ?bound, "table exported by UNLOAD");
         self.export = Some(ExportState {
@@ -255,10 +329,24 @@ impl TableSync {
         Ok(true)
     }
 
-    /// Whether the table's columns and cursor can go through Parquet exactly.
-    fn exportable(&self) -> Result<(), NotExportable> {
+    /// Whether the table's columns and cursor can go through Parquet exactly, and every name
+    /// its UNLOAD would quote (the cursor's, selected or not, and the key snapshot's schema)
+    /// can go inside its literal.
+    fn exportable(&self, shared: &Shared) -> Result<(), NotExportable> {
         let table = &self.plan.table;
         UnloadStatement::check_columns(table, &self.plan.emitted)?;
+        let work_schema = shared
+            .work
+            .as_ref()
+            .filter(|_| self.plan.capture_deletes)
+            .map(|work| work.schema.as_str());
+        UnloadStatement::check_names(
+            self.plan
+                .select
+                .iter()
+                .map(|&i| table.columns[i].name.as_str())
+                .chain(work_schema),
+        )?;
         if let Mode::Incremental { cursor } = self.plan.mode {
             let sql_type = &table.columns[cursor].sql_type;
             if statement::bound_type(sql_type).is_none() {
@@ -284,7 +372,7 @@ impl TableSync {
         prefix: &str,
     ) -> Result<Manifest, Stop> {
         let key = format!("{prefix}manifest");
-        let fetched = match staging.get(&key).await {
+        let fetched = match staging.get(&key, MAX_MANIFEST_BYTES, None).await {
             Err(UnloadError::FileMissing { .. }) => {
                 if export.files_done > 0 || export.rows_done > 0 {
                     let message = format!(
@@ -327,17 +415,32 @@ impl TableSync {
                 let started = std::time::Instant::now();
                 unload::unload(session, &sql, &unload.bucket, &unload.role).await?;
                 tracing::info!(table = %self.plan.table.name, seconds = format!("{:.1}", started.elapsed().as_secs_f64()), "UNLOAD finished");
-                staging.get(&key).await
+                staging.get(&key, MAX_MANIFEST_BYTES, None).await
             }
             other => other,
         };
         let bytes = fetched.map_err(SourceError::from)?;
-        let manifest = Manifest::parse(&bytes).map_err(|reason| {
+        let unreadable = |reason: String| {
             SourceError::from(UnloadError::Unreadable {
                 url: export.url.clone() + "manifest",
                 reason,
             })
-        })?;
+        };
+        let manifest = Manifest::parse(&bytes).map_err(unreadable)?;
+        // Every file the manifest names must be one of this export's own: a manifest is read
+        // back from the bucket, and nothing outside the export is read into this table.
+        if let Some(foreign) = manifest.entries.iter().find(|entry| {
+            !entry
+                .url
+                .strip_prefix(&export.url)
+                .is_some_and(|name| !name.is_empty() && !name.contains('/'))
+        }) {
+            return Err(unreadable(format!(
+                "it names a file outside the export's own prefix ({})",
+                crate::config::shorten(&foreign.url)
+            ))
+            .into());
+        }
         Ok(manifest)
     }
 
@@ -414,6 +517,7 @@ impl TableSync {
         entry: &Entry,
         skip: u64,
     ) -> Result<FileReader, Stop> {
+        // The manifest's entries were checked to lie inside the export's own prefix.
         let key = match split_url(&entry.url) {
             Some((bucket, key)) if bucket == staging.bucket => key.to_string(),
             _ => {
@@ -424,6 +528,7 @@ impl TableSync {
                 .into())
             }
         };
+        let expected_bytes = entry.meta.content_length;
         let (sender, chunks) = mpsc::channel(CHUNKS_AHEAD);
         let permits = Arc::clone(&shared.export_readers);
         let staging = staging.clone();
@@ -438,7 +543,9 @@ impl TableSync {
                 .acquire_owned()
                 .await
                 .expect("the readers' semaphore is never closed");
-            let file = staging.get(&key).await?;
+            let file = staging
+                .get(&key, MAX_FILE_BYTES, Some(expected_bytes))
+                .await?;
             let decoding = tokio::task::spawn_blocking(move || {
                 decode_file(file, &plan, &url, skip, limits, sender, permit)
             });
@@ -606,24 +713,28 @@ async fn greatest(
     table: &str,
     column: &str,
 ) -> Result<Option<String>, SourceError> {
-    let column = crate::source::catalog::quote_ident(column);
+    let column = crate::source::sql::quote_ident(column);
     session
         .query_value(&format!("SELECT MAX({column})::VARCHAR FROM {table}"))
         .await
 }
 
 /// Deletes the export prefixes under `unload_s3_uri` that this connector made, that are
-/// older than [`ABANDONED_AFTER_S`], and that no table of `state` is reading.
+/// older than [`ABANDONED_AFTER_S`], and that no table of `state` is reading. Stops at the
+/// first prefix it cannot delete (a missing permission would refuse every one), and returns
+/// what the user should know, for a Warning. Each delete is bounded (see `Staging`).
 pub(in crate::sync) async fn clean_abandoned(
     staging: &Staging,
     unload: &UnloadConfig,
     in_use: &[String],
-) {
+) -> Option<String> {
     let prefixes = match staging.list_prefixes(&unload.prefix).await {
         Ok(prefixes) => prefixes,
         Err(err) => {
             tracing::warn!(error = %err, "cannot list old exports to delete");
-            return;
+            return Some(format!(
+                "exports left by abandoned syncs could not be looked for: {err}"
+            ));
         }
     };
     let now = SystemTime::now()
@@ -632,12 +743,14 @@ pub(in crate::sync) async fn clean_abandoned(
     for prefix in prefixes {
         let Some(id) = prefix
             .strip_prefix(unload.prefix.as_str())
-            .and_then(|rest| rest.strip_prefix(EXPORT_ID_PREFIX))
+            .and_then(|rest| rest.strip_suffix('/'))
+            .filter(|id| is_export_id(id))
         else {
             continue;
         };
         let Some(started) = id
-            .get(..16)
+            .strip_prefix(EXPORT_ID_PREFIX)
+            .and_then(|t| t.get(..16))
             .and_then(|t| chrono::NaiveDateTime::parse_from_str(t, "%Y%m%dT%H%M%SZ").ok())
         else {
             continue;
@@ -649,22 +762,37 @@ pub(in crate::sync) async fn clean_abandoned(
         }
         match staging.delete_prefix(&prefix).await {
             Ok(deleted) => tracing::info!(url, deleted, "deleted an abandoned export"),
-            Err(err) => tracing::warn!(url, error = %err, "cannot delete an abandoned export"),
+            Err(err) => {
+                tracing::warn!(url, error = %err, "cannot delete an abandoned export");
+                return Some(format!(
+                    "an export left by an abandoned sync could not be deleted: {err}"
+                ));
+            }
         }
     }
+    None
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    use crate::config::{TableName, UnloadRole};
+
     #[test]
     fn table_directories_are_readable_distinct_and_safe_in_sql() {
-        let a = table_directory("a.b", "c");
-        let b = table_directory("a", "b.c");
+        let a = table_directory(&TableName::new("a.b", "c"));
+        let b = table_directory(&TableName::new("a", "b.c"));
         assert_ne!(a, b);
         assert!(a.starts_with("a.b.c-"));
-        let odd = table_directory("s'ch", "t/é\\x");
+        assert_eq!(a.len(), "a.b.c-".len() + 32);
+        // Names that share their first 64 characters still have directories of their own.
+        let long = "x".repeat(80);
+        assert_ne!(
+            table_directory(&TableName::new("s", format!("{long}1"))),
+            table_directory(&TableName::new("s", format!("{long}2")))
+        );
+        let odd = table_directory(&TableName::new("s'ch", "t/é\\x"));
         assert!(odd
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')));
@@ -673,8 +801,50 @@ mod tests {
     #[test]
     fn export_ids_carry_their_time() {
         let id = new_export_id();
+        assert!(is_export_id(&id), "{id}");
         let time = id.strip_prefix(EXPORT_ID_PREFIX).unwrap();
         assert!(chrono::NaiveDateTime::parse_from_str(&time[..16], "%Y%m%dT%H%M%SZ").is_ok());
+    }
+
+    #[test]
+    fn only_the_connectors_own_location_for_the_table_is_accepted() {
+        let unload = UnloadConfig {
+            bucket: "stage".into(),
+            prefix: "sync/".into(),
+            role: UnloadRole::Default,
+            region: None,
+            min_rows: 0,
+            s3_endpoint_url: None,
+        };
+        let table = TableName::new("public", "orders");
+        let id = new_export_id();
+        let own = format!("s3://stage/sync/{id}/{}/", table_directory(&table));
+        assert_eq!(
+            own_export_prefix(&own, &unload, &table).unwrap(),
+            format!("sync/{id}/{}/", table_directory(&table))
+        );
+        let other_table = table_directory(&TableName::new("public", "users"));
+        for foreign in [
+            "s3://stage/".to_string(),
+            "s3://stage/sync/".to_string(),
+            format!("s3://other/sync/{id}/{}/", table_directory(&table)),
+            format!("s3://stage/sync/{id}/{other_table}/"),
+            format!("s3://stage/sync/{id}/{}", table_directory(&table)),
+            format!("s3://stage/sync/{id}/{}/x/", table_directory(&table)),
+            format!("s3://stage/sync/{id}/../{}/", table_directory(&table)),
+            format!("s3://stage/sync/redshift-sync-x/{}/", table_directory(&table)),
+            format!(
+                "s3://stage/sync/{id}/{}/' IAM_ROLE 'x' FORMAT AS PARQUET; DROP TABLE public.victim; --",
+                table_directory(&table)
+            ),
+            // An earlier release's directory (a 32-bit hash).
+            format!("s3://stage/sync/{id}/public.orders-0a1b2c3d/"),
+        ] {
+            assert!(
+                own_export_prefix(&foreign, &unload, &table).is_err(),
+                "{foreign}"
+            );
+        }
     }
 
     #[test]
