@@ -54,7 +54,7 @@ pub fn is_work_id(text: &str) -> bool {
 /// Why a `state_json` was refused; the gRPC layer maps it to `INVALID_ARGUMENT`.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("state_json is not valid state: {0}; send the state_json of a checkpoint this connector emitted, or {{}} to re-sync from scratch")]
+    #[error("state_json is not valid state: {}; send the state_json of a checkpoint this connector emitted, or {{}} to re-sync from scratch", short(.0))]
     Malformed(#[source] serde_json::Error),
     #[error("state_json has version {found}, but this connector reads versions {OLDEST_STATE_VERSION} to {STATE_VERSION}; send {{}} to re-sync from scratch")]
     UnknownVersion { found: u64 },
@@ -65,6 +65,16 @@ pub enum StateError {
     /// connector never writes: the state was not written by it.
     #[error("state_json's {at} {reason}, which this connector never writes; send the state_json of a checkpoint this connector emitted, or {{}} to re-sync from scratch")]
     NotWritten { at: String, reason: String },
+}
+
+/// A parse error's text, which quotes the offending value, cut to a readable length.
+fn short(err: &serde_json::Error) -> String {
+    const SHOWN: usize = 200;
+    let text = err.to_string();
+    match text.char_indices().nth(SHOWN) {
+        None => text,
+        Some((end, _)) => format!("{}…", &text[..end]),
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -915,3 +915,267 @@ async fn without_delete_permission_the_update_ends_with_every_row_and_a_warning(
         .iter()
         .any(|key| key == abandoned));
 }
+
+/// Every way to change one value of a state the connector wrote: quotes and statement breaks,
+/// locations outside the connector's own (the bucket root, the prefix itself, another table's
+/// export, a path that climbs), names and ids of other forms, and numbers out of range.
+fn mutations(foreign_export: &str) -> Vec<serde_json::Value> {
+    use serde_json::json;
+    vec![
+        json!("x'; DROP TABLE other.victim; --"),
+        json!("s3://sync-staging/exports/x/' IAM_ROLE 'arn:aws:iam::123456789012:role/x' FORMAT AS PARQUET; DROP TABLE other.victim; --"),
+        json!("s3://sync-staging/"),
+        json!("s3://sync-staging/exports/"),
+        json!(foreign_export),
+        json!(format!("{foreign_export}../")),
+        json!("s3://sync-staging/victim/"),
+        json!("other\\\"victim"),
+        json!("feedf00d"),
+        json!(""),
+        json!("é".repeat(5000)),
+        json!(0),
+        json!(-1),
+        json!(4294967295u64),
+        json!(18446744073709551615u64),
+        json!(1.5),
+        json!(null),
+        json!(true),
+        json!([]),
+        json!({}),
+    ]
+}
+
+/// Every leaf (and object key) of `value`, as a path of keys and indexes.
+fn leaves(value: &serde_json::Value, path: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, item) in map {
+                path.push(key.clone());
+                out.push([path.clone(), vec!["<key>".to_string()]].concat());
+                leaves(item, path, out);
+                path.pop();
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                path.push(i.to_string());
+                leaves(item, path, out);
+                path.pop();
+            }
+        }
+        _ => out.push(path.clone()),
+    }
+}
+
+/// `state` with the leaf at `path` replaced by `value` (or, for a `<key>` path, the key
+/// renamed to `value`'s text).
+fn mutate(state: &serde_json::Value, path: &[String], value: &serde_json::Value) -> String {
+    let mut state = state.clone();
+    let (last, parents) = path.split_last().expect("a path");
+    let rename = last == "<key>";
+    let parents = if rename {
+        &parents[..parents.len() - 1]
+    } else {
+        parents
+    };
+    let mut at = &mut state;
+    for step in parents {
+        at = match at {
+            serde_json::Value::Object(map) => map.get_mut(step).unwrap(),
+            serde_json::Value::Array(items) => &mut items[step.parse::<usize>().unwrap()],
+            _ => unreachable!(),
+        };
+    }
+    if rename {
+        let key = &path[path.len() - 2];
+        let map = at.as_object_mut().unwrap();
+        let item = map.remove(key).unwrap();
+        let name = value
+            .as_str()
+            .map_or_else(|| value.to_string(), str::to_string);
+        map.insert(name, item);
+    } else {
+        *at = value.clone();
+    }
+    state.to_string()
+}
+
+/// A state the connector did not write cannot make it run foreign SQL, read or delete what is
+/// not its own, or panic. Valid states of an export under way, of a pass sending deleted keys
+/// and of finished syncs are mutated one value (or key) at a time; each mutated state goes to
+/// an Update (the server process logging nothing but what the proxy sees). Then: no statement
+/// carried anything from a mutation, every UNLOAD wrote under this connection's prefix for this
+/// table, every table dropped was this connection's work table, the planted objects of
+/// "others" (a table, a work table, S3 objects inside and outside the staging prefix, another
+/// table's export) are all still there, and the server answered every call with a status or
+/// a stream, never a crash. `STATE_FUZZ_CASES` runs more than the default sample.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_the_connector_did_not_write_runs_no_foreign_sql_and_touches_nothing_foreign() {
+    const DEFAULT_CASES: usize = 600;
+    let setup = setup().await;
+    support::create_items(&setup.db, "items", 300).await;
+    let recent = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    let foreign_prefix = format!(
+        "exports/redshift-sync-{recent}-0123456789abcdef/public.victim-{}/",
+        "0".repeat(32)
+    );
+    setup
+        .db
+        .client
+        .batch_execute(
+            "CREATE SCHEMA sync_work; CREATE SCHEMA other;
+             CREATE TABLE other.victim (id INTEGER);
+             CREATE TABLE sync_work.redshift_sync_feedf00d_abcdefghijklmnopqrstuvwxyz_s1 (k0 INTEGER);",
+        )
+        .await
+        .unwrap();
+    let planted = [
+        "victim/keep".to_string(),
+        "exports/someone-elses/keep".to_string(),
+        format!("{foreign_prefix}manifest"),
+        format!("{foreign_prefix}0000_part_00.parquet"),
+    ];
+    let writer = setup.s3_as(&setup.aws.unloader);
+    for key in &planted {
+        writer
+            .put_object()
+            .bucket("sync-staging")
+            .key(key)
+            .body(b"x".to_vec().into())
+            .send()
+            .await
+            .expect("plant an object");
+    }
+    let server = setup.server(&setup.aws.syncer);
+    let mut client = server.client().await;
+    let mut config = setup.config("sync-staging");
+    for (key, value) in [
+        ("schemas", "public"),
+        ("delete_capture", "keys"),
+        ("work_schema", "sync_work"),
+        ("batch_size", "100"),
+    ] {
+        config.insert(key.into(), value.into());
+    }
+
+    // Valid states: an export under way, its end, a pass sending deleted keys, its end.
+    let first = stream::update_ok(&mut client, &config, None, None).await;
+    setup
+        .db
+        .client
+        .batch_execute("DELETE FROM public.items WHERE id % 7 = 0")
+        .await
+        .unwrap();
+    let second = stream::update_ok(&mut client, &config, None, first.last_state()).await;
+    let states: Vec<serde_json::Value> = first
+        .checkpoints()
+        .into_iter()
+        .chain(second.checkpoints())
+        .map(|c| serde_json::from_str(&c.state_json).unwrap())
+        .collect();
+    let export_under_way = states
+        .iter()
+        .find(|s| s["tables"]["public"]["items"].get("export").is_some())
+        .expect("a state with an export under way");
+    let deleting = states
+        .iter()
+        .find(|s| s["tables"]["public"]["items"]["key_snapshot"]["stage"] == "deleting")
+        .expect("a state sending deleted keys");
+    let bases = [
+        export_under_way.clone(),
+        deleting.clone(),
+        states.last().unwrap().clone(),
+    ];
+    let foreign_export = format!("s3://sync-staging/{foreign_prefix}");
+    let mut cases = Vec::new();
+    for (b, base) in bases.iter().enumerate() {
+        let mut paths = Vec::new();
+        leaves(base, &mut Vec::new(), &mut paths);
+        for path in paths {
+            for value in mutations(&foreign_export) {
+                cases.push((b, path.clone(), value));
+            }
+        }
+    }
+    // A deterministic sample that reaches every base state and most paths.
+    let wanted = std::env::var("STATE_FUZZ_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(DEFAULT_CASES)
+        .min(cases.len());
+    let step = cases.len() as f64 / wanted as f64;
+    let sample: Vec<_> = (0..wanted)
+        .map(|i| cases[(i as f64 * step) as usize].clone())
+        .collect();
+    let statements_before = setup.proxy.sql().len();
+    let mut outcomes = BTreeMap::<String, usize>::new();
+    for (b, path, value) in &sample {
+        let state = mutate(&bases[*b], path, value);
+        let outcome = stream::try_update(&mut client, &config, None, Some(state.clone())).await;
+        let kind = match &outcome.error {
+            None => "ok".to_string(),
+            Some(status) => {
+                assert!(
+                    !status.message().contains("unexpectedly"),
+                    "{path:?} = {value}: {status:?}"
+                );
+                format!("{:?}", status.code())
+            }
+        };
+        *outcomes.entry(kind).or_default() += 1;
+    }
+    eprintln!("{} mutated states: {outcomes:?}", sample.len());
+    // Each either synced (the state still made sense: the table starts over, or goes on) or
+    // was refused as the caller's input; nothing else.
+    assert!(
+        outcomes.keys().all(|k| k == "ok" || k == "InvalidArgument"),
+        "{outcomes:?}"
+    );
+    assert!(outcomes.contains_key("ok") && outcomes.contains_key("InvalidArgument"));
+
+    // What the mutated states made the connector send.
+    for sql in &setup.proxy.sql()[statements_before..] {
+        assert!(!sql.contains("victim"), "a mutation reached SQL: {sql}");
+        if let Some(rest) = sql
+            .split(" TO '")
+            .nth(1)
+            .filter(|_| sql.starts_with("UNLOAD"))
+        {
+            let destination = rest.split('\'').next().unwrap();
+            assert!(
+                destination.starts_with("s3://sync-staging/exports/redshift-sync-")
+                    && destination.contains("/public.items-"),
+                "{sql}"
+            );
+        }
+        for dropped in sql.split("DROP TABLE").skip(1) {
+            for name in dropped.split(';').next().unwrap().split(", ") {
+                let name = name.trim().trim_start_matches("IF EXISTS ");
+                assert!(
+                    name.starts_with("\"sync_work\".\"redshift_sync_")
+                        && !name.contains("feedf00d"),
+                    "{sql}"
+                );
+            }
+        }
+    }
+    // Nothing of anyone else's is gone.
+    let left = setup.objects("sync-staging", "").await;
+    for key in &planted {
+        assert!(left.contains(key), "{key} was deleted: {left:?}");
+    }
+    let kept: i64 = setup
+        .db
+        .client
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE tablename IN
+               ('victim', 'redshift_sync_feedf00d_abcdefghijklmnopqrstuvwxyz_s1')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, 2, "another's table was dropped");
+    // Still serving, with a valid state.
+    stream::update_ok(&mut client, &config, None, second.last_state()).await;
+}

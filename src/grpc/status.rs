@@ -95,6 +95,23 @@ fn source_code(err: &SourceError) -> Code {
     }
 }
 
+/// The most of a message a status carries: it travels in an HTTP/2 header (`grpc-message`),
+/// which peers refuse beyond a few kilobytes, and a message may quote input (a state's value).
+const MAX_STATUS_MESSAGE_BYTES: usize = 2048;
+
+/// `message`, cut at a character boundary to at most [`MAX_STATUS_MESSAGE_BYTES`].
+fn bounded(mut message: String) -> String {
+    if message.len() > MAX_STATUS_MESSAGE_BYTES {
+        let mut end = MAX_STATUS_MESSAGE_BYTES - '…'.len_utf8();
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+    message
+}
+
 impl From<RpcError> for Status {
     fn from(err: RpcError) -> Self {
         let code = match &err {
@@ -107,7 +124,7 @@ impl From<RpcError> for Status {
             RpcError::Sync(SyncError::Internal(_)) => Code::Internal,
             RpcError::Sync(sync) => sync.source_error().map_or(Code::Internal, source_code),
         };
-        Status::new(code, err.to_string())
+        Status::new(code, bounded(err.to_string()))
     }
 }
 
@@ -115,6 +132,14 @@ impl From<RpcError> for Status {
 mod tests {
     use super::*;
     use crate::config::TableName;
+
+    #[test]
+    fn messages_are_bounded_at_a_character_boundary() {
+        let long = ConfigError::new("host", "é".repeat(5000));
+        let status = Status::from(RpcError::from(long));
+        assert!(status.message().len() <= MAX_STATUS_MESSAGE_BYTES);
+        assert!(status.message().ends_with('…'));
+    }
 
     #[test]
     fn codes_follow_what_the_user_must_do() {
