@@ -683,3 +683,87 @@ async fn an_earlier_releases_snapshots_are_converted_without_a_resync() {
         source_ids(&db, "items").await
     );
 }
+
+/// `primary_key` gives a table without a declared key one (or replaces a declared one): Schema
+/// reports it, the host keys the rows by it, and delete capture by key snapshot then sees the
+/// table's deleted rows. An override naming a column the table lacks keeps the declared key
+/// and says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_from_the_configuration_gives_a_keyless_table_deletes_by_key_snapshot() {
+    let db = support::fresh_database().await;
+    db.client
+        .batch_execute(&format!(
+            "CREATE SCHEMA {WORK};
+             CREATE TABLE public.lines (order_id INTEGER, line_no INTEGER, qty INTEGER,
+                                        updated_at TIMESTAMP);
+             INSERT INTO public.lines
+               SELECT g / 3, g % 3, g, TIMESTAMP '2024-01-01' + g * INTERVAL '1 second'
+               FROM generate_series(1, 30) g;"
+        ))
+        .await
+        .unwrap();
+    support::create_items(&db, "items", 5).await;
+    let server = support::TestServer::start().await;
+    let mut client = server.client().await;
+    let config = with(
+        &db.config,
+        &[(
+            "primary_key",
+            "public.lines:order_id+line_no, public.items:no_such_column",
+        )],
+    );
+
+    let schema = client
+        .schema(fivetran_source::proto::SchemaRequest {
+            configuration: config.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(fivetran_source::proto::schema_response::Response::WithSchema(list)) = schema.response
+    else {
+        panic!("no schema list");
+    };
+    let lines = list.schemas[0]
+        .tables
+        .iter()
+        .find(|t| t.name == "lines")
+        .unwrap();
+    let keys: Vec<&str> = lines
+        .columns
+        .iter()
+        .filter(|c| c.primary_key)
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(keys, ["order_id", "line_no"]);
+
+    let first = stream::update_ok(&mut client, &config, None, None).await;
+    assert_eq!(first.upserts_of("lines").len(), 30);
+    let warnings = first.warnings();
+    assert!(
+        warnings.iter().any(|w| w.starts_with("table public.items")
+            && w.contains("`no_such_column`")
+            && w.contains("declared key is used (id)")),
+        "{warnings:?}"
+    );
+    assert!(
+        !warnings.iter().any(|w| w.contains("public.lines")),
+        "{warnings:?}"
+    );
+    db.client
+        .batch_execute("DELETE FROM public.lines WHERE order_id = 4")
+        .await
+        .unwrap();
+    let second = stream::update_ok(&mut client, &config, None, first.last_state()).await;
+    let deleted: BTreeSet<(String, String)> = second
+        .records_of("lines")
+        .iter()
+        .filter(|r| r.kind == RecordType::Delete)
+        .map(|r| (r.data["order_id"].clone(), r.data["line_no"].clone()))
+        .collect();
+    let expected: BTreeSet<(String, String)> = [("4", "0"), ("4", "1"), ("4", "2")]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    assert_eq!(deleted, expected);
+}

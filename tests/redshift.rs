@@ -794,3 +794,45 @@ async fn external_tables_are_discovered_through_svv_views() {
         BTreeSet::from(["first".to_string(), "second".to_string()])
     );
 }
+
+/// Redshift does not enforce primary keys: a declared key whose values repeat (`'a'` and
+/// `'a '` are two values, byte for byte, as the scan reads them) is found by one query at the
+/// table's sync from scratch and reported in one Warning naming the table and how many values
+/// repeat; every row is read once, nothing loops, and the next incremental sync says nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_declared_key_whose_values_repeat_syncs_every_row_and_warns() {
+    let db = fresh_database().await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE public.dups (code VARCHAR(10) NOT NULL, updated_at TIMESTAMP, n INTEGER);
+             CREATE INDEX dups_key ON public.dups (code);
+             UPDATE pg_index SET indisprimary = true WHERE indexrelid = 'public.dups_key'::regclass;
+             INSERT INTO public.dups VALUES
+               ('a', '2024-01-01', 1), ('a', '2024-01-02', 2),
+               ('b', '2024-01-01', 3), ('b', '2024-01-01', 4), ('b', '2024-01-01', 5),
+               ('a ', '2024-01-01', 6), ('c', '2024-01-01', 7);",
+        )
+        .await
+        .unwrap();
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let config = with(&db.config, &[("batch_size", "2")]);
+    let first = stream::update_ok(&mut client, &config, None, None).await;
+    let sent: BTreeSet<String> = first
+        .upserts_of("dups")
+        .iter()
+        .map(|r| r["n"].clone())
+        .collect();
+    assert_eq!(sent.len(), 7, "every row once: {sent:?}");
+    assert_eq!(first.upserts_of("dups").len(), 7);
+    let warnings = first.warnings();
+    assert!(
+        warnings.iter().any(|w| w.starts_with("table public.dups")
+            && w.contains("2 values of its primary key (code)")
+            && w.contains("5 rows")
+            && w.contains("`primary_key`")),
+        "{warnings:?}"
+    );
+    let second = stream::update_ok(&mut client, &config, None, first.last_state()).await;
+    assert!(second.warnings().is_empty(), "{:?}", second.warnings());
+}

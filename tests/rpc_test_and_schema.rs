@@ -55,6 +55,7 @@ const KEYS: &[&str] = &[
     "tables",
     "cursor_column",
     "cursor_lag_s",
+    "primary_key",
     "deleted_column",
     "delete_capture",
     "resync_interval_h",

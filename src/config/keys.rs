@@ -25,6 +25,7 @@ pub const SCHEMAS: &str = "schemas";
 pub const TABLES: &str = "tables";
 pub const CURSOR_COLUMN: &str = "cursor_column";
 pub const CURSOR_LAG_S: &str = "cursor_lag_s";
+pub const PRIMARY_KEY: &str = "primary_key";
 pub const DELETED_COLUMN: &str = "deleted_column";
 pub const DELETE_CAPTURE: &str = "delete_capture";
 pub const RESYNC_INTERVAL_H: &str = "resync_interval_h";
@@ -70,6 +71,7 @@ pub const ALL: &[&str] = &[
     TABLES,
     CURSOR_COLUMN,
     CURSOR_LAG_S,
+    PRIMARY_KEY,
     DELETED_COLUMN,
     DELETE_CAPTURE,
     RESYNC_INTERVAL_H,

@@ -55,6 +55,9 @@ pub struct SyncConfig {
     pub tables: Option<Vec<TablePattern>>,
     pub default_cursor_column: Identifier,
     pub cursor_column_overrides: ColumnOverrides,
+    /// `primary_key`: the key columns of tables whose declared key is missing or not to be
+    /// trusted (Redshift does not enforce keys); the last matching pattern wins.
+    pub key_overrides: Vec<(TablePattern, Vec<Identifier>)>,
     /// The column that marks a row soft-deleted (`deleted_column`): its default for every
     /// table, and per-table overrides, as for the cursor.
     pub default_deleted_column: Option<Identifier>,
@@ -109,6 +112,15 @@ impl SyncConfig {
             .rev()
             .find(|(pattern, _)| pattern.matches(table))
             .map_or(&self.default_cursor_column, |(_, column)| column)
+    }
+
+    /// The key columns `primary_key` names for a table, if it names any.
+    pub fn key_override_for(&self, table: &TableName) -> Option<&[Identifier]> {
+        self.key_overrides
+            .iter()
+            .rev()
+            .find(|(pattern, _)| pattern.matches(table))
+            .map(|(_, columns)| columns.as_slice())
     }
 
     /// The soft-delete column configured for a table, and whether an override named it (a
@@ -170,6 +182,7 @@ pub(super) fn parse(reader: &MapReader<'_>) -> Result<SyncConfig, ConfigError> {
         default_cursor_column.unwrap_or_else(|| Identifier::unquoted(DEFAULT_CURSOR_COLUMN));
     let (default_deleted_column, deleted_column_overrides) =
         parse_column_overrides(reader, keys::DELETED_COLUMN)?;
+    let key_overrides = parse_key_overrides(reader)?;
     let cursor_lag = reader
         .seconds(keys::CURSOR_LAG_S, 0, 30 * 24 * 3600)?
         .unwrap_or(Duration::ZERO);
@@ -213,6 +226,7 @@ pub(super) fn parse(reader: &MapReader<'_>) -> Result<SyncConfig, ConfigError> {
         tables,
         default_cursor_column,
         cursor_column_overrides,
+        key_overrides,
         default_deleted_column,
         deleted_column_overrides,
         resync_interval,
@@ -265,6 +279,43 @@ fn parse_delete_capture(
             "must be none, resync or keys",
         )),
     }
+}
+
+/// `primary_key`: a comma list of `schema.table:column` overrides, several columns joined by
+/// `+` (`public.events:event_id, sales.lines:order_id+line_no`); no default, since the
+/// declared key is every other table's.
+fn parse_key_overrides(
+    reader: &MapReader<'_>,
+) -> Result<Vec<(TablePattern, Vec<Identifier>)>, ConfigError> {
+    let key = keys::PRIMARY_KEY;
+    let mut overrides = Vec::new();
+    for item in reader.list(key)?.unwrap_or_default() {
+        let parts = split_unquoted(key, item, ':')?;
+        let [table, columns] = parts.as_slice() else {
+            return Err(ConfigError::new(
+                key,
+                format!(
+                    "`{}`: each entry is schema.table:column, several columns joined by + (schema.table:a+b)",
+                    shorten(item)
+                ),
+            ));
+        };
+        let columns = split_unquoted(key, columns, '+')?
+            .into_iter()
+            .map(|column| {
+                if column.trim().is_empty() {
+                    Err(ConfigError::new(
+                        key,
+                        format!("`{}`: a column name is empty", shorten(item)),
+                    ))
+                } else {
+                    single_name(key, column)
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        overrides.push((table_pattern(key, table)?, columns));
+    }
+    Ok(overrides)
 }
 
 /// Per-table column names: the last matching pattern wins.

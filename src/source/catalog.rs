@@ -117,12 +117,31 @@ pub async fn discover(session: &mut Session, config: &SyncConfig) -> Result<Cata
     Ok(Catalog {
         tables: tables
             .into_iter()
-            .map(|(name, columns)| {
+            .map(|(name, mut columns)| {
+                configured_key(config, &name, &mut columns);
                 let id = ids.get(&name).copied();
                 Arc::new(TableInfo { name, columns, id })
             })
             .collect(),
     })
+}
+
+/// The key `primary_key` configures for the table replaces the declared one (Redshift does not
+/// enforce keys, and many tables have a natural key but no declared one), when every column it
+/// names exists; otherwise the declared key stays (and the sync warns, see `sync::plan`).
+fn configured_key(config: &SyncConfig, table: &TableName, columns: &mut [ColumnInfo]) {
+    let Some(key) = config.key_override_for(table) else {
+        return;
+    };
+    if !key
+        .iter()
+        .all(|name| columns.iter().any(|c| name.matches(&c.name)))
+    {
+        return;
+    }
+    for column in columns.iter_mut() {
+        column.primary_key = key.iter().any(|name| name.matches(&column.name));
+    }
 }
 
 /// The table `name` as the catalog has it now (`None`: gone, or no longer readable): for a

@@ -303,6 +303,57 @@ pub struct BeyondBound {
     pub greatest: Option<String>,
 }
 
+/// Key values of a table that more than one row shares: Redshift does not enforce primary
+/// keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RepeatedKeys {
+    /// Distinct key values held by more than one row.
+    pub values: u64,
+    /// The rows that hold them.
+    pub rows: u64,
+}
+
+/// Counts the key values of `table` (its columns `key`) that more than one row holds, telling
+/// keys apart as the scan does (byte for byte, see `sql::exact_terms`). One aggregate over
+/// the key columns, which Redshift's compute nodes run.
+pub async fn repeated_keys(
+    session: &mut Session,
+    table: &TableInfo,
+    key: &[usize],
+) -> Result<RepeatedKeys, SourceError> {
+    let flavour = session.flavour();
+    let terms: Vec<String> = key
+        .iter()
+        .flat_map(|&i| {
+            let column = &table.columns[i];
+            exact_terms(flavour, &column.sql_type, &quote_ident(&column.name))
+        })
+        .collect();
+    let sql = format!(
+        "SELECT COUNT(*)::VARCHAR, COALESCE(SUM(\"n\"), 0)::VARCHAR FROM \
+         (SELECT COUNT(*) AS \"n\" FROM {} GROUP BY {} HAVING COUNT(*) > 1) AS \"d\"",
+        table.quoted_name(),
+        terms.join(", ")
+    );
+    let row = session
+        .query(&sql, &[])
+        .await?
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    let number = |i: usize| {
+        row.get(i)
+            .cloned()
+            .flatten()
+            .and_then(|text| text.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok(RepeatedKeys {
+        values: number(0),
+        rows: number(1),
+    })
+}
+
 /// Counts the rows of `table` whose `cursor` column lies beyond `bound` (position text). On
 /// Redshift, with the cursor as sort key, zone maps answer it from block metadata.
 pub async fn beyond_bound(

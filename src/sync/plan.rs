@@ -270,6 +270,16 @@ fn plan_table(table: &Arc<TableInfo>, selected: Vec<bool>, config: &SyncConfig) 
         Some(i) => Mode::Incremental { cursor: i },
     };
     let mut notes = Vec::new();
+    if let Some(missing) = config.key_override_for(&table.name).and_then(|named| {
+        named
+            .iter()
+            .find(|name| !table.columns.iter().any(|c| name.matches(&c.name)))
+    }) {
+        notes.push(format!(
+            "`primary_key` names the column `{missing}`, which it does not have, so its declared key is used ({})",
+            if key.is_empty() { "none".to_string() } else { key.iter().map(|&i| table.columns[i].name.as_str()).collect::<Vec<_>>().join(", ") }
+        ));
+    }
     let deleted = soft_delete_column(table, &key, config, &mut notes);
     let emitted: Vec<usize> = (0..table.columns.len())
         .filter(|&i| selected[i] || deleted == Some(i))
@@ -420,6 +430,7 @@ mod tests {
             tables: None,
             default_cursor_column: crate::config::Identifier::unquoted("updated_at"),
             cursor_column_overrides: Default::default(),
+            key_overrides: Vec::new(),
             default_deleted_column: None,
             deleted_column_overrides: Default::default(),
             resync_interval: None,

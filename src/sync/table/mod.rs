@@ -356,6 +356,8 @@ struct TableSync {
     warned_tied: bool,
     /// Counted the rows beyond the cursor's upper bound (once per Update).
     counted_beyond_bound: bool,
+    /// Looked for key values more than one row holds (once per Update, at a pass from scratch).
+    counted_repeated_keys: bool,
     /// The UNLOAD export under way, as last committed.
     export: Option<ExportState>,
     /// Whether this pass was considered for an export (once per Update).
@@ -429,6 +431,7 @@ impl TableSync {
             synced_columns: super::schema_change::synced_columns(plan),
             warned_tied: false,
             counted_beyond_bound: false,
+            counted_repeated_keys: false,
             export: start.export,
             export_considered: false,
             truncate_pending: start.truncate,
@@ -517,6 +520,9 @@ impl TableSync {
         // While a statement runs, leaving early (an error, the host gone) cancels it on the
         // server, which would otherwise run the query to its end.
         let mut cancel = CancelOnDrop(Some(session.canceller()));
+        if self.truncate_pending {
+            self.warn_of_repeated_keys(shared, &mut session).await?;
+        }
         self.key_snapshot_phase(shared, &mut session).await?;
         if self.export_phase(shared, &mut session).await? == export::ExportEnd::PassDone {
             cancel.0 = None;
@@ -660,6 +666,43 @@ impl TableSync {
             beyond.greatest.as_deref().unwrap_or("?"),
         );
         tracing::warn!(table = %table.name, rows = beyond.rows, %bound, "rows beyond the cursor's bound");
+        self.warning(&shared.output, message).await
+    }
+
+    /// At a pass from scratch of a table with a key: a Warning, once per Update, when key
+    /// values repeat (Redshift does not enforce primary keys), saying how many and what the
+    /// destination then holds. One aggregate query; never a reason to fail the table.
+    async fn warn_of_repeated_keys(
+        &mut self,
+        shared: &Shared,
+        session: &mut Session,
+    ) -> Result<(), SyncError> {
+        if self.plan.key.is_empty() || std::mem::replace(&mut self.counted_repeated_keys, true) {
+            return Ok(());
+        }
+        let table = &self.plan.table;
+        let repeated = match source::scan::repeated_keys(session, table, &self.plan.key).await {
+            Ok(repeated) => repeated,
+            Err(err) => {
+                tracing::warn!(table = %table.name, error = %err, "cannot count repeated key values");
+                return Ok(());
+            }
+        };
+        if repeated.values == 0 {
+            return Ok(());
+        }
+        tracing::warn!(table = %table.name, values = repeated.values, rows = repeated.rows, "key values repeat");
+        let key = self.plan.key_columns().join(", ");
+        let keeps = match self.plan.mode {
+            Mode::Incremental { .. } => {
+                "the one sent last, which is the one with the latest cursor"
+            }
+            Mode::Full { .. } => "the one sent last",
+        };
+        let message = format!(
+            "table {}: {} values of its primary key ({key}) are each held by more than one row ({} rows in all); Redshift does not enforce primary keys. Every row is read, and the destination keeps one row per key value: {keeps}. Name columns that are unique in `primary_key`, or remove the duplicates",
+            table.name, repeated.values, repeated.rows
+        );
         self.warning(&shared.output, message).await
     }
 
