@@ -6,12 +6,14 @@
 //! - [`source`]: Redshift over the PostgreSQL wire protocol (connect, catalog, queries, decoding);
 //! - [`state`] and [`config`]: the versioned checkpoint state and the typed configuration;
 //! - [`server`] and [`logging`]: the process around them;
+//! - [`fingerprint`]: the 128-bit fingerprint every name derived from a user's names carries;
 //! - [`debug`]: the local debug runner that plays the host, and [`debug::local_postgres`], the
 //!   throwaway PostgreSQL server its demo, the tests and the benchmarks run against (outside the
 //!   product's core layers: nothing in `grpc`, `sync` or `source` uses it).
 
 pub mod config;
 pub mod debug;
+pub mod fingerprint;
 pub mod grpc;
 pub mod logging;
 pub mod server;

@@ -36,6 +36,12 @@ pub struct ServeOptions {
     pub compression: Compression,
 }
 
+/// Binds `address` alone (`--listen`): a loopback or private interface, for an operator who
+/// will not expose the port on every interface.
+pub fn bind_address(address: SocketAddr) -> std::io::Result<TcpListener> {
+    bind(address, address.is_ipv6().then_some(true))
+}
+
 /// Binds `port` on every interface, IPv6 and IPv4: one dual-stack socket on `[::]` where the
 /// machine allows it, else IPv4 `0.0.0.0` alone (what hosts expect when IPv6 is unavailable).
 pub fn bind_all_interfaces(port: u16) -> std::io::Result<TcpListener> {
@@ -74,13 +80,21 @@ pub async fn serve(
 }
 
 /// Serves the SourceConnector, health and reflection services on `listener` until `shutdown`
-/// completes; in-flight calls are then given the chance to finish (graceful shutdown).
+/// completes. Then no call is accepted, running Updates stop at their next checkpoint (within
+/// `sync::STOP_GRACE`) and end their streams with UNAVAILABLE, and the server returns once
+/// every call has ended.
 pub async fn serve_with(
     listener: TcpListener,
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    let mut connector = SourceConnectorServer::new(ConnectorService)
+    let (stop, stop_request) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    };
+    let service = ConnectorService::new(crate::sync::StopRequest::new(stop_request));
+    let mut connector = SourceConnectorServer::new(service)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
         .accept_compressed(CompressionEncoding::Gzip)

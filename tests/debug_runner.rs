@@ -214,6 +214,19 @@ async fn initial_then_incremental_sync_copies_every_row_and_type() {
     let first = sync(&options).await;
     let counts = first.tables["public.all_types"];
     assert_eq!((counts.upserts, counts.truncates), (60, 1), "{first}");
+    // The warehouse (and its write-ahead log) and the state hold the source's rows and
+    // positions: readable by their owner alone.
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let wal = files.warehouse.with_extension("db-wal");
+        for path in [&files.warehouse, &wal, &files.state] {
+            if !path.exists() {
+                continue;
+            }
+            let mode = std::fs::metadata(path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
+        }
+    }
     assert!(first.checkpoints >= 60 / 7, "{first}");
     assert_warehouse_equals_source(&db.client, &files.warehouse).await;
 
@@ -824,4 +837,77 @@ async fn a_run_killed_inside_a_hard_delete_stream_is_healed_by_the_next() {
             "SELECT id, name FROM \"public.accounts\" WHERE _fivetran_deleted = 0 ORDER BY id";
         assert_eq!(warehouse_rows(&files.warehouse, live), expected, "{stop:?}");
     }
+}
+
+/// SQLite compares names without regard to case, and a dot may fall inside a schema or a
+/// table name: `"public"."Orders"` and `"public"."orders"`, `"a.b"."c"` and `"a"."b.c"` (and
+/// columns `Id` and `id`) are each distinct source tables (columns), and each lands in a
+/// warehouse table of its own with its own rows.
+#[tokio::test(flavor = "multi_thread")]
+async fn names_that_sqlite_would_confuse_land_in_tables_of_their_own() {
+    let db = support::fresh_database().await;
+    db.client
+        .batch_execute(
+            "CREATE SCHEMA \"a.b\"; CREATE SCHEMA a;
+             CREATE TABLE \"a.b\".c (id INTEGER PRIMARY KEY, updated_at TIMESTAMP);
+             CREATE TABLE a.\"b.c\" (id INTEGER PRIMARY KEY, updated_at TIMESTAMP);
+             CREATE TABLE public.\"Orders\" (\"Id\" INTEGER PRIMARY KEY, id INTEGER, updated_at TIMESTAMP);
+             CREATE TABLE public.orders (id INTEGER PRIMARY KEY, updated_at TIMESTAMP);
+             INSERT INTO \"a.b\".c SELECT g, TIMESTAMP '2024-01-01' FROM generate_series(1, 1) g;
+             INSERT INTO a.\"b.c\" SELECT g, TIMESTAMP '2024-01-01' FROM generate_series(1, 2) g;
+             INSERT INTO public.\"Orders\" SELECT g, -g, TIMESTAMP '2024-01-01' FROM generate_series(1, 3) g;
+             INSERT INTO public.orders SELECT g, TIMESTAMP '2024-01-01' FROM generate_series(1, 4) g;",
+        )
+        .await
+        .unwrap();
+    let files = files();
+    let summary = sync(&options(&db.config, &files)).await;
+    for (table, rows) in [
+        ("\"a.b\".c", 1),
+        ("a.\"b.c\"", 2),
+        ("public.Orders", 3),
+        ("public.orders", 4),
+    ] {
+        assert_eq!(summary.tables[table].upserts, rows, "{table}: {summary}");
+    }
+    let tables = warehouse_rows(
+        &files.warehouse,
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_%' ESCAPE '\\' ORDER BY name",
+    );
+    assert_eq!(tables.len(), 4, "{tables:?}");
+    let mut counts = Vec::new();
+    for row in &tables {
+        let Value::Text(name) = &row[0] else {
+            panic!("{row:?}")
+        };
+        let count = warehouse_rows(
+            &files.warehouse,
+            &format!("SELECT COUNT(*) FROM \"{}\"", name.replace('"', "\"\"")),
+        );
+        counts.push((name.clone(), count[0][0].clone()));
+    }
+    let mut sizes: Vec<i64> = counts
+        .iter()
+        .map(|(_, n)| match n {
+            Value::Integer(n) => *n,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    sizes.sort();
+    assert_eq!(sizes, [1, 2, 3, 4], "{counts:?}");
+    // `Id` and `id` are two columns, each with its own values.
+    let orders = counts
+        .iter()
+        .find(|(name, _)| name.starts_with("public.Orders~"))
+        .map(|(name, _)| name.clone())
+        .unwrap_or_else(|| panic!("{counts:?}"));
+    let columns = warehouse_rows(
+        &files.warehouse,
+        &format!("SELECT name FROM pragma_table_info('{orders}') ORDER BY cid"),
+    );
+    assert_eq!(
+        columns.len(),
+        5,
+        "Id, id and the three the warehouse adds: {columns:?}"
+    );
 }

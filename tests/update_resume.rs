@@ -472,3 +472,159 @@ async fn names_that_need_quoting_resume_exactly() {
     .await;
     assert_eq!(checked, 4);
 }
+
+/// The ids an Update's stream delivered, split at its last checkpoint: a host keeps only what
+/// came before the last checkpoint it persisted.
+struct Delivered {
+    /// Ids received before the last checkpoint.
+    before_last_checkpoint: Vec<i64>,
+    since: Vec<i64>,
+    last_state: Option<String>,
+    checkpoints: usize,
+    /// The status the stream ended with, if not OK.
+    ended_with: Option<tonic::Status>,
+}
+
+impl Delivered {
+    fn new() -> Self {
+        Self {
+            before_last_checkpoint: Vec::new(),
+            since: Vec::new(),
+            last_state: None,
+            checkpoints: 0,
+            ended_with: None,
+        }
+    }
+
+    /// Reads one message; `false` at the stream's end.
+    async fn read(
+        &mut self,
+        stream: &mut tonic::Streaming<fivetran_source::proto::UpdateResponse>,
+    ) -> bool {
+        use fivetran_source::proto::{update_response::Operation, value_type::Inner};
+        let message = match stream.message().await {
+            Ok(Some(message)) => message,
+            Ok(None) => return false,
+            Err(status) => {
+                self.ended_with = Some(status);
+                return false;
+            }
+        };
+        match message.operation {
+            Some(Operation::Records(records)) => {
+                for record in records.records {
+                    if let Some(Inner::Long(id)) =
+                        record.data.get("id").and_then(|v| v.inner.clone())
+                    {
+                        self.since.push(id);
+                    }
+                }
+            }
+            Some(Operation::Checkpoint(checkpoint)) => {
+                self.before_last_checkpoint.append(&mut self.since);
+                self.last_state = Some(checkpoint.state_json);
+                self.checkpoints += 1;
+            }
+            _ => {}
+        }
+        true
+    }
+}
+
+/// SIGTERM in the middle of a 1M-row Update: the Update stops at its next checkpoint and ends
+/// its stream with UNAVAILABLE saying why, the process exits within 30 s, and a resume from
+/// the last checkpoint the host received loses no row.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_an_update_at_a_checkpoint_and_a_resume_loses_nothing() {
+    const ROWS: i64 = 1_000_000;
+    let db = support::fresh_database().await;
+    db.client
+        .batch_execute(&format!(
+            "CREATE TABLE public.big (id BIGINT PRIMARY KEY, note TEXT, updated_at TIMESTAMP);
+             INSERT INTO public.big
+               SELECT g, 'row ' || g, TIMESTAMP '2024-01-01' + g * INTERVAL '1 second'
+               FROM generate_series(1, {ROWS}) g;
+             ANALYZE public.big;"
+        ))
+        .await
+        .unwrap();
+    let mut server = support::ServerProcess::start(&[]);
+    let mut client = server.client().await;
+    let mut stream = stream::start_update(&mut client, &db.config, None, None)
+        .await
+        .expect("the Update starts");
+    let mut delivered = Delivered::new();
+    while delivered.checkpoints < 5 {
+        assert!(delivered.read(&mut stream).await, "the Update ended early");
+    }
+    server.terminate();
+    let stopped = std::time::Instant::now();
+    while delivered.read(&mut stream).await {}
+    let status = delivered
+        .ended_with
+        .take()
+        .expect("the stream ends with a status");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("shutting down"), "{status:?}");
+    assert!(
+        (delivered.before_last_checkpoint.len() as i64) < ROWS,
+        "the Update was stopped before its end"
+    );
+    let exit =
+        tokio::task::block_in_place(|| server.wait_for_exit(std::time::Duration::from_secs(30)));
+    let exit =
+        exit.unwrap_or_else(|| panic!("still running {:?} after SIGTERM", stopped.elapsed()));
+    assert!(exit.success(), "{exit:?}");
+
+    // A host resumes from the last checkpoint it received.
+    let server = support::ServerProcess::start(&[]);
+    let mut client = server.client().await;
+    let mut stream =
+        stream::start_update(&mut client, &db.config, None, delivered.last_state.clone())
+            .await
+            .expect("the resumed Update starts");
+    let mut resumed = Delivered::new();
+    while resumed.read(&mut stream).await {}
+    assert!(resumed.ended_with.is_none(), "{:?}", resumed.ended_with);
+    let mut seen = vec![false; ROWS as usize + 1];
+    for id in delivered
+        .before_last_checkpoint
+        .iter()
+        .chain(&resumed.before_last_checkpoint)
+        .chain(&resumed.since)
+    {
+        seen[*id as usize] = true;
+    }
+    let missing: Vec<usize> = (1..=ROWS as usize)
+        .filter(|&id| !seen[id])
+        .take(10)
+        .collect();
+    assert!(missing.is_empty(), "rows lost: {missing:?}…");
+}
+
+/// `--listen` binds the one address given (here the loopback alone), and serves there;
+/// `--port` and `--listen` together are refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_server_listens_where_told() {
+    let server = support::ServerProcess::start_with(&["serve", "--listen", "127.0.0.1:0"], &[]);
+    assert!(
+        server.listening().starts_with("127.0.0.1:"),
+        "{}",
+        server.listening()
+    );
+    let mut client = server.client().await;
+    client
+        .configuration_form(fivetran_source::proto::ConfigurationFormRequest {})
+        .await
+        .expect("served on the loopback");
+    let both = std::process::Command::new(env!("CARGO_BIN_EXE_fivetran_source"))
+        .args(["serve", "--port", "5", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!both.status.success());
+    assert!(
+        String::from_utf8_lossy(&both.stderr).contains("--listen"),
+        "{}",
+        String::from_utf8_lossy(&both.stderr)
+    );
+}

@@ -29,8 +29,24 @@ use crate::state::SyncState;
 use crate::sync::{self, Outgoing, OutgoingMessage, Output, SyncError};
 use status::RpcError;
 
-#[derive(Debug, Default)]
-pub struct ConnectorService;
+/// The SourceConnector service. `stop` is raised when the server is asked to stop: running
+/// Updates then stop at their next checkpoint, and new ones are refused.
+#[derive(Debug)]
+pub struct ConnectorService {
+    stop: crate::sync::StopRequest,
+}
+
+impl ConnectorService {
+    pub fn new(stop: crate::sync::StopRequest) -> Self {
+        Self { stop }
+    }
+}
+
+impl Default for ConnectorService {
+    fn default() -> Self {
+        Self::new(crate::sync::StopRequest::never())
+    }
+}
 
 type UpdateStream = Pin<Box<dyn Stream<Item = Result<Outgoing, Status>> + Send>>;
 
@@ -102,6 +118,9 @@ impl SourceConnector for ConnectorService {
         request: Request<UpdateRequest>,
     ) -> Result<Response<Self::UpdateStream>, Status> {
         let request = request.into_inner();
+        if self.stop.is_raised() {
+            return Err(failed("Update", RpcError::Sync(SyncError::ShuttingDown)));
+        }
         let (config, state) = async {
             let config = Config::from_request(&request.configuration).await?;
             let state = SyncState::parse(request.state_json.as_deref())?;
@@ -110,7 +129,7 @@ impl SourceConnector for ConnectorService {
         .await
         .map_err(|err| failed("Update", err))?;
 
-        let (output, rx) = Output::channel(sync::output_budget(&config));
+        let (output, rx) = Output::stoppable(sync::output_budget(&config), self.stop.clone());
         let engine = tokio::spawn(sync::run(config, request.selection, state, output));
         let ending = futures_util::stream::once(async move {
             match engine.await {
@@ -155,6 +174,9 @@ fn end_of_failed_update(err: SyncError) -> Result<Outgoing, Status> {
         _ => {
             match err {
                 SyncError::HostGone => tracing::warn!("the host went away; update stopped"),
+                SyncError::ShuttingDown => {
+                    tracing::info!("update stopped at its last checkpoint: the server is stopping")
+                }
                 ref other => tracing::error!(rpc = "Update", error = %other, "update failed"),
             }
             Err(RpcError::from(err).into())

@@ -120,6 +120,7 @@ impl From<RpcError> for Status {
             }
             RpcError::Source(source) => source_code(source),
             RpcError::Sync(SyncError::HostGone) => Code::Cancelled,
+            RpcError::Sync(SyncError::ShuttingDown) => Code::Unavailable,
             RpcError::Sync(SyncError::StateMismatch { .. }) => Code::InvalidArgument,
             RpcError::Sync(SyncError::Internal(_)) => Code::Internal,
             RpcError::Sync(sync) => sync.source_error().map_or(Code::Internal, source_code),

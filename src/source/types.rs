@@ -317,9 +317,9 @@ impl SqlType {
         if valid {
             Ok(())
         } else {
+            // Positions are key and cursor values: never quoted (see `value::NOT_A_DECIMAL`).
             Err(format!(
-                "`{}` is not a {} value this column can hold",
-                crate::config::shorten(text),
+                "the value is not a {} value this column can hold",
                 self.data_type().0.as_str_name()
             ))
         }

@@ -24,8 +24,8 @@
 //! be seen. Snapshot columns are named by position (`k<i>`, `n<i>`), so no key column's name
 //! can collide with them.
 //!
-//! **Names cannot collide**: `redshift_sync_<work_id>_<128-bit hash of the exact schema and
-//! table name, base32>_{s|d}<generation>`, at most 61 bytes (PostgreSQL keeps 63 of a name,
+//! **Names cannot collide**: `redshift_sync_<work_id>_<fingerprint of the exact schema and
+//! table name (see `crate::fingerprint`)>_{s|d}<generation>`, at most 61 bytes (PostgreSQL keeps 63 of a name,
 //! Redshift 127; there is no room left for a readable copy of the table's name). The random
 //! `work_id` keeps connections that share a work schema apart; the hash keeps tables apart
 //! however their names are chosen (tables whose names share a long prefix, or names built to
@@ -47,37 +47,13 @@ use super::session::{Flavour, Session};
 use super::sql::{case_sensitive, octet_length, quote_ident};
 use super::SourceError;
 use crate::config::TableName;
+use crate::fingerprint;
 
 /// Every work table's name begins with this, then the connection's `work_id`.
 pub const WORK_TABLE_PREFIX: &str = "redshift_sync_";
-/// The hash of the exact table name in a work table's name: 128 bits in base32.
-const HASH_CHARS: usize = 26;
 /// The hash earlier releases used (32 bits, hex), and how much of the name they kept.
 const LEGACY_HASH_HEX: usize = 8;
 const LEGACY_READABLE_CHARS: usize = 40;
-
-/// The first 128 bits of `digest` in RFC 4648 base32, lower case, unpadded (26 characters).
-fn base32_128(digest: &[u8]) -> String {
-    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
-    let bits = u128::from_be_bytes(digest[..16].try_into().expect("16 bytes"));
-    // 26 groups of 5 bits cover 130: the last group holds the low 3 bits, shifted up.
-    (0..HASH_CHARS)
-        .map(|i| {
-            let shift = 128i32 - 5 * (i as i32 + 1);
-            let group = if shift >= 0 {
-                (bits >> shift) & 31
-            } else {
-                (bits << -shift) & 31
-            };
-            char::from(ALPHABET[group as usize])
-        })
-        .collect()
-}
-
-fn is_base32(text: &str) -> bool {
-    text.bytes()
-        .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))
-}
 
 fn is_lower_hex(text: &str) -> bool {
     text.bytes()
@@ -96,7 +72,6 @@ pub struct WorkTables {
 
 impl WorkTables {
     pub fn new(schema: &str, work_id: &str, table: &TableName) -> Self {
-        let exact = sha2::Sha256::digest(format!("{}\0{}", table.schema, table.table).as_bytes());
         let readable: String = table
             .table
             .chars()
@@ -111,10 +86,15 @@ impl WorkTables {
             .collect();
         Self {
             schema: schema.to_string(),
-            stem: format!("{WORK_TABLE_PREFIX}{work_id}_{}", base32_128(&exact)),
+            stem: format!(
+                "{WORK_TABLE_PREFIX}{work_id}_{}",
+                fingerprint::of(&[&table.schema, &table.table])
+            ),
             legacy_stem: format!(
                 "{WORK_TABLE_PREFIX}{work_id}_{readable}_{}",
-                &hex::encode(exact)[..LEGACY_HASH_HEX]
+                &hex::encode(sha2::Sha256::digest(
+                    format!("{}\0{}", table.schema, table.table).as_bytes()
+                ))[..LEGACY_HASH_HEX]
             ),
         }
     }
@@ -159,7 +139,7 @@ pub fn is_own_table(name: &str, work_id: &str) -> bool {
     }
     match rest.rsplit_once('_') {
         // This release's: the hash alone.
-        None => rest.len() == HASH_CHARS && is_base32(rest),
+        None => fingerprint::is_fingerprint(rest),
         // An earlier release's: `<table, readable>_<32-bit hash>`.
         Some((readable, hash)) => {
             hash.len() == LEGACY_HASH_HEX
@@ -491,21 +471,7 @@ mod tests {
             }
         }
         let hash = a.snapshot(1).table.rsplit('_').nth(1).unwrap().to_string();
-        assert_eq!(hash.len(), 26);
-        assert!(is_base32(&hash), "{hash}");
-    }
-
-    #[test]
-    fn base32_writes_every_bit() {
-        assert_eq!(base32_128(&[0; 16]), "a".repeat(26));
-        assert_eq!(base32_128(&[0xff; 16]), format!("{}4", "7".repeat(25)));
-        // One bit anywhere changes the text.
-        let mut seen = std::collections::BTreeSet::new();
-        for bit in 0..128 {
-            let mut bytes = [0u8; 16];
-            bytes[bit / 8] = 0x80 >> (bit % 8);
-            assert!(seen.insert(base32_128(&bytes)), "bit {bit}");
-        }
+        assert!(fingerprint::is_fingerprint(&hash), "{hash}");
     }
 
     #[test]

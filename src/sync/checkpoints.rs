@@ -94,8 +94,13 @@ impl Checkpoints {
         let due = inner.last_len <= SMALL_STATE
             || inner.records_since >= RECORDS_PER_CHECKPOINT_BYTE * inner.last_len
             || inner.last_at.elapsed() >= MAX_CHECKPOINT_INTERVAL;
-        if inner.changed && due {
+        let stopping = output.stop().is_raised();
+        if inner.changed && (due || stopping) {
             inner.checkpoint(output, counters).await?;
+        }
+        // The server is stopping: this table stops here, its position checkpointed.
+        if stopping {
+            return Err(SyncError::ShuttingDown);
         }
         Ok(())
     }

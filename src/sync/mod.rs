@@ -55,7 +55,12 @@ use crate::source::{catalog, SourceError};
 use crate::state::SyncState;
 
 pub use encode::MAX_RECORDS_PER_MESSAGE;
-pub use output::{Outgoing, OutgoingMessage, Output};
+pub use output::{Outgoing, OutgoingMessage, Output, StopRequest};
+
+/// After the server was asked to stop, how long a table may take to reach its next checkpoint
+/// (a query that sends nothing for minutes, a retry's wait) before its task is ended; its
+/// statement is cancelled, and what it sent after its last checkpoint is sent again next time.
+pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Why an Update stopped before its end.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +78,10 @@ pub enum SyncError {
     /// The host closed the stream; there is nobody left to tell.
     #[error("the host went away")]
     HostGone,
+    /// The server was asked to stop (SIGTERM): the Update stopped at its tables' last
+    /// checkpoints, which the host holds.
+    #[error("the connector is shutting down, so the sync stopped at its last checkpoint; the next sync resumes from there")]
+    ShuttingDown,
     #[error("a table's sync stopped unexpectedly: {0}")]
     Internal(String),
 }
@@ -82,7 +91,10 @@ impl SyncError {
     pub fn source_error(&self) -> Option<&SourceError> {
         match self {
             Self::Source(source) | Self::Table { source, .. } => Some(source),
-            Self::StateMismatch { .. } | Self::HostGone | Self::Internal(_) => None,
+            Self::StateMismatch { .. }
+            | Self::HostGone
+            | Self::ShuttingDown
+            | Self::Internal(_) => None,
         }
     }
 }
@@ -249,16 +261,27 @@ async fn sync_tables(
     for plan in plans.by_ref().take(parallel) {
         tasks.spawn(table::sync_table(Arc::clone(shared), plan));
     }
+    let stopped = async {
+        output.stop().raised().await;
+        tokio::time::sleep(STOP_GRACE).await;
+    };
+    tokio::pin!(stopped);
     loop {
         let finished = tokio::select! {
             finished = tasks.join_next() => finished,
             () = output.closed() => return Err(SyncError::HostGone),
+            // Tables that did not reach a checkpoint within the grace are ended (dropping the
+            // set aborts them, and their statements are cancelled).
+            () = &mut stopped => return Err(SyncError::ShuttingDown),
         };
         let Some(finished) = finished else { break };
         match finished {
             Ok(Ok(table_counters)) => counters.add(table_counters),
             Ok(Err(err)) => return Err(err),
             Err(join_error) => return Err(SyncError::Internal(join_error.to_string())),
+        }
+        if output.stop().is_raised() {
+            return Err(SyncError::ShuttingDown);
         }
         if let Some(plan) = plans.next() {
             tasks.spawn(table::sync_table(Arc::clone(shared), plan));

@@ -61,26 +61,72 @@ impl Counters {
     }
 }
 
+/// The server's request that running Updates stop (SIGTERM): each table stops at its next
+/// checkpoint, so the host holds the position of everything it received.
+#[derive(Clone, Debug)]
+pub struct StopRequest(tokio::sync::watch::Receiver<bool>);
+
+impl StopRequest {
+    /// A request that the sender raises by sending `true`.
+    pub fn new(receiver: tokio::sync::watch::Receiver<bool>) -> Self {
+        Self(receiver)
+    }
+
+    /// A request never raised (for callers that stop Updates otherwise).
+    pub fn never() -> Self {
+        let (sender, receiver) = tokio::sync::watch::channel(false);
+        // Kept, so the receiver never sees the channel closed.
+        std::mem::forget(sender);
+        Self(receiver)
+    }
+
+    pub fn is_raised(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Completes once the request is raised.
+    pub async fn raised(&self) {
+        let mut receiver = self.0.clone();
+        if receiver.wait_for(|raised| *raised).await.is_err() {
+            // The server dropped its sender without a request: none will come.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 /// A handle on the Update's stream; cheap to clone, one per table task.
 #[derive(Clone)]
 pub struct Output {
     tx: mpsc::Sender<Outgoing>,
     budget: Arc<Semaphore>,
     budget_units: u32,
+    stop: StopRequest,
 }
 
 impl Output {
     /// A stream whose queued messages hold at most `budget_bytes` (a single larger message
     /// waits until nothing else is queued, then goes alone).
     pub fn channel(budget_bytes: usize) -> (Output, mpsc::Receiver<Outgoing>) {
+        Self::stoppable(budget_bytes, StopRequest::never())
+    }
+
+    /// [`channel`](Self::channel), for an Update that stops at its next checkpoint once `stop`
+    /// is raised.
+    pub fn stoppable(budget_bytes: usize, stop: StopRequest) -> (Output, mpsc::Receiver<Outgoing>) {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let budget_units = u32::try_from(budget_bytes.div_ceil(UNIT).max(1)).unwrap_or(u32::MAX);
         let output = Output {
             tx,
             budget: Arc::new(Semaphore::new(budget_units as usize)),
             budget_units,
+            stop,
         };
         (output, rx)
+    }
+
+    /// The server's request that this Update stop.
+    pub fn stop(&self) -> &StopRequest {
+        &self.stop
     }
 
     /// The most bytes queued between the engine and the host.

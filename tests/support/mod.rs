@@ -306,16 +306,22 @@ pub async fn connect_test_failure(
 pub struct ServerProcess {
     child: std::process::Child,
     port: u16,
+    listening: String,
 }
 
 #[allow(dead_code)]
 impl ServerProcess {
     /// `env` is all the environment it gets, besides PATH.
     pub fn start(env: &[(&str, &str)]) -> ServerProcess {
+        Self::start_with(&["serve", "--port", "0"], env)
+    }
+
+    /// Started with the arguments `args` (which must make it listen on a free port).
+    pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> ServerProcess {
         use std::io::{BufRead, BufReader};
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_fivetran_source"));
         command
-            .args(["serve", "--port", "0"])
+            .args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
@@ -328,7 +334,7 @@ impl ServerProcess {
         let mut child = command.spawn().expect("start the connector");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let port = loop {
+        let (listening, port) = loop {
             let line = lines
                 .next()
                 .expect("the server exited before listening")
@@ -336,13 +342,14 @@ impl ServerProcess {
             if let Some(addr) = line.split("addr=").nth(1) {
                 let addr: String = addr
                     .chars()
-                    .take_while(|c| c.is_ascii_digit() || matches!(c, ':' | '[' | ']' | '.'))
+                    .take_while(|c| c.is_ascii_hexdigit() || matches!(c, ':' | '[' | ']' | '.'))
                     .collect();
-                break addr
+                let port = addr
                     .rsplit(':')
                     .next()
                     .and_then(|p| p.parse().ok())
                     .unwrap_or_else(|| panic!("no port in {line}"));
+                break (addr, port);
             }
         };
         // Pass its log on (the test's output shows it on failure); never block its writes.
@@ -351,7 +358,41 @@ impl ServerProcess {
                 println!("server: {line}");
             }
         });
-        ServerProcess { child, port }
+        ServerProcess {
+            child,
+            port,
+            listening,
+        }
+    }
+
+    /// The address it logged it listens on.
+    pub fn listening(&self) -> &str {
+        &self.listening
+    }
+
+    /// Sends SIGTERM, as a host or an orchestrator stopping the process does.
+    pub fn terminate(&self) {
+        let pid = i32::try_from(self.child.id()).expect("a pid");
+        // SAFETY: kill(2) with a pid this test started and a valid signal number.
+        let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(sent, 0, "SIGTERM could not be sent");
+    }
+
+    /// Waits up to `limit` for the process to exit; its status, or `None` if it did not.
+    pub fn wait_for_exit(
+        &mut self,
+        limit: std::time::Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("the server's status") {
+                return Some(status);
+            }
+            if started.elapsed() > limit {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 
     /// Where it listens: `127.0.0.1:<port>`.

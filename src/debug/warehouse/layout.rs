@@ -2,10 +2,18 @@
 //!
 //! One SQLite table per source table, named `schema.table` (a single quoted identifier, e.g.
 //! `SELECT * FROM "public.customers"`), so one file holds every schema and one transaction covers
-//! every table. Each has the source columns, then `_fivetran_synced` (when the warehouse last wrote
+//! every table.
+//!
+//! Names must not collide, and SQLite compares names without regard to case: `Orders` and
+//! `orders` would be one table, `"a.b"."c"` and `"a"."b.c"` one name. So a name is used as it
+//! is only when it is *plain* (no ASCII upper-case letter, no `~`, and for a table no `.` in its
+//! schema or table); any other carries `~` and the fingerprint of the exact names
+//! (`"public.Orders~k5…"`, see `crate::fingerprint`). Plain names differ from each other
+//! whatever SQLite's rules, and from every marked one, so the mapping is one to one. Each has the source columns, then `_fivetran_synced` (when the warehouse last wrote
 //! the row, UTC ISO-8601 text) and `_fivetran_deleted` (0/1, soft deletes). The primary key is the
 //! source's; a table without one gets `_fivetran_id`, a hash of the row, as its key.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -35,17 +43,47 @@ impl TableKey {
         Self::new(record.schema_name.as_deref(), &record.table_name)
     }
 
+    /// The table's name in SQLite (see the module's note on names).
+    pub fn sqlite_name(&self) -> String {
+        let plain = |part: &str| is_plain(part) && !part.contains('.');
+        match &self.schema {
+            Some(schema) if plain(schema) && plain(&self.table) => {
+                format!("{schema}.{}", self.table)
+            }
+            Some(schema) => format!(
+                "{schema}.{}{MARK}{}",
+                self.table,
+                crate::fingerprint::of(&[schema, &self.table])
+            ),
+            None if plain(&self.table) => self.table.clone(),
+            None => format!(
+                "{}{MARK}{}",
+                self.table,
+                crate::fingerprint::of(&[&self.table])
+            ),
+        }
+    }
+
     /// Whether `record` names this table (without building its key).
     pub fn is_named_by(&self, record: &proto::Record) -> bool {
         self.table == record.table_name && self.schema.as_deref() == record.schema_name.as_deref()
     }
 }
 
+/// `schema.table` as the configuration writes names: a part with a dot, a quote or a comma
+/// in double quotes (`"a.b".c`), so that no two tables read alike.
 impl fmt::Display for TableKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn part(name: &str) -> Cow<'_, str> {
+            if name.contains(['.', '"', ',']) {
+                Cow::Owned(format!("\"{}\"", name.replace('"', "\"\"")))
+            } else {
+                Cow::Borrowed(name)
+            }
+        }
         match &self.schema {
-            Some(schema) => write!(f, "{schema}.{}", self.table),
-            None => f.write_str(&self.table),
+            Some(schema) => write!(f, "{}.{}", part(schema), part(&self.table)),
+            None => f.write_str(&part(&self.table)),
         }
     }
 }
@@ -104,6 +142,14 @@ impl TableDef {
         }
     }
 
+    /// [`warehouse_key`](Self::warehouse_key) under the columns' SQLite names.
+    pub fn sqlite_key(&self) -> Vec<String> {
+        self.warehouse_key()
+            .iter()
+            .map(|c| sqlite_column(c).into_owned())
+            .collect()
+    }
+
     /// `CREATE TABLE` for this layout.
     pub fn create_sql(&self, key: &TableKey) -> String {
         let mut parts: Vec<String> = self
@@ -115,7 +161,11 @@ impl TableDef {
                 } else {
                     ""
                 };
-                format!("{} {}{not_null}", quote(name), sqlite_type(*data_type))
+                format!(
+                    "{} {}{not_null}",
+                    quote_column(name),
+                    sqlite_type(*data_type)
+                )
             })
             .collect();
         if self.primary_key.is_empty() {
@@ -123,11 +173,11 @@ impl TableDef {
         }
         parts.push(format!("{} TEXT NOT NULL", quote(SYNCED)));
         parts.push(format!("{} BOOLEAN NOT NULL DEFAULT 0", quote(DELETED)));
-        let key_columns: Vec<String> = self.warehouse_key().iter().map(|c| quote(c)).collect();
+        let key_columns: Vec<String> = self.sqlite_key().iter().map(|c| quote(c)).collect();
         parts.push(format!("PRIMARY KEY ({})", key_columns.join(", ")));
         format!(
             "CREATE TABLE {} ({})",
-            quote(&key.to_string()),
+            quote(&key.sqlite_name()),
             parts.join(", ")
         )
     }
@@ -154,6 +204,28 @@ pub fn sqlite_type(data_type: DataType) -> &'static str {
         // No declared type: SQLite stores each value as it comes.
         DataType::Unspecified => "",
     }
+}
+
+/// Marks a name that carries a fingerprint.
+const MARK: char = '~';
+
+/// Whether SQLite can take `name` as it is (see the module's note on names).
+fn is_plain(name: &str) -> bool {
+    !name.contains(MARK) && !name.bytes().any(|b| b.is_ascii_uppercase())
+}
+
+/// A source column's name in SQLite (see the module's note on names).
+pub fn sqlite_column(name: &str) -> Cow<'_, str> {
+    if is_plain(name) {
+        Cow::Borrowed(name)
+    } else {
+        Cow::Owned(format!("{name}{MARK}{}", crate::fingerprint::of(&[name])))
+    }
+}
+
+/// A source column, quoted under its SQLite name.
+pub fn quote_column(name: &str) -> String {
+    quote(&sqlite_column(name))
 }
 
 /// Quotes an SQL identifier (doubling embedded quotes), so any name is safe in SQL text.
@@ -244,6 +316,31 @@ mod tests {
             columns: vec![unknown],
         };
         assert!(TableDef::from_proto(&table).unwrap_err().contains("99"));
+    }
+
+    #[test]
+    fn names_sqlite_could_confuse_carry_a_fingerprint() {
+        let plain = TableKey::new(Some("public"), "orders");
+        assert_eq!(plain.sqlite_name(), "public.orders");
+        let names = [
+            plain.sqlite_name(),
+            TableKey::new(Some("public"), "Orders").sqlite_name(),
+            TableKey::new(Some("Public"), "orders").sqlite_name(),
+            TableKey::new(Some("a.b"), "c").sqlite_name(),
+            TableKey::new(Some("a"), "b.c").sqlite_name(),
+            TableKey::new(Some("a"), "b").sqlite_name(),
+            TableKey::new(None, "a.b").sqlite_name(),
+            TableKey::new(Some("a"), "b~x").sqlite_name(),
+        ];
+        // One to one even as SQLite compares names (without regard to ASCII case).
+        for (i, a) in names.iter().enumerate() {
+            for b in &names[i + 1..] {
+                assert!(!a.eq_ignore_ascii_case(b), "{a} / {b}");
+            }
+        }
+        assert!(names[1].starts_with("public.Orders~"), "{}", names[1]);
+        assert_eq!(sqlite_column("id"), "id");
+        assert!(!sqlite_column("Id").eq_ignore_ascii_case(&sqlite_column("id")));
     }
 
     #[test]

@@ -30,7 +30,7 @@ use rusqlite::{params_from_iter, Connection, OptionalExtension};
 
 use crate::proto::{self, DataType, RecordType};
 use clock::SyncClock;
-use layout::{quote, ExistingTable, TableDef, TableKey, DELETED, ROW_ID, SYNCED};
+use layout::{quote, quote_column, ExistingTable, TableDef, TableKey, DELETED, ROW_ID, SYNCED};
 
 const META_TABLE: &str = "_fivetran_debug_meta";
 const LAST_SYNCED_KEY: &str = "last_synced";
@@ -50,6 +50,12 @@ const STATEMENT_CACHE: usize = 256;
 pub enum WarehouseError {
     #[error("cannot create the directory for the warehouse {}", path.display())]
     CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot create the warehouse {} readable by its owner alone", path.display())]
+    Create {
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -160,6 +166,10 @@ impl Warehouse {
                 source,
             })?;
         }
+        owner_only(path).map_err(|source| WarehouseError::Create {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let open_error = |source| WarehouseError::Open {
             path: path.to_path_buf(),
             source,
@@ -227,7 +237,7 @@ impl Warehouse {
                 Declared::Created
             }
             Some(existing) => {
-                let wanted = def.warehouse_key();
+                let wanted = def.sqlite_key();
                 if existing.key != wanted {
                     return Err(WarehouseError::KeyChanged {
                         table: key.to_string(),
@@ -237,7 +247,11 @@ impl Warehouse {
                 }
                 let mut added = Vec::new();
                 for (name, data_type) in &def.columns {
-                    if !existing.columns.contains(name) {
+                    if !existing
+                        .columns
+                        .iter()
+                        .any(|c| *c == layout::sqlite_column(name))
+                    {
                         self.add_column(key, name, *data_type)?;
                         added.push(name.clone());
                     }
@@ -442,14 +456,14 @@ impl Warehouse {
         signature.clear();
         {
             use std::fmt::Write as _;
-            let _ = write!(signature, "{key}\0{}", rows.len());
+            let _ = write!(signature, "{}\0{}", key.sqlite_name(), rows.len());
             for (column, _) in columns {
                 signature.push('\0');
                 signature.push_str(column);
             }
         }
         if !self.upsert_sql.contains_key(&signature) {
-            let mut names: Vec<String> = columns.iter().map(|(c, _)| quote(c)).collect();
+            let mut names: Vec<String> = columns.iter().map(|(c, _)| quote_column(c)).collect();
             names.push(quote(SYNCED));
             names.push(quote(DELETED));
             let width = columns.len();
@@ -463,7 +477,7 @@ impl Warehouse {
                 .collect();
             let sql = format!(
                 "INSERT OR REPLACE INTO {} ({}) VALUES {}",
-                quote(&key.to_string()),
+                quote(&key.sqlite_name()),
                 names.join(", "),
                 tuples.join(", ")
             );
@@ -506,7 +520,7 @@ impl Warehouse {
         let mut assignments: Vec<String> = changed
             .iter()
             .enumerate()
-            .map(|(i, (column, _))| format!("{} = ?{}", quote(column), i + 1))
+            .map(|(i, (column, _))| format!("{} = ?{}", quote_column(column), i + 1))
             .collect();
         assignments.push(format!("{} = ?{}", quote(SYNCED), changed.len() + 1));
         let mut values: Vec<Value> = changed.into_iter().map(|(_, v)| v).collect();
@@ -515,7 +529,7 @@ impl Warehouse {
         values.extend(key_values.into_iter().map(|(_, v)| v));
         let sql = format!(
             "UPDATE {} SET {} WHERE {condition}",
-            quote(&key.to_string()),
+            quote(&key.sqlite_name()),
             assignments.join(", ")
         );
         self.exec(&sql, &values)?;
@@ -541,7 +555,7 @@ impl Warehouse {
         let condition = key_condition(&key_values, 1);
         let sql = format!(
             "UPDATE {} SET {} = 1, {} = ?1 WHERE {condition}",
-            quote(&key.to_string()),
+            quote(&key.sqlite_name()),
             quote(DELETED),
             quote(SYNCED)
         );
@@ -556,7 +570,7 @@ impl Warehouse {
     fn truncate(&mut self, key: &TableKey, synced: &str) -> Result<(), WarehouseError> {
         let sql = format!(
             "UPDATE {} SET {deleted} = 1 WHERE {synced_column} < ?1 AND {deleted} = 0",
-            quote(&key.to_string()),
+            quote(&key.sqlite_name()),
             deleted = quote(DELETED),
             synced_column = quote(SYNCED)
         );
@@ -578,15 +592,15 @@ impl Warehouse {
     ) -> Result<(), WarehouseError> {
         let sql = format!(
             "ALTER TABLE {} ADD COLUMN {} {}",
-            quote(&key.to_string()),
-            quote(column),
+            quote(&key.sqlite_name()),
+            quote_column(column),
             layout::sqlite_type(data_type)
         );
         self.exec(&sql, &[])
     }
 
     fn existing(&self, key: &TableKey) -> Result<Option<ExistingTable>, WarehouseError> {
-        let sql = format!("PRAGMA table_info({})", quote(&key.to_string()));
+        let sql = format!("PRAGMA table_info({})", quote(&key.sqlite_name()));
         let rows = self
             .conn
             .prepare(&sql)
@@ -615,6 +629,25 @@ impl Warehouse {
             source,
         }
     }
+}
+
+/// Creates the warehouse file readable and writable by its owner alone (0600), or narrows an
+/// existing one to that: it holds the source's rows. SQLite gives its `-wal` and `-shm` files
+/// the database file's permissions.
+fn owner_only(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// Every key column must be present and not NULL, or the row cannot be found again.
@@ -648,7 +681,7 @@ fn key_condition(key_values: &[(&str, Value)], before: usize) -> String {
     key_values
         .iter()
         .enumerate()
-        .map(|(i, (column, _))| format!("{} = ?{}", quote(column), before + i + 1))
+        .map(|(i, (column, _))| format!("{} = ?{}", quote_column(column), before + i + 1))
         .collect::<Vec<_>>()
         .join(" AND ")
 }

@@ -228,10 +228,7 @@ impl Column<'_> {
 #[inline]
 fn text(bytes: &[u8], decimal: bool, scratch: &mut Vec<u8>) -> Result<Cell, String> {
     if decimal && !is_decimal(bytes) {
-        return Err(format!(
-            "`{}` is not a finite decimal number",
-            crate::config::shorten(&String::from_utf8_lossy(bytes))
-        ));
+        return Err(crate::source::value::NOT_A_DECIMAL.to_string());
     }
     let start = scratch.len();
     scratch.extend_from_slice(bytes);

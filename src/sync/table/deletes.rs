@@ -145,7 +145,7 @@ impl TableSync {
         let started = std::time::Instant::now();
         let greatest = snapshot.take(session).await?;
         let bound = time_bound.unwrap_or(greatest);
-        tracing::info!(table = %self.plan.table.name, generation = next, bound = ?bound, seconds = format!("{:.1}", started.elapsed().as_secs_f64()), "key snapshot taken");
+        tracing::info!(table = %self.plan.table.name, generation = next, bounded = bound.is_some(), seconds = format!("{:.1}", started.elapsed().as_secs_f64()), "key snapshot taken");
         Ok(bound)
     }
 

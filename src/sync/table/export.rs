@@ -66,8 +66,6 @@ pub(in crate::sync) fn readers() -> usize {
 
 /// Random hex digits in an export's id (64 bits).
 const EXPORT_RANDOM_HEX: usize = 16;
-/// Hex digits of the hash of a table's exact name in its export directory (128 bits).
-const DIRECTORY_HASH_HEX: usize = 32;
 
 /// A new export's id: its time (UTC, so a later sync can tell an abandoned one's age) and 64
 /// random bits.
@@ -96,10 +94,9 @@ fn is_export_id(id: &str) -> bool {
 }
 
 /// The S3 "directory" of a table: its name kept readable where S3 and SQL literals allow, and
-/// 128 bits of a hash of the exact name, so no two tables share one however their names are
+/// the fingerprint of the exact name, so no two tables share one however their names are
 /// chosen (`a.b`/`c` and `a`/`b.c`, names that share a long prefix, names built to collide).
 fn table_directory(table: &crate::config::TableName) -> String {
-    use sha2::Digest as _;
     let readable: String = format!("{}.{}", table.schema, table.table)
         .chars()
         .map(|c| {
@@ -111,8 +108,10 @@ fn table_directory(table: &crate::config::TableName) -> String {
         })
         .take(64)
         .collect();
-    let digest = sha2::Sha256::digest(format!("{}\0{}", table.schema, table.table).as_bytes());
-    format!("{readable}-{}", &hex::encode(digest)[..DIRECTORY_HASH_HEX])
+    format!(
+        "{readable}-{}",
+        crate::fingerprint::of(&[&table.schema, &table.table])
+    )
 }
 
 /// The key prefix of `url` if it is exactly where this connector exports `table` under
@@ -314,7 +313,7 @@ impl TableSync {
             shared.export_id,
             table_directory(&table.name)
         );
-        tracing::info!(table = %table.name, url, bound = ?bound, "table exported by UNLOAD");
+        tracing::info!(table = %table.name, url, bounded = bound.is_some(), "table exported by UNLOAD");
         self.export = Some(ExportState {
             url,
             bound,
@@ -785,7 +784,7 @@ mod tests {
         let b = table_directory(&TableName::new("a", "b.c"));
         assert_ne!(a, b);
         assert!(a.starts_with("a.b.c-"));
-        assert_eq!(a.len(), "a.b.c-".len() + 32);
+        assert_eq!(a.len(), "a.b.c-".len() + crate::fingerprint::LEN);
         // Names that share their first 64 characters still have directories of their own.
         let long = "x".repeat(80);
         assert_ne!(

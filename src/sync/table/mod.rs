@@ -175,17 +175,19 @@ pub(super) async fn connect_with_retry(
     }
 }
 
-/// Waits `delay`, or returns at once if the host goes away meanwhile.
+/// Waits `delay`, or returns at once if the host goes away or the server stops meanwhile.
 async fn pause(delay: Duration, output: &Output) -> Result<(), SyncError> {
     tokio::select! {
         () = tokio::time::sleep(delay) => Ok(()),
         () = output.closed() => Err(SyncError::HostGone),
+        () = output.stop().raised() => Err(SyncError::ShuttingDown),
     }
 }
 
 /// Why one attempt at a table stopped.
 enum Stop {
     HostGone,
+    ShuttingDown,
     Source(SourceError),
 }
 
@@ -193,6 +195,7 @@ impl From<SyncError> for Stop {
     fn from(err: SyncError) -> Self {
         match err {
             SyncError::Source(err) | SyncError::Table { source: err, .. } => Stop::Source(err),
+            SyncError::ShuttingDown => Stop::ShuttingDown,
             _ => Stop::HostGone,
         }
     }
@@ -263,6 +266,7 @@ pub(super) async fn sync_table(
         table.commit(&shared).await?;
         let err = match stop {
             Stop::HostGone => return Err(SyncError::HostGone),
+            Stop::ShuttingDown => return Err(SyncError::ShuttingDown),
             Stop::Source(err) => err,
         };
         if table.rows > rows_before {
