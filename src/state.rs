@@ -234,6 +234,10 @@ pub struct ExportState {
     /// Rows of the next file already sent.
     #[serde(default)]
     pub rows_done: u64,
+    /// Every file's rows were sent; what is left is deleting the files (a resume does that,
+    /// whether or not they are still there).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_all: bool,
 }
 
 /// Where a table's scan stands (see `sync::position`, which alone decides what it means for
@@ -526,6 +530,7 @@ mod tests {
                     bound: None,
                     files_done: 3,
                     rows_done: 17,
+                    read_all: false,
                 }),
                 table_id: None,
                 columns: Some(vec![SyncedColumn("note".into(), "VARCHAR(256)".into())]),

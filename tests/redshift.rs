@@ -475,9 +475,9 @@ async fn a_silent_scan_connection_is_watched_by_keepalives() {
         &db,
         Settings {
             faults: Faults {
-                // Past the catalog's statements and the clock's (the cursor's bound): the
-                // scan's second fetch.
-                silence_at: Some(6),
+                // Past the catalog's statements, the count of repeated keys (a first sync)
+                // and the clock's (the cursor's bound): the scan's second fetch.
+                silence_at: Some(7),
                 ..Faults::default()
             },
             ..Settings::default()

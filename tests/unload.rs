@@ -480,7 +480,8 @@ async fn a_sync_killed_anywhere_in_its_export_resumes_equal_to_the_source() {
         resumed_from_files >= 2,
         "kills inside the export: {resumed_from_files}"
     );
-    assert!(setup.objects("sync-staging", "exports/").await.is_empty());
+    let left = setup.objects("sync-staging", "exports/").await;
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

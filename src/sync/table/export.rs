@@ -217,20 +217,31 @@ impl TableSync {
             }
         };
         let staging = shared.staging().await;
-        let manifest = self
-            .manifest(shared, session, unload, &staging, &export, &prefix)
-            .await?;
-        if let Err(reason) = progress_fits(&export, &manifest) {
-            self.restart_without_export(
-                shared,
-                &format!("the state's progress through its export does not fit the export's manifest ({reason}), so it is re-synced from the start"),
-            )
-            .await?;
-            return Ok(ExportEnd::NotUsed);
+        if !export.read_all {
+            let manifest = self
+                .manifest(shared, session, unload, &staging, &export, &prefix)
+                .await?;
+            if let Err(reason) = progress_fits(&export, &manifest) {
+                self.restart_without_export(
+                    shared,
+                    &format!("the state's progress through its export does not fit the export's manifest ({reason}), so it is re-synced from the start"),
+                )
+                .await?;
+                return Ok(ExportEnd::NotUsed);
+            }
+            self.read_files(shared, &staging, &manifest).await?;
+            tracing::info!(table = %self.plan.table.name, files = manifest.entries.len(), rows = manifest.rows(), "export read");
+            // Every file sent, and said so before the files go: a sync stopped while they are
+            // deleted resumes here, deletes them and goes on, instead of leaving them behind
+            // or taking a missing manifest for files lost before they were read.
+            let export = self.export.as_mut().expect("reading an export");
+            export.read_all = true;
+            self.send_with_checkpoint(shared, true).await?;
         }
-        self.read_files(shared, &staging, &manifest).await?;
+        self.delete_files(shared, &staging, &prefix, &export.url)
+            .await?;
 
-        // Every file sent: the queries (if any) read on after the bound.
+        // The queries (if any) read on after the bound.
         self.export = None;
         let end = match self.plan.mode {
             Mode::Incremental { .. } => {
@@ -246,8 +257,19 @@ impl TableSync {
                 ExportEnd::PassDone
             }
         };
-        tracing::info!(table = %self.plan.table.name, files = manifest.entries.len(), rows = manifest.rows(), "export read");
-        match staging.delete_prefix(&prefix).await {
+        Ok(end)
+    }
+
+    /// Deletes the files of an export whose rows were all sent; a Warning if they stay (the
+    /// rows were delivered: never a reason to fail the table).
+    async fn delete_files(
+        &mut self,
+        shared: &Shared,
+        staging: &Staging,
+        prefix: &str,
+        url: &str,
+    ) -> Result<(), Stop> {
+        match staging.delete_prefix(prefix).await {
             Ok(deleted) => {
                 tracing::debug!(table = %self.plan.table.name, deleted, "export files deleted")
             }
@@ -255,16 +277,15 @@ impl TableSync {
                 self.warning(
                     &shared.output,
                     format!(
-                        "table {}: the export's files under {} could not be deleted ({err}); a later sync deletes them once they are {} hours old",
+                        "table {}: every row of its export was sent, but the export's files under {url} could not be deleted ({err}); a later sync deletes them once they are {} hours old, if it may",
                         self.plan.table.name,
-                        export.url,
                         ABANDONED_AFTER_S / 3600
                     ),
                 )
                 .await?;
             }
         }
-        Ok(end)
+        Ok(())
     }
 
     /// Decides whether this pass exports, and if so sends its TRUNCATE with the export's
@@ -319,6 +340,7 @@ impl TableSync {
             bound,
             files_done: 0,
             rows_done: 0,
+            read_all: false,
         });
         self.truncate_pending = false;
         self.encoder.push_truncate();
