@@ -1,8 +1,9 @@
-"""dlt's `sql_database` source with its pyarrow backend, loading one PostgreSQL table into a
-DuckDB file: the reference the debug runner's local warehouse is measured against
-(benches/throughput.rs, suite `debug`). dlt's defaults otherwise, as a user would run it.
+"""dlt's `sql_database` source with one of its fast backends (pyarrow, connectorx), loading one
+PostgreSQL table into a DuckDB file: the reference the debug runner's local warehouse is
+measured against (benches/throughput.rs, suite `debug`). dlt's defaults otherwise, as a user
+would run it.
 
-    python dlt_load.py POSTGRES_URL SCHEMA TABLE WORK_DIR
+    python dlt_load.py POSTGRES_URL SCHEMA TABLE BACKEND WORK_DIR
 Prints one JSON line: {"rows": N, "seconds": S} (S: pipeline.run alone, extract to load).
 """
 
@@ -17,7 +18,7 @@ from dlt.sources.sql_database import sql_table
 
 
 def main() -> None:
-    url, schema, table, work = sys.argv[1:5]
+    url, schema, table, backend, work = sys.argv[1:6]
     os.makedirs(work, exist_ok=True)
     database = os.path.join(work, "dlt.duckdb")
     if os.path.exists(database):
@@ -29,7 +30,17 @@ def main() -> None:
         dataset_name="bench",
         progress=None,
     )
-    source = sql_table(credentials=url, schema=schema, table=table, backend="pyarrow")
+    # dlt reflects the table through SQLAlchemy, whose URL names its driver; ConnectorX reads
+    # the rows through a connection string of its own.
+    credentials = url.replace("postgresql://", "postgresql+psycopg2://", 1)
+    backend_kwargs = {"conn": url} if backend == "connectorx" else {}
+    source = sql_table(
+        credentials=credentials,
+        schema=schema,
+        table=table,
+        backend=backend,
+        backend_kwargs=backend_kwargs,
+    )
     started = time.monotonic()
     pipeline.run(source, write_disposition="replace")
     seconds = time.monotonic() - started

@@ -20,8 +20,9 @@
 //!   record) apart, against the direct path and COPY;
 //! - `tables`: 200 and 2,000 small tables in one Update (`BENCH_TABLES`);
 //! - `debug`: the debug runner (`fivetran_source debug`, its SQLite warehouse) syncing the
-//!   demo's `customers` table, against dlt's `sql_database` source (pyarrow backend) loading
-//!   the same table into DuckDB, and COPY.
+//!   demo's `customers` table, its keys out of order as a cursor delivers them (and in order,
+//!   a line of its own), against dlt's `sql_database` source (pyarrow and ConnectorX backends)
+//!   loading the same table into DuckDB, and COPY; at N and 10N (`BENCH_DEBUG_SCALES`).
 //!
 //! ```text
 //! cargo bench --bench throughput
@@ -195,9 +196,10 @@ async fn run(postgres: &'static LocalPostgres, params: &Params) -> Result<(), Bo
         if params.runs("unload") {
             unload(postgres, rows, params).await?;
         }
-        if params.runs("debug") {
-            debug_runner(&admin, &base, rows, params).await?;
-        }
+    }
+    // The debug suite has scales of its own (BENCH_DEBUG_SCALES).
+    if params.runs("debug") {
+        debug_runner(&admin, &base, params).await?;
     }
     if params.runs("tables") {
         let counts: Vec<usize> = list("BENCH_TABLES", "200,2000")
@@ -273,78 +275,207 @@ async fn many_tables(
     Ok(())
 }
 
-/// The debug runner as users run it (`fivetran_source debug`, a fresh process, a new
-/// warehouse), against dlt loading the same table from the same database into DuckDB: both
-/// write a local file a user can query. dlt's time is its `pipeline.run` alone (its process
-/// also spends about two seconds importing), so the comparison favours it.
-async fn debug_runner(
+/// How the `customers` table's cursor orders its keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyOrder {
+    /// `updated_at` independent of `customer_id`, as in users' tables: a table read by its
+    /// cursor delivers keys in any order (the default).
+    Shuffled,
+    /// `updated_at` rising with `customer_id`: keys arrive in order.
+    InOrder,
+}
+
+/// The demo's `customers` table (`public.<name>`, N rows), its cursor ordered as `order` says.
+async fn create_customers(
     admin: &Client,
-    base: &HashMap<String, String>,
+    name: &str,
     rows: u64,
-    params: &Params,
+    order: KeyOrder,
 ) -> Result<(), BoxError> {
-    let rows_u32 = u32::try_from(rows).map_err(|_| "BENCH_ROWS: at most 4e9 for this suite")?;
-    fivetran_source::debug::demo::create_customers(admin, rows_u32).await?;
+    // Shuffled: a hash of the key (md5's first 32 bits) as microseconds, about 72 minutes of
+    // distinct times in no relation to the key; in order: a second per key.
+    let updated_at = match order {
+        KeyOrder::Shuffled => {
+            "TIMESTAMP '2024-01-01' + ('x' || substr(md5(i::TEXT), 1, 8))::BIT(32)::BIGINT * INTERVAL '1 microsecond'"
+        }
+        KeyOrder::InOrder => "TIMESTAMP '2024-01-01' + i * INTERVAL '1 second'",
+    };
     admin
-        .batch_execute("VACUUM ANALYZE public.customers")
+        .batch_execute(&format!(
+            "CREATE TABLE public.{name} (
+                 customer_id INT PRIMARY KEY,
+                 first_name VARCHAR(64) NOT NULL,
+                 last_name VARCHAR(64) NOT NULL,
+                 email VARCHAR(256) NOT NULL,
+                 updated_at TIMESTAMP NOT NULL);
+             INSERT INTO public.{name}
+               SELECT i,
+                      (ARRAY['Ada','Grace','Alan','Edsger','Barbara','Donald','Frances','Ken','Margaret','Zoë'])[1 + i % 10],
+                      (ARRAY['Lovelace','Hopper','Turing','Dijkstra','Liskov','Knuth','Allen','Thompson','Hamilton','Wirth'])[1 + (i / 10) % 10],
+                      'customer' || i || '@example.com',
+                      {updated_at}
+               FROM generate_series(1, {rows}) AS i;
+             CREATE INDEX ON public.{name} (updated_at, customer_id);"
+        ))
         .await?;
-    let config = with(base, &[(keys::TABLES, "public.customers")]);
-    let sql = scan_sql(&config).await?;
-    copy_out(admin, &sql).await?; // warm the caches before anything is timed
-    let python = dlt_python()?;
-    let work = tempfile::tempdir()?;
-    let (mut copies, mut runners, mut dlts) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..params.repeat {
-        copies.push(checked(copy_out(admin, &sql).await?, rows)?);
-        runners.push(checked(debug_binary(&config, work.path())?, rows)?);
-        dlts.push(checked(dlt_load(&python, base, work.path())?, rows)?);
-    }
-    report(
-        &format!("debug runner vs dlt, {rows} `customers` rows into a local file"),
-        &[
-            Line {
-                label: "COPY TO STDOUT (baseline)".into(),
-                runs: copies,
-            },
-            Line {
-                label: "debug runner -> SQLite".into(),
-                runs: runners,
-            },
-            Line {
-                label: "dlt sql_database pyarrow->DuckDB".into(),
-                runs: dlts,
-            },
-        ],
-    );
-    println!("  debug runner: CPU is its whole process (server, client and SQLite); dlt: its");
-    println!("  Python process and children, whole; its rows/s is from pipeline.run alone.");
-    println!();
-    admin.batch_execute("DROP TABLE public.customers").await?;
+    // Apart: VACUUM cannot run inside the transaction a batch of statements is.
+    admin
+        .batch_execute(&format!("VACUUM ANALYZE public.{name}"))
+        .await?;
     Ok(())
 }
 
-/// One `fivetran_source debug --reset` run into a new warehouse; rows are the warehouse's.
+/// The debug runner as users run it (`fivetran_source debug`, a fresh process, a new
+/// warehouse, process start to exit), against dlt loading the same table from the same
+/// database into DuckDB with each of its fast backends (pyarrow, ConnectorX): each writes a
+/// local file a user can query. dlt's time is its `pipeline.run` alone (its process also spends
+/// about two seconds importing), so the comparison favours it. The table's keys arrive out of
+/// order, as a cursor delivers them; the runner on the same rows with keys in order is a line
+/// of its own.
+async fn debug_runner(
+    admin: &Client,
+    base: &HashMap<String, String>,
+    params: &Params,
+) -> Result<(), BoxError> {
+    let python = dlt_python()?;
+    let scales: Vec<u64> = list("BENCH_DEBUG_SCALES", "1,10")
+        .iter()
+        .map(|s| s.parse().expect("BENCH_DEBUG_SCALES: numbers"))
+        .collect();
+    for scale in scales {
+        let rows = params.rows * scale;
+        create_customers(admin, "customers", rows, KeyOrder::Shuffled).await?;
+        create_customers(admin, "customers_in_order", rows, KeyOrder::InOrder).await?;
+        let shuffled = with(base, &[(keys::TABLES, "public.customers")]);
+        let in_order = with(base, &[(keys::TABLES, "public.customers_in_order")]);
+        let sql = scan_sql(&shuffled).await?;
+        copy_out(admin, &sql).await?; // warm the caches before anything is timed
+        let work = tempfile::tempdir()?;
+        let mut lines: Vec<Line> = [
+            "COPY TO STDOUT (baseline)",
+            "debug runner, keys out of order",
+            "debug runner, keys in order",
+            "dlt pyarrow -> DuckDB",
+            "dlt ConnectorX -> DuckDB",
+        ]
+        .iter()
+        .map(|label| Line {
+            label: label.to_string(),
+            runs: Vec::new(),
+        })
+        .collect();
+        for _ in 0..params.repeat {
+            lines[0]
+                .runs
+                .push(checked(copy_out(admin, &sql).await?, rows)?);
+            let runner = debug_binary(&shuffled, "customers", work.path())?;
+            lines[1].runs.push(checked(runner, rows)?);
+            let runner = debug_binary(&in_order, "customers_in_order", work.path())?;
+            lines[2].runs.push(checked(runner, rows)?);
+            for (line, backend) in [(3, "pyarrow"), (4, "connectorx")] {
+                let loaded = dlt_load(&python, base, "customers", backend, work.path())?;
+                lines[line].runs.push(checked(loaded, rows)?);
+            }
+        }
+        report(
+            &format!("debug runner vs dlt, {rows} `customers` rows into a local file"),
+            &lines,
+        );
+        let rate = |line: &Line| {
+            let mut rates: Vec<f64> = line
+                .runs
+                .iter()
+                .map(|s| s.rows as f64 / s.wall.as_secs_f64())
+                .collect();
+            rates.sort_by(f64::total_cmp);
+            rates[rates.len() / 2]
+        };
+        println!(
+            "  runner (keys out of order) / dlt ConnectorX: {:.2}x; / dlt pyarrow: {:.2}x; keys in order / out of order: {:.2}x",
+            rate(&lines[1]) / rate(&lines[4]),
+            rate(&lines[1]) / rate(&lines[3]),
+            rate(&lines[2]) / rate(&lines[1]),
+        );
+        println!("  debug runner: wall time from process start to exit; CPU and peak RSS are its");
+        println!("  whole process (server, client and SQLite). dlt: its Python process and");
+        println!("  children, whole; its rows/s is from pipeline.run alone.");
+        println!();
+        admin
+            .batch_execute("DROP TABLE public.customers; DROP TABLE public.customers_in_order")
+            .await?;
+    }
+    Ok(())
+}
+
+/// Runs `command` to its end, its output collected; its wall time, CPU and peak RSS (from
+/// `wait4`, this child's alone).
+fn run_measured(command: &mut Command) -> Result<(std::process::Output, Sample), BoxError> {
+    use std::io::Read as _;
+    let started = Instant::now();
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let out = std::thread::spawn(move || {
+        let mut buffer = Vec::new();
+        let _ = stdout.read_to_end(&mut buffer);
+        buffer
+    });
+    let err = std::thread::spawn(move || {
+        let mut buffer = Vec::new();
+        let _ = stderr.read_to_end(&mut buffer);
+        buffer
+    });
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: wait4 on a child of this process, writing into the values given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::wait4(pid, &mut status, 0, &mut usage) } != pid {
+        return Err("wait4 failed".into());
+    }
+    let wall = started.elapsed();
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let output = std::process::Output {
+        status: std::os::unix::process::ExitStatusExt::from_raw(status),
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    };
+    let sample = Sample {
+        wall,
+        work_cpu: Some(Duration::from_secs_f64(
+            seconds(usage.ru_utime) + seconds(usage.ru_stime),
+        )),
+        // ru_maxrss is in KiB on Linux.
+        peak_rss: Some(usage.ru_maxrss as u64 * 1024),
+        ..Sample::default()
+    };
+    Ok((output, sample))
+}
+
+/// One `fivetran_source debug --reset` run of `table` into a new warehouse; rows are the
+/// warehouse's.
 fn debug_binary(
     config: &HashMap<String, String>,
+    table: &str,
     work: &std::path::Path,
 ) -> Result<Sample, BoxError> {
     let configuration = work.join("configuration.json");
     std::fs::write(&configuration, serde_json::to_string(config)?)?;
     let (state, warehouse) = (work.join("state.json"), work.join("warehouse.db"));
-    let cpu = children_cpu();
-    let started = Instant::now();
-    let output = Command::new(env!("CARGO_BIN_EXE_fivetran_source"))
-        .arg("debug")
-        .arg("--configuration")
-        .arg(&configuration)
-        .arg("--state")
-        .arg(&state)
-        .arg("--warehouse")
-        .arg(&warehouse)
-        .arg("--reset")
-        .stdin(Stdio::null())
-        .output()?;
-    let wall = started.elapsed();
+    let (output, sample) = run_measured(
+        Command::new(env!("CARGO_BIN_EXE_fivetran_source"))
+            .arg("debug")
+            .arg("--configuration")
+            .arg(&configuration)
+            .arg("--state")
+            .arg(&state)
+            .arg("--warehouse")
+            .arg(&warehouse)
+            .arg("--reset"),
+    )?;
     if !output.status.success() {
         return Err(format!(
             "the debug runner failed: {}",
@@ -353,39 +484,38 @@ fn debug_binary(
         .into());
     }
     let rows: i64 = rusqlite::Connection::open(&warehouse)?.query_row(
-        "SELECT COUNT(*) FROM \"public.customers\" WHERE _fivetran_deleted = 0",
+        &format!("SELECT COUNT(*) FROM \"public.{table}\" WHERE _fivetran_deleted = 0"),
         [],
         |row| row.get(0),
     )?;
     Ok(Sample {
-        wall,
         rows: rows as u64,
-        work_cpu: since(cpu, children_cpu()),
-        ..Sample::default()
+        ..sample
     })
 }
 
-/// One dlt load (`benches/dlt_load.py`) of the same table into a new DuckDB file.
+/// One dlt load (`benches/dlt_load.py`) of `table` with `backend` into a new DuckDB file.
 fn dlt_load(
     python: &std::path::Path,
     base: &HashMap<String, String>,
+    table: &str,
+    backend: &str,
     work: &std::path::Path,
 ) -> Result<Sample, BoxError> {
     let url = format!(
-        "postgresql+psycopg2://{}:{}@{}:{}/{}?sslmode=require",
+        "postgresql://{}:{}@{}:{}/{}?sslmode=require",
         base[keys::USER],
         base[keys::PASSWORD],
         base[keys::HOST],
         base[keys::PORT],
         base[keys::DATABASE]
     );
-    let cpu = children_cpu();
-    let output = Command::new(python)
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/dlt_load.py"))
-        .args([url.as_str(), "public", "customers"])
-        .arg(work.join("dlt"))
-        .stdin(Stdio::null())
-        .output()?;
+    let (output, sample) = run_measured(
+        Command::new(python)
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/dlt_load.py"))
+            .args([url.as_str(), "public", table, backend])
+            .arg(work.join("dlt")),
+    )?;
     if !output.status.success() {
         return Err(format!("dlt failed: {}", String::from_utf8_lossy(&output.stderr)).into());
     }
@@ -398,8 +528,7 @@ fn dlt_load(
     Ok(Sample {
         wall: Duration::from_secs_f64(result["seconds"].as_f64().unwrap_or_default()),
         rows: result["rows"].as_u64().unwrap_or_default(),
-        work_cpu: since(cpu, children_cpu()),
-        ..Sample::default()
+        ..sample
     })
 }
 
@@ -429,17 +558,6 @@ fn dlt_python() -> Result<std::path::PathBuf, BoxError> {
         std::fs::write(&marker, REQUIREMENTS)?;
     }
     Ok(venv.join("bin/python"))
-}
-
-/// CPU time of this process's children that have been waited for.
-fn children_cpu() -> Option<Duration> {
-    // SAFETY: getrusage writes into the struct it is given.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) } != 0 {
-        return None;
-    }
-    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    Some(time(usage.ru_utime) + time(usage.ru_stime))
 }
 
 fn with(config: &HashMap<String, String>, pairs: &[(&str, &str)]) -> HashMap<String, String> {

@@ -253,7 +253,9 @@ impl Run<'_> {
         // Dropping the stream cancels the call, so the server stops producing.
         drop(stream);
         result?;
-        self.writer.commit().await?;
+        self.progress
+            .phase("indexing the loaded tables by their keys");
+        self.writer.finish_and_commit().await?;
         if let Some(state_json) = self.unsaved_state.take() {
             self.state_file.save(&state_json)?;
         }

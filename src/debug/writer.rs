@@ -28,6 +28,8 @@ enum Job {
     Apply(Vec<proto::Record>),
     Declare(TableKey, TableDef, Reply<Declared>),
     Commit(Reply<()>),
+    /// Builds the key indexes set aside while tables loaded (see `warehouse`), then commits.
+    FinishAndCommit(Reply<usize>),
     Rollback(Reply<()>),
 }
 
@@ -64,6 +66,13 @@ impl WarehouseWriter {
     pub async fn commit(&self) -> Result<(), DebugError> {
         let (reply, answer) = oneshot::channel();
         self.send(Job::Commit(reply)).await?;
+        Self::answer(answer).await
+    }
+
+    /// Builds the key indexes set aside while tables loaded, and commits: the end of a run.
+    pub async fn finish_and_commit(&self) -> Result<usize, DebugError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::FinishAndCommit(reply)).await?;
         Self::answer(answer).await
     }
 
@@ -117,6 +126,15 @@ fn write(mut warehouse: Warehouse, mut queue: mpsc::Receiver<Job>) -> Warehouse 
                 let result = match failed.take() {
                     Some(err) => Err(err),
                     None => warehouse.commit(),
+                };
+                let _ = reply.send(result);
+            }
+            Job::FinishAndCommit(reply) => {
+                let result = match failed.take() {
+                    Some(err) => Err(err),
+                    None => warehouse
+                        .build_key_indexes()
+                        .and_then(|built| warehouse.commit().map(|()| built)),
                 };
                 let _ = reply.send(result);
             }

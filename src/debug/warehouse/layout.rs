@@ -150,7 +150,8 @@ impl TableDef {
             .collect()
     }
 
-    /// `CREATE TABLE` for this layout.
+    /// `CREATE TABLE` for this layout: the columns, the key's NOT NULL; the key's unique index
+    /// is the warehouse's to build.
     pub fn create_sql(&self, key: &TableKey) -> String {
         let mut parts: Vec<String> = self
             .columns
@@ -173,8 +174,7 @@ impl TableDef {
         }
         parts.push(format!("{} TEXT NOT NULL", quote(SYNCED)));
         parts.push(format!("{} BOOLEAN NOT NULL DEFAULT 0", quote(DELETED)));
-        let key_columns: Vec<String> = self.sqlite_key().iter().map(|c| quote(c)).collect();
-        parts.push(format!("PRIMARY KEY ({})", key_columns.join(", ")));
+        // The key is a unique index of its own (see `warehouse`'s note on loads).
         format!(
             "CREATE TABLE {} ({})",
             quote(&key.sqlite_name()),
@@ -285,7 +285,7 @@ mod tests {
             def.create_sql(&key),
             "CREATE TABLE \"public.customers\" (\"customer_id\" INTEGER NOT NULL, \
              \"balance\" TEXT, \"_fivetran_synced\" TEXT NOT NULL, \
-             \"_fivetran_deleted\" BOOLEAN NOT NULL DEFAULT 0, PRIMARY KEY (\"customer_id\"))"
+             \"_fivetran_deleted\" BOOLEAN NOT NULL DEFAULT 0)"
         );
     }
 

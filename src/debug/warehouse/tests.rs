@@ -72,7 +72,9 @@ fn open() -> (tempfile::TempDir, Warehouse) {
 }
 
 /// `(id, name, balance, deleted)` of every row, by id.
-fn rows(warehouse: &Warehouse) -> Vec<(i64, Option<String>, Option<String>, bool)> {
+fn rows(warehouse: &mut Warehouse) -> Vec<(i64, Option<String>, Option<String>, bool)> {
+    // A loaded table's duplicates go when its key index is built (a run builds it at its end).
+    warehouse.build_key_indexes().unwrap();
     let mut statement = warehouse
         .conn
         .prepare(
@@ -96,7 +98,7 @@ fn upsert_replaces_by_primary_key() {
     warehouse.apply(&upsert(1, "Anne")).unwrap();
     warehouse.commit().unwrap();
     assert_eq!(
-        rows(&warehouse),
+        rows(&mut warehouse),
         vec![
             (1, Some("Anne".into()), Some("1.10".into()), false),
             (2, Some("Bob".into()), Some("1.10".into()), false),
@@ -119,7 +121,7 @@ fn update_changes_only_the_columns_it_carries() {
         .unwrap();
     assert_eq!((table, record_type), (key(), RecordType::Update));
     assert_eq!(
-        rows(&warehouse),
+        rows(&mut warehouse),
         vec![(1, Some("Ann".into()), Some("2.00".into()), false)]
     );
 }
@@ -132,10 +134,10 @@ fn delete_is_soft_and_upsert_revives() {
     warehouse
         .apply(&record(RecordType::Delete, &[("id", Inner::Int(1))]))
         .unwrap();
-    let deleted: Vec<bool> = rows(&warehouse).iter().map(|r| r.3).collect();
+    let deleted: Vec<bool> = rows(&mut warehouse).iter().map(|r| r.3).collect();
     assert_eq!(deleted, vec![true, false]);
     warehouse.apply(&upsert(1, "Ann")).unwrap();
-    assert!(rows(&warehouse).iter().all(|r| !r.3));
+    assert!(rows(&mut warehouse).iter().all(|r| !r.3));
 }
 
 #[test]
@@ -149,7 +151,7 @@ fn truncate_deletes_only_rows_synced_before_it() {
     warehouse.apply(&upsert(2, "Bob")).unwrap();
     warehouse.apply(&upsert(3, "Cy")).unwrap();
     warehouse.commit().unwrap();
-    let live: Vec<(i64, bool)> = rows(&warehouse).iter().map(|r| (r.0, r.3)).collect();
+    let live: Vec<(i64, bool)> = rows(&mut warehouse).iter().map(|r| (r.0, r.3)).collect();
     assert_eq!(live, vec![(1, true), (2, false), (3, false)]);
 }
 
@@ -164,7 +166,7 @@ fn rollback_drops_uncommitted_writes_and_reopen_keeps_committed_ones() {
         warehouse.commit().unwrap();
         warehouse.apply(&upsert(2, "Bob")).unwrap();
         warehouse.rollback().unwrap();
-        assert_eq!(rows(&warehouse).len(), 1);
+        assert_eq!(rows(&mut warehouse).len(), 1);
         warehouse.apply(&upsert(3, "Cy")).unwrap();
         // Dropped without commit: as if the process had been killed.
     }
@@ -173,7 +175,7 @@ fn rollback_drops_uncommitted_writes_and_reopen_keeps_committed_ones() {
         warehouse.declare(&key(), customers()).unwrap(),
         Declared::Unchanged
     );
-    let ids: Vec<i64> = rows(&warehouse).iter().map(|r| r.0).collect();
+    let ids: Vec<i64> = rows(&mut warehouse).iter().map(|r| r.0).collect();
     assert_eq!(ids, vec![1]);
 }
 
@@ -271,6 +273,7 @@ fn undeclared_columns_are_added_with_an_inferred_type() {
             &[("id", Inner::Int(1)), ("score", Inner::Double(1.5))],
         ))
         .unwrap();
+    warehouse.build_key_indexes().unwrap();
     let score: f64 = warehouse
         .conn
         .query_row("SELECT score FROM \"public.customers\"", [], |row| {
@@ -299,6 +302,7 @@ fn redeclaring_adds_columns_and_refuses_a_new_key() {
 fn values_are_stored_with_their_sqlite_types() {
     let (_dir, mut warehouse) = open();
     warehouse.apply(&upsert(1, "Zoë")).unwrap();
+    warehouse.build_key_indexes().unwrap();
     let (synced, balance): (Value, Value) = warehouse
         .conn
         .query_row(
@@ -318,4 +322,119 @@ fn values_are_stored_with_their_sqlite_types() {
         "{synced}"
     );
     assert!(synced.ends_with('Z'));
+}
+
+/// The key index of a table (if built) and the live rows' ids, by id.
+fn key_index(warehouse: &Warehouse) -> Option<String> {
+    warehouse
+        .conn
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'public.customers'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()
+        .unwrap()
+}
+
+#[test]
+fn a_load_appends_in_any_key_order_and_builds_its_key_index_at_the_end() {
+    let (_dir, mut warehouse) = open();
+    // A new table loads with its key index set aside; a key sent twice (a row changed during
+    // the load) keeps its later row once the index is built.
+    for id in [5, 3, 9, 1, 3] {
+        let name = if id == 3 { "later" } else { "x" };
+        warehouse.apply(&upsert(id, name)).unwrap();
+    }
+    warehouse.apply(&upsert(3, "latest")).unwrap();
+    assert_eq!(key_index(&warehouse), None, "no index while loading");
+    assert_eq!(warehouse.build_key_indexes().unwrap(), 1);
+    let index = key_index(&warehouse).expect("the key index");
+    assert!(index.starts_with("CREATE UNIQUE INDEX"), "{index}");
+    let rows = rows(&mut warehouse);
+    let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    assert_eq!(ids, vec![1, 3, 5, 9]);
+    assert_eq!(rows[1].1.as_deref(), Some("latest"));
+    // From then on UPSERTs replace by key through the index.
+    warehouse.apply(&upsert(9, "again")).unwrap();
+    let rows = self::rows(&mut warehouse);
+    assert_eq!(rows.len(), 4);
+    assert_eq!(rows[3].1.as_deref(), Some("again"));
+}
+
+#[test]
+fn a_truncate_sets_the_index_aside_and_a_delete_builds_it_first() {
+    let (_dir, mut warehouse) = open();
+    warehouse.apply(&upsert(1, "a")).unwrap();
+    warehouse.apply(&upsert(2, "b")).unwrap();
+    warehouse.build_key_indexes().unwrap();
+    assert!(key_index(&warehouse).is_some());
+    warehouse.apply(&record(RecordType::Truncate, &[])).unwrap();
+    assert_eq!(key_index(&warehouse), None, "a re-sync loads appended");
+    warehouse.apply(&upsert(2, "b2")).unwrap();
+    // A DELETE finds its row by key: the index is built first (the re-sent row replaces the
+    // truncated one).
+    warehouse
+        .apply(&record(RecordType::Delete, &[("id", Inner::Int(2))]))
+        .unwrap();
+    assert!(key_index(&warehouse).is_some());
+    let live: Vec<(i64, Option<String>, bool)> = rows(&mut warehouse)
+        .into_iter()
+        .map(|r| (r.0, r.1, r.3))
+        .collect();
+    assert_eq!(
+        live,
+        vec![(1, Some("a".into()), true), (2, Some("b2".into()), true)]
+    );
+}
+
+#[test]
+fn a_load_killed_before_its_index_was_built_is_healed_when_the_warehouse_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("warehouse.db");
+    {
+        let mut warehouse = Warehouse::open(&path).unwrap();
+        warehouse.declare(&key(), customers()).unwrap();
+        warehouse.apply(&upsert(2, "old")).unwrap();
+        warehouse.apply(&upsert(1, "a")).unwrap();
+        warehouse.apply(&upsert(2, "new")).unwrap();
+        warehouse.commit().unwrap();
+        // Killed: the index was never built, and key 2 has two rows.
+    }
+    let mut warehouse = Warehouse::open(&path).unwrap();
+    assert!(
+        key_index(&warehouse).is_some(),
+        "built when the warehouse opened"
+    );
+    warehouse.declare(&key(), customers()).unwrap();
+    let rows = rows(&mut warehouse);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1].1.as_deref(), Some("new"));
+}
+
+#[test]
+fn an_earlier_releases_table_keeps_its_primary_key_and_loads_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("warehouse.db");
+    {
+        let connection = Connection::open(&path).unwrap();
+        connection
+            .execute_batch(
+                "CREATE TABLE \"public.customers\" (\"id\" INTEGER NOT NULL, \"name\" TEXT, \
+                 \"balance\" TEXT, \"_fivetran_synced\" TEXT NOT NULL, \
+                 \"_fivetran_deleted\" BOOLEAN NOT NULL DEFAULT 0, PRIMARY KEY (\"id\"))",
+            )
+            .unwrap();
+    }
+    let mut warehouse = Warehouse::open(&path).unwrap();
+    assert_eq!(
+        warehouse.declare(&key(), customers()).unwrap(),
+        Declared::Unchanged
+    );
+    warehouse.apply(&record(RecordType::Truncate, &[])).unwrap();
+    for id in [2, 1, 2] {
+        warehouse.apply(&upsert(id, "x")).unwrap();
+    }
+    assert_eq!(warehouse.build_key_indexes().unwrap(), 0);
+    assert_eq!(rows(&mut warehouse).len(), 2);
 }
