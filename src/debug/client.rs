@@ -7,17 +7,21 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use bytes::{Buf as _, Bytes};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::codec::{CompressionEncoding, Streaming};
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, Streaming};
+use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::{Channel, Endpoint};
+use tonic::Status;
+use tonic_prost::ProstEncoder;
 
 use super::error::DebugError;
 use crate::proto::source_connector_client::SourceConnectorClient;
 use crate::proto::{
     ConfigurationFormRequest, ConfigurationFormResponse, SchemaRequest, SchemaResponse,
-    TestRequest, TestResponse, UpdateRequest, UpdateResponse,
+    TestRequest, TestResponse, UpdateRequest,
 };
 use crate::server::MAX_MESSAGE_BYTES;
 
@@ -37,6 +41,9 @@ pub enum ServerTarget {
 /// A connection to the connector; owns the in-process server when there is one.
 pub struct Connection {
     client: SourceConnectorClient<Channel>,
+    /// The same channel, for `Update`, whose responses are read as bytes (see
+    /// [`Connection::update`]).
+    channel: Channel,
     server: Option<InProcessServer>,
     address: String,
 }
@@ -62,8 +69,9 @@ impl Connection {
                 let server = InProcessServer { shutdown, task };
                 let address = addr.to_string();
                 match connect(&address).await {
-                    Ok(client) => Ok(Self {
+                    Ok((client, channel)) => Ok(Self {
                         client,
+                        channel,
                         server: Some(server),
                         address: format!("{address} (in-process)"),
                     }),
@@ -73,11 +81,15 @@ impl Connection {
                     }
                 }
             }
-            ServerTarget::Remote(address) => Ok(Self {
-                client: connect(address).await?,
-                server: None,
-                address: address.clone(),
-            }),
+            ServerTarget::Remote(address) => {
+                let (client, channel) = connect(address).await?;
+                Ok(Self {
+                    client,
+                    channel,
+                    server: None,
+                    address: address.clone(),
+                })
+            }
         }
     }
 
@@ -124,12 +136,19 @@ impl Connection {
             .map_err(DebugError::rpc("Schema"))
     }
 
-    pub async fn update(
-        &mut self,
-        request: UpdateRequest,
-    ) -> Result<Streaming<UpdateResponse>, DebugError> {
-        self.client
-            .update(request)
+    /// `Update`, its responses as each message's bytes: the runner reads records from them
+    /// without prost's maps (see `records`), and decodes the other operations with prost.
+    pub async fn update(&mut self, request: UpdateRequest) -> Result<Streaming<Bytes>, DebugError> {
+        let mut grpc = tonic::client::Grpc::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+            .accept_compressed(CompressionEncoding::Gzip);
+        grpc.ready()
+            .await
+            .map_err(|err| Status::unavailable(format!("the connection is not ready: {err}")))
+            .map_err(DebugError::rpc("Update"))?;
+        let path = PathAndQuery::from_static("/fivetran_sdk.v2.SourceConnector/Update");
+        grpc.server_streaming(tonic::Request::new(request), path, RawResponses)
             .await
             .map(tonic::Response::into_inner)
             .map_err(DebugError::rpc("Update"))
@@ -161,8 +180,38 @@ impl InProcessServer {
     }
 }
 
-/// A client with the hosts' settings: 128 MiB messages both ways, gzip accepted.
-async fn connect(address: &str) -> Result<SourceConnectorClient<Channel>, DebugError> {
+/// `Update`'s codec on the host side: the request encoded by prost, each response handed over
+/// as its bytes.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawResponses;
+
+impl Codec for RawResponses {
+    type Encode = UpdateRequest;
+    type Decode = Bytes;
+    type Encoder = ProstEncoder<UpdateRequest>;
+    type Decoder = RawResponses;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        ProstEncoder::default()
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawResponses
+    }
+}
+
+impl Decoder for RawResponses {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+/// A client with the hosts' settings: 128 MiB messages both ways, gzip accepted; and its
+/// channel.
+async fn connect(address: &str) -> Result<(SourceConnectorClient<Channel>, Channel), DebugError> {
     let uri = if address.contains("://") {
         address.to_string()
     } else {
@@ -180,8 +229,9 @@ async fn connect(address: &str) -> Result<SourceConnectorClient<Channel>, DebugE
             address: address.to_string(),
             source,
         })?;
-    Ok(SourceConnectorClient::new(channel)
+    let client = SourceConnectorClient::new(channel.clone())
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
-        .accept_compressed(CompressionEncoding::Gzip))
+        .accept_compressed(CompressionEncoding::Gzip);
+    Ok((client, channel))
 }

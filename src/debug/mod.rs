@@ -19,6 +19,7 @@ pub mod demo;
 pub mod error;
 pub mod local_postgres;
 pub mod progress;
+pub mod records;
 pub mod runner;
 pub mod state_file;
 pub mod summary;

@@ -5,7 +5,8 @@
 //!                                                              │ stream
 //!     Record/Records ─► counted, queued to the writer thread ◄─┤  (`writer`: SQLite
 //!     SchemaChange   ─► create/alter tables (same transaction) ◄┤   applies them in order,
-//!     Checkpoint     ─► COMMIT (awaited), then save state_json ◄┤   beside the stream)
+//!     Checkpoint     ─► COMMIT queued; its state_json saved    ◄┤   beside the stream)
+//!                        once it is durable
 //!     Warning        ─► shown, counted; Task ─► run fails ◄─────┘
 //! ```
 //!
@@ -18,23 +19,28 @@
 //! A commit and a state save cost three `fsync`s, so not every checkpoint is made durable:
 //! the first of a run is, then at most one per [`RunOptions::commit_interval`], and the last
 //! at the stream's end. A state saved less often is an older one, which the invariant allows:
-//! a kill then replays a little more.
+//! a kill then replays a little more. A commit is queued behind the records it covers and the
+//! stream is read on while it runs; its state is saved when it is durable (at the next due
+//! checkpoint, or the end), so the pipeline never drains to wait for one.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use bytes::Bytes;
+use prost::Message as _;
 use tonic::codec::Streaming;
 
 use super::catalog::Catalog;
 use super::client::{Connection, ServerTarget};
 use super::error::DebugError;
 use super::progress::{Progress, ProgressMode};
+use super::records::RecordBatch;
 use super::state_file::StateFile;
 use super::summary::Summary;
 use super::warehouse::layout::TableKey;
 use super::warehouse::{Declared, Warehouse};
-use super::writer::WarehouseWriter;
+use super::writer::{PendingCommit, WarehouseWriter};
 use crate::proto::{self, test_response, update_response};
 
 /// Hosts reject a `Records` message with more records than this (wire contract).
@@ -121,8 +127,14 @@ pub async fn run_sync(options: &RunOptions) -> Result<Summary, DebugError> {
         records: 0,
         unsaved_state: None,
         last_commit: None,
+        in_flight: None,
     };
     let result = run.sync(&mut connection, state).await;
+    // A run that failed (not one a test stops as a kill would) still saves the state of its
+    // last commit once that is durable: the next run replays less.
+    if matches!(&result, Err(err) if !matches!(err, DebugError::Stopped { .. })) {
+        let _ = run.settle_commit().await;
+    }
     let mut summary = run.summary;
     progress.finish();
     connection.close().await;
@@ -221,6 +233,9 @@ struct Run<'a> {
     unsaved_state: Option<String>,
     /// When this run last committed at a checkpoint.
     last_commit: Option<Instant>,
+    /// A commit under way and the state to save once it is durable: the stream is read on
+    /// meanwhile, so the pipeline (server, client, writer) does not drain at every commit.
+    in_flight: Option<(PendingCommit, String)>,
 }
 
 impl Run<'_> {
@@ -253,6 +268,7 @@ impl Run<'_> {
         // Dropping the stream cancels the call, so the server stops producing.
         drop(stream);
         result?;
+        self.settle_commit().await?;
         self.progress
             .phase("indexing the loaded tables by their keys");
         self.writer.finish_and_commit().await?;
@@ -262,26 +278,32 @@ impl Run<'_> {
         Ok(())
     }
 
-    async fn consume(
-        &mut self,
-        stream: &mut Streaming<proto::UpdateResponse>,
-    ) -> Result<(), DebugError> {
-        while let Some(response) = stream.message().await.map_err(DebugError::rpc("Update"))? {
+    async fn consume(&mut self, stream: &mut Streaming<Bytes>) -> Result<(), DebugError> {
+        while let Some(message) = stream.message().await.map_err(DebugError::rpc("Update"))? {
+            // Records are read from the message's bytes; any other operation by prost.
+            if let Some(batch) = RecordBatch::parse_response(message.clone())
+                .map_err(|err| DebugError::Protocol(err.to_string()))?
+            {
+                if batch.records.len() > MAX_RECORDS_PER_MESSAGE {
+                    return Err(DebugError::Protocol(format!(
+                        "a Records message carries {} records; hosts take at most {MAX_RECORDS_PER_MESSAGE}",
+                        batch.records.len()
+                    )));
+                }
+                self.records(batch).await?;
+                continue;
+            }
+            let response = proto::UpdateResponse::decode(message).map_err(|err| {
+                DebugError::Protocol(format!("an UpdateResponse prost cannot decode: {err}"))
+            })?;
             let Some(operation) = response.operation else {
                 return Err(DebugError::Protocol(
                     "an UpdateResponse with no operation".into(),
                 ));
             };
             match operation {
-                update_response::Operation::Record(record) => self.records(vec![record]).await?,
-                update_response::Operation::Records(batch) => {
-                    if batch.records.len() > MAX_RECORDS_PER_MESSAGE {
-                        return Err(DebugError::Protocol(format!(
-                            "a Records message carries {} records; hosts take at most {MAX_RECORDS_PER_MESSAGE}",
-                            batch.records.len()
-                        )));
-                    }
-                    self.records(batch.records).await?;
+                update_response::Operation::Record(_) | update_response::Operation::Records(_) => {
+                    unreachable!("records were read from the message's bytes")
                 }
                 update_response::Operation::SchemaChange(change) => {
                     self.schema_change(change).await?
@@ -306,20 +328,22 @@ impl Run<'_> {
 
     /// Counts the records of one message and queues them for the warehouse (up to a test's
     /// stop point, if it lies inside).
-    async fn records(&mut self, mut records: Vec<proto::Record>) -> Result<(), DebugError> {
+    async fn records(&mut self, mut batch: RecordBatch) -> Result<(), DebugError> {
         if let Some(StopPoint::AfterRecords(n)) = self.options.stop {
             if n > self.records {
-                records.truncate(usize::try_from(n - self.records).unwrap_or(usize::MAX));
+                batch
+                    .records
+                    .truncate(usize::try_from(n - self.records).unwrap_or(usize::MAX));
             }
         }
-        for (table, record_type, count) in tally(&records) {
+        for (table, record_type, count) in tally(&batch) {
             self.summary.count(&table, record_type, count);
             if record_type != proto::RecordType::Truncate {
                 self.progress.rows(&table, count);
             }
         }
-        self.records += records.len() as u64;
-        self.writer.apply(records).await?;
+        self.records += batch.records.len() as u64;
+        self.writer.apply(batch).await?;
         if self.options.stop == Some(StopPoint::AfterRecords(self.records)) {
             return Err(self.stopped());
         }
@@ -360,11 +384,21 @@ impl Run<'_> {
             .last_commit
             .is_none_or(|at| at.elapsed() >= self.options.commit_interval);
         if due {
-            self.writer.commit().await?;
+            // The commit before this one has long been durable: its state goes to the file
+            // now, and this one's commit is queued behind the records it covers. The run's
+            // first is awaited and saved at once: it records that the run's first records
+            // (a table's TRUNCATE) went out.
+            let first = self.last_commit.is_none();
+            self.settle_commit().await?;
+            let commit = self.writer.start_commit().await?;
             if self.options.stop == Some(StopPoint::BeforeStateSaved(number)) {
+                commit.done().await?;
                 return Err(self.stopped());
             }
-            self.state_file.save(state_json)?;
+            self.in_flight = Some((commit, state_json.to_string()));
+            if first {
+                self.settle_commit().await?;
+            }
             self.unsaved_state = None;
             self.last_commit = Some(Instant::now());
         } else {
@@ -381,6 +415,15 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Waits for the commit under way, if any, and then saves the state it covers.
+    async fn settle_commit(&mut self) -> Result<(), DebugError> {
+        if let Some((commit, state_json)) = self.in_flight.take() {
+            commit.done().await?;
+            self.state_file.save(&state_json)?;
+        }
+        Ok(())
+    }
+
     fn stopped(&self) -> DebugError {
         DebugError::Stopped {
             checkpoints: self.summary.checkpoints,
@@ -391,17 +434,19 @@ impl Run<'_> {
 
 /// How many records of each type a message holds per table, run by run (unknown types, which
 /// the warehouse refuses, are not counted).
-fn tally(records: &[proto::Record]) -> Vec<(TableKey, proto::RecordType, u64)> {
+fn tally(batch: &RecordBatch) -> Vec<(TableKey, proto::RecordType, u64)> {
     let mut runs: Vec<(TableKey, proto::RecordType, u64)> = Vec::new();
-    for record in records {
-        let Ok(record_type) = proto::RecordType::try_from(record.r#type) else {
+    for record in &batch.records {
+        let Ok(record_type) = proto::RecordType::try_from(record.kind) else {
             continue;
         };
         match runs.last_mut() {
-            Some((table, kind, count)) if *kind == record_type && table.is_named_by(record) => {
+            Some((table, kind, count))
+                if *kind == record_type && table.is_named_by(batch, record) =>
+            {
                 *count += 1
             }
-            _ => runs.push((TableKey::of_record(record), record_type, 1)),
+            _ => runs.push((TableKey::of_record(batch, record), record_type, 1)),
         }
     }
     runs

@@ -17,15 +17,15 @@
 use tokio::sync::{mpsc, oneshot};
 
 use super::error::DebugError;
+use super::records::RecordBatch;
 use super::warehouse::layout::{TableDef, TableKey};
 use super::warehouse::{Declared, Warehouse, WarehouseError};
-use crate::proto;
 
 /// Messages of records queued at most: about 6,400 records, a few MB.
 const QUEUED_MESSAGES: usize = 64;
 
 enum Job {
-    Apply(Vec<proto::Record>),
+    Apply(RecordBatch),
     Declare(TableKey, TableDef, Reply<Declared>),
     Commit(Reply<()>),
     /// Builds the key indexes set aside while tables loaded (see `warehouse`), then commits.
@@ -34,6 +34,16 @@ enum Job {
 }
 
 type Reply<T> = oneshot::Sender<Result<T, WarehouseError>>;
+
+/// A commit queued on the writer thread (see [`WarehouseWriter::start_commit`]).
+pub struct PendingCommit(oneshot::Receiver<Result<(), WarehouseError>>);
+
+impl PendingCommit {
+    /// Waits until it is durable; an earlier failure to apply records is returned here.
+    pub async fn done(self) -> Result<(), DebugError> {
+        WarehouseWriter::answer(self.0).await
+    }
+}
 
 /// The handle of the writer thread, which owns the warehouse until [`WarehouseWriter::finish`].
 pub struct WarehouseWriter {
@@ -52,7 +62,7 @@ impl WarehouseWriter {
     }
 
     /// Queues records to apply; waits only while the queue is full.
-    pub async fn apply(&self, records: Vec<proto::Record>) -> Result<(), DebugError> {
+    pub async fn apply(&self, records: RecordBatch) -> Result<(), DebugError> {
         self.send(Job::Apply(records)).await
     }
 
@@ -64,9 +74,15 @@ impl WarehouseWriter {
 
     /// Commits everything sent before; an earlier failure to apply records is returned here.
     pub async fn commit(&self) -> Result<(), DebugError> {
+        self.start_commit().await?.done().await
+    }
+
+    /// Queues a commit of everything sent before, without waiting for it: records sent after
+    /// it are applied after it. Await the returned commit before relying on it.
+    pub async fn start_commit(&self) -> Result<PendingCommit, DebugError> {
         let (reply, answer) = oneshot::channel();
         self.send(Job::Commit(reply)).await?;
-        Self::answer(answer).await
+        Ok(PendingCommit(answer))
     }
 
     /// Builds the key indexes set aside while tables loaded, and commits: the end of a run.
@@ -110,7 +126,7 @@ fn write(mut warehouse: Warehouse, mut queue: mpsc::Receiver<Job>) -> Warehouse 
         match job {
             Job::Apply(records) => {
                 if failed.is_none() {
-                    if let Err(err) = warehouse.apply_all(&records) {
+                    if let Err(err) = warehouse.apply_batch(&records) {
                         failed = Some(err);
                     }
                 }

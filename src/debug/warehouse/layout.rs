@@ -17,6 +17,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::debug::records::{Record, RecordBatch};
 use crate::proto::{self, DataType};
 
 pub const SYNCED: &str = "_fivetran_synced";
@@ -39,8 +40,11 @@ impl TableKey {
     }
 
     /// The key a record names (`schema_name` is optional on the wire).
-    pub fn of_record(record: &proto::Record) -> Self {
-        Self::new(record.schema_name.as_deref(), &record.table_name)
+    pub fn of_record(batch: &RecordBatch, record: &Record) -> Self {
+        Self::new(
+            record.schema.as_ref().map(|r| batch.text(r)),
+            batch.text(&record.table),
+        )
     }
 
     /// The table's name in SQLite (see the module's note on names).
@@ -65,8 +69,9 @@ impl TableKey {
     }
 
     /// Whether `record` names this table (without building its key).
-    pub fn is_named_by(&self, record: &proto::Record) -> bool {
-        self.table == record.table_name && self.schema.as_deref() == record.schema_name.as_deref()
+    pub fn is_named_by(&self, batch: &RecordBatch, record: &Record) -> bool {
+        self.table == batch.text(&record.table)
+            && self.schema.as_deref() == record.schema.as_ref().map(|r| batch.text(r))
     }
 }
 

@@ -44,6 +44,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection, OptionalExtension};
 
+use crate::debug::records::{Record, RecordBatch, WireValue};
 use crate::proto::{self, DataType, RecordType};
 use clock::SyncClock;
 use layout::{quote, quote_column, ExistingTable, TableDef, TableKey, DELETED, ROW_ID, SYNCED};
@@ -345,26 +346,36 @@ impl Warehouse {
         Ok(outcome)
     }
 
-    /// Applies one record; returns its table and type (for counting).
+    /// Applies one record of prost's; returns its table and type (for counting).
     pub fn apply(
         &mut self,
         record: &proto::Record,
     ) -> Result<(TableKey, RecordType), WarehouseError> {
-        self.apply_all(std::slice::from_ref(record))?;
+        let batch = RecordBatch::of_records(vec![record.clone()]).map_err(|err| {
+            WarehouseError::invalid(
+                &TableKey::new(record.schema_name.as_deref(), &record.table_name),
+                err.to_string(),
+            )
+        })?;
+        self.apply_batch(&batch)?;
         let record_type = RecordType::try_from(record.r#type).expect("checked when applied");
-        Ok((TableKey::of_record(record), record_type))
+        let parsed = &batch.records[0];
+        Ok((TableKey::of_record(&batch, parsed), record_type))
     }
 
     /// Applies the records of one message, in order. The records share one `_fivetran_synced` tick, except that a
     /// TRUNCATE takes a new one (it marks what came before it, in this message too), which
     /// the records after it share: a tick per record cost more than SQLite's write.
-    pub fn apply_all(&mut self, records: &[proto::Record]) -> Result<(), WarehouseError> {
+    pub fn apply_batch(&mut self, batch: &RecordBatch) -> Result<(), WarehouseError> {
         let mut synced: Option<String> = None;
         let mut key: Option<TableKey> = None;
         let mut pending = PendingUpserts::default();
-        for record in records {
-            if !key.as_ref().is_some_and(|key| key.is_named_by(record)) {
-                let new_key = TableKey::of_record(record);
+        for record in &batch.records {
+            if !key
+                .as_ref()
+                .is_some_and(|key| key.is_named_by(batch, record))
+            {
+                let new_key = TableKey::of_record(batch, record);
                 if !self.tables.contains_key(&new_key) {
                     return Err(WarehouseError::invalid(
                         &new_key,
@@ -374,8 +385,8 @@ impl Warehouse {
                 key = Some(new_key);
             }
             let key = key.as_ref().expect("set above");
-            let record_type = RecordType::try_from(record.r#type).map_err(|_| {
-                WarehouseError::invalid(key, format!("unknown record type {}", record.r#type))
+            let record_type = RecordType::try_from(record.kind).map_err(|_| {
+                WarehouseError::invalid(key, format!("unknown record type {}", record.kind))
             })?;
             self.begin()?;
             if record_type == RecordType::Truncate || synced.is_none() {
@@ -392,18 +403,18 @@ impl Warehouse {
                     self.defer_key_index(key)?;
                 }
                 RecordType::Upsert => {
-                    let row = self.convert(key, record)?;
+                    let row = self.convert(key, batch, record)?;
                     let row = self.upsert_row(key, row)?;
                     pending.push(self, key, row, synced)?;
                 }
                 RecordType::Update => {
                     self.build_key_index_of(key)?;
-                    let row = self.convert(key, record)?;
+                    let row = self.convert(key, batch, record)?;
                     self.update(key, row, synced)?;
                 }
                 RecordType::Delete => {
                     self.build_key_index_of(key)?;
-                    let row = self.convert(key, record)?;
+                    let row = self.convert(key, batch, record)?;
                     self.delete(key, row, synced)?;
                 }
             }
@@ -533,38 +544,43 @@ impl Warehouse {
     fn convert<'r>(
         &mut self,
         key: &TableKey,
-        record: &'r proto::Record,
+        batch: &'r RecordBatch,
+        record: &Record,
     ) -> Result<Vec<(&'r str, Value)>, WarehouseError> {
-        let mut row = Vec::with_capacity(record.data.len() + 3);
+        let columns = batch.columns_of(record);
+        let mut row = Vec::with_capacity(columns.len() + 3);
         let mut undeclared = Vec::new();
         let def = self.tables.get(key);
-        for (column, wire) in &record.data {
-            match def.and_then(|def| def.declared_type(column)) {
+        for column in columns {
+            let name = batch.text(&column.name);
+            let wire = &column.value;
+            match def.and_then(|def| def.declared_type(name)) {
                 Some(declared) if !value::matches_declared(declared, wire) => {
                     return Err(WarehouseError::invalid(
                         key,
                         format!(
-                            "column `{column}` is declared {} but carries {}",
+                            "column `{name}` is declared {} but carries {}",
                             declared.as_str_name(),
                             describe(wire)
                         ),
                     ));
                 }
                 Some(_) => {}
-                None => undeclared.push((column, value::inferred_type(wire))),
+                None => undeclared.push((name, value::inferred_type(wire))),
             }
-            let converted = value::to_sql(wire).map_err(|problem| {
-                WarehouseError::invalid(key, format!("column `{column}`: {problem}"))
+            let converted = value::to_sql(wire, batch).map_err(|problem| {
+                WarehouseError::invalid(key, format!("column `{name}`: {problem}"))
             })?;
-            row.push((column.as_str(), converted));
+            row.push((name, converted));
         }
         for (column, inferred) in undeclared {
             self.add_column(key, column, inferred)?;
             if let Some(def) = self.tables.get_mut(key) {
-                def.columns.push((column.clone(), inferred));
+                def.columns.push((column.to_string(), inferred));
             }
         }
-        // `record.data` is ordered by name: equal column sets give equal statements.
+        // The sender writes a table's columns in one order: equal column sets give equal
+        // statements.
         Ok(row)
     }
 
@@ -869,26 +885,25 @@ fn key_condition(key_values: &[(&str, Value)], before: usize) -> String {
 }
 
 /// The kind of a wire value, for messages (never the value itself: it may be personal data).
-fn describe(value: &proto::ValueType) -> &'static str {
-    use proto::value_type::Inner;
-    match &value.inner {
-        None => "no value",
-        Some(Inner::Null(_)) => "null",
-        Some(Inner::Bool(_)) => "a bool",
-        Some(Inner::Short(_)) => "a short",
-        Some(Inner::Int(_)) => "an int",
-        Some(Inner::Long(_)) => "a long",
-        Some(Inner::Float(_)) => "a float",
-        Some(Inner::Double(_)) => "a double",
-        Some(Inner::NaiveDate(_)) => "a naive_date",
-        Some(Inner::NaiveDatetime(_)) => "a naive_datetime",
-        Some(Inner::UtcDatetime(_)) => "a utc_datetime",
-        Some(Inner::NaiveTime(_)) => "a naive_time",
-        Some(Inner::Decimal(_)) => "a decimal",
-        Some(Inner::Binary(_)) => "a binary",
-        Some(Inner::String(_)) => "a string",
-        Some(Inner::Json(_)) => "a json",
-        Some(Inner::Xml(_)) => "an xml",
+fn describe(value: &WireValue) -> &'static str {
+    match value {
+        WireValue::Empty => "no value",
+        WireValue::Null => "null",
+        WireValue::Bool(_) => "a bool",
+        WireValue::Short(_) => "a short",
+        WireValue::Int(_) => "an int",
+        WireValue::Long(_) => "a long",
+        WireValue::Float(_) => "a float",
+        WireValue::Double(_) => "a double",
+        WireValue::NaiveDate(_) => "a naive_date",
+        WireValue::NaiveDatetime(_) => "a naive_datetime",
+        WireValue::UtcDatetime(_) => "a utc_datetime",
+        WireValue::NaiveTime(_) => "a naive_time",
+        WireValue::Decimal(_) => "a decimal",
+        WireValue::Binary(_) => "a binary",
+        WireValue::String(_) => "a string",
+        WireValue::Json(_) => "a json",
+        WireValue::Xml(_) => "an xml",
     }
 }
 

@@ -24,83 +24,81 @@ use chrono::{DateTime, Utc};
 use rusqlite::types::Value;
 use sha2::{Digest, Sha256};
 
-use crate::proto::value_type::Inner;
-use crate::proto::{DataType, ValueType};
+use crate::debug::records::{RecordBatch, Timestamp, WireValue};
+use crate::proto::DataType;
 
-/// Converts one wire value. `Err` says why the value cannot be stored (a connector bug).
-pub fn to_sql(value: &ValueType) -> Result<Value, String> {
-    let Some(inner) = &value.inner else {
-        return Err(
-            "the value is empty (ValueType with no member set; a NULL is `null: true`)".into(),
-        );
-    };
-    Ok(match inner {
-        Inner::Null(_) => Value::Null,
-        Inner::Bool(b) => Value::Integer(i64::from(*b)),
-        Inner::Short(n) | Inner::Int(n) => Value::Integer(i64::from(*n)),
-        Inner::Long(n) => Value::Integer(*n),
+/// Converts one wire value (of `batch`). `Err` says why the value cannot be stored (a
+/// connector bug).
+pub fn to_sql(value: &WireValue, batch: &RecordBatch) -> Result<Value, String> {
+    Ok(match value {
+        WireValue::Empty => {
+            return Err(
+                "the value is empty (ValueType with no member set; a NULL is `null: true`)".into(),
+            )
+        }
+        WireValue::Null => Value::Null,
+        WireValue::Bool(b) => Value::Integer(i64::from(*b)),
+        WireValue::Short(n) | WireValue::Int(n) => Value::Integer(i64::from(*n)),
+        WireValue::Long(n) => Value::Integer(*n),
         // `f64::from(0.1f32)` is 0.10000000149011612; the shortest decimal form is what the
         // source showed and what a reader of the warehouse expects to see.
-        Inner::Float(f) => real(f.to_string().parse::<f64>().unwrap_or(f64::from(*f))),
-        Inner::Double(d) => real(*d),
-        Inner::NaiveDate(ts) => Value::Text(instant(ts)?.format("%Y-%m-%d").to_string()),
-        Inner::NaiveDatetime(ts) => Value::Text(naive_datetime_text(&instant(ts)?)),
-        Inner::UtcDatetime(ts) => Value::Text(utc_datetime_text(&instant(ts)?)),
-        Inner::NaiveTime(ts) => Value::Text(instant(ts)?.format("%H:%M:%S%.6f").to_string()),
-        Inner::Decimal(s) | Inner::String(s) | Inner::Json(s) | Inner::Xml(s) => {
-            Value::Text(s.clone())
+        WireValue::Float(f) => real(f.to_string().parse::<f64>().unwrap_or(f64::from(*f))),
+        WireValue::Double(d) => real(*d),
+        WireValue::NaiveDate(ts) => Value::Text(instant(ts)?.format("%Y-%m-%d").to_string()),
+        WireValue::NaiveDatetime(ts) => Value::Text(naive_datetime_text(&instant(ts)?)),
+        WireValue::UtcDatetime(ts) => Value::Text(utc_datetime_text(&instant(ts)?)),
+        WireValue::NaiveTime(ts) => Value::Text(instant(ts)?.format("%H:%M:%S%.6f").to_string()),
+        WireValue::Decimal(r) | WireValue::String(r) | WireValue::Json(r) | WireValue::Xml(r) => {
+            Value::Text(batch.text(r).to_string())
         }
-        Inner::Binary(bytes) => Value::Blob(bytes.clone()),
+        WireValue::Binary(r) => Value::Blob(batch.slice(r).to_vec()),
     })
 }
 
 /// Whether a non-null value is of the kind its column declares (hosts reject mismatches).
 /// `UNSPECIFIED` columns take anything.
-pub fn matches_declared(declared: DataType, value: &ValueType) -> bool {
-    let Some(inner) = &value.inner else {
-        return false;
-    };
+pub fn matches_declared(declared: DataType, value: &WireValue) -> bool {
     matches!(
-        (declared, inner),
-        (_, Inner::Null(_))
+        (declared, value),
+        (_, WireValue::Null)
             | (DataType::Unspecified, _)
-            | (DataType::Boolean, Inner::Bool(_))
-            | (DataType::Short, Inner::Short(_))
-            | (DataType::Int, Inner::Int(_))
-            | (DataType::Long, Inner::Long(_))
-            | (DataType::Decimal, Inner::Decimal(_))
-            | (DataType::Float, Inner::Float(_))
-            | (DataType::Double, Inner::Double(_))
-            | (DataType::NaiveDate, Inner::NaiveDate(_))
-            | (DataType::NaiveDatetime, Inner::NaiveDatetime(_))
-            | (DataType::UtcDatetime, Inner::UtcDatetime(_))
-            | (DataType::Binary, Inner::Binary(_))
-            | (DataType::Xml, Inner::Xml(_))
-            | (DataType::String, Inner::String(_))
-            | (DataType::Json, Inner::Json(_))
-            | (DataType::NaiveTime, Inner::NaiveTime(_))
-    )
+            | (DataType::Boolean, WireValue::Bool(_))
+            | (DataType::Short, WireValue::Short(_))
+            | (DataType::Int, WireValue::Int(_))
+            | (DataType::Long, WireValue::Long(_))
+            | (DataType::Decimal, WireValue::Decimal(_))
+            | (DataType::Float, WireValue::Float(_))
+            | (DataType::Double, WireValue::Double(_))
+            | (DataType::NaiveDate, WireValue::NaiveDate(_))
+            | (DataType::NaiveDatetime, WireValue::NaiveDatetime(_))
+            | (DataType::UtcDatetime, WireValue::UtcDatetime(_))
+            | (DataType::Binary, WireValue::Binary(_))
+            | (DataType::Xml, WireValue::Xml(_))
+            | (DataType::String, WireValue::String(_))
+            | (DataType::Json, WireValue::Json(_))
+            | (DataType::NaiveTime, WireValue::NaiveTime(_))
+    ) && !matches!(value, WireValue::Empty)
 }
 
 /// The type a column gets when a record carries a column no schema declared.
-pub fn inferred_type(value: &ValueType) -> DataType {
-    match &value.inner {
-        None | Some(Inner::Null(_)) => DataType::Unspecified,
-        Some(Inner::Bool(_)) => DataType::Boolean,
-        Some(Inner::Short(_)) => DataType::Short,
-        Some(Inner::Int(_)) => DataType::Int,
-        Some(Inner::Long(_)) => DataType::Long,
-        Some(Inner::Float(_)) => DataType::Float,
-        Some(Inner::Double(_)) => DataType::Double,
-        Some(Inner::NaiveDate(_)) => DataType::NaiveDate,
-        Some(Inner::NaiveDatetime(_)) => DataType::NaiveDatetime,
-        Some(Inner::UtcDatetime(_)) => DataType::UtcDatetime,
-        Some(Inner::NaiveTime(_)) => DataType::NaiveTime,
-        Some(Inner::Decimal(_)) => DataType::Decimal,
-        Some(Inner::Binary(_)) => DataType::Binary,
-        Some(Inner::String(_)) => DataType::String,
-        Some(Inner::Json(_)) => DataType::Json,
-        Some(Inner::Xml(_)) => DataType::Xml,
+pub fn inferred_type(value: &WireValue) -> DataType {
+    match value {
+        WireValue::Empty | WireValue::Null => DataType::Unspecified,
+        WireValue::Bool(_) => DataType::Boolean,
+        WireValue::Short(_) => DataType::Short,
+        WireValue::Int(_) => DataType::Int,
+        WireValue::Long(_) => DataType::Long,
+        WireValue::Float(_) => DataType::Float,
+        WireValue::Double(_) => DataType::Double,
+        WireValue::NaiveDate(_) => DataType::NaiveDate,
+        WireValue::NaiveDatetime(_) => DataType::NaiveDatetime,
+        WireValue::UtcDatetime(_) => DataType::UtcDatetime,
+        WireValue::NaiveTime(_) => DataType::NaiveTime,
+        WireValue::Decimal(_) => DataType::Decimal,
+        WireValue::Binary(_) => DataType::Binary,
+        WireValue::String(_) => DataType::String,
+        WireValue::Json(_) => DataType::Json,
+        WireValue::Xml(_) => DataType::Xml,
     }
 }
 
@@ -171,7 +169,7 @@ fn real(d: f64) -> Value {
     }
 }
 
-fn instant(ts: &prost_types::Timestamp) -> Result<DateTime<Utc>, String> {
+fn instant(ts: &Timestamp) -> Result<DateTime<Utc>, String> {
     let nanos = u32::try_from(ts.nanos)
         .ok()
         .filter(|n| *n < 1_000_000_000)
@@ -207,8 +205,30 @@ mod tests {
         }
     }
 
-    fn v(inner: Inner) -> ValueType {
-        ValueType { inner: Some(inner) }
+    use crate::proto::value_type::Inner;
+    use crate::proto::ValueType;
+
+    /// One value, as the runner reads it (a batch of one record of one column).
+    fn v(inner: Inner) -> RecordBatch {
+        value_batch(ValueType { inner: Some(inner) })
+    }
+
+    fn value_batch(value: ValueType) -> RecordBatch {
+        RecordBatch::of_records(vec![crate::proto::Record {
+            schema_name: None,
+            table_name: "t".into(),
+            r#type: 0,
+            data: [("c".to_string(), value)].into_iter().collect(),
+        }])
+        .unwrap()
+    }
+
+    fn to_sql(batch: &RecordBatch) -> Result<Value, String> {
+        super::to_sql(&batch.columns[0].value, batch)
+    }
+
+    fn matches_declared(declared: DataType, batch: &RecordBatch) -> bool {
+        super::matches_declared(declared, &batch.columns[0].value)
     }
 
     fn ts(seconds: i64, nanos: i32) -> prost_types::Timestamp {
@@ -272,7 +292,7 @@ mod tests {
 
     #[test]
     fn malformed_values_are_rejected() {
-        assert!(to_sql(&ValueType { inner: None }).is_err());
+        assert!(to_sql(&value_batch(ValueType { inner: None })).is_err());
         assert!(to_sql(&v(Inner::UtcDatetime(ts(0, -1)))).is_err());
         assert!(to_sql(&v(Inner::UtcDatetime(ts(i64::MAX, 0)))).is_err());
     }
