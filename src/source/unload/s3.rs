@@ -103,16 +103,37 @@ impl Staging {
                 })
             }
         }
-        let body = output
-            .body
-            .collect()
-            .await
-            .map_err(|err| UnloadError::Request {
+        // Read into one buffer of the announced size: collecting the body's chunks and then
+        // joining them held each file twice at its peak. A body longer than announced is
+        // refused at the first byte too many.
+        let length = length.unwrap_or_default();
+        let mut file = bytes::BytesMut::with_capacity(length as usize);
+        let mut body = output.body;
+        while let Some(chunk) = body.try_next().await.map_err(|err| UnloadError::Request {
+            action: "s3:GetObject",
+            reason: format!("reading s3://{}/{key}: {err}", self.bucket),
+            transient: true,
+        })? {
+            if (file.len() + chunk.len()) as u64 > length {
+                return Err(UnloadError::Unreadable {
+                    url: url(),
+                    reason: format!("S3 sent more than the {length} bytes it announced"),
+                });
+            }
+            file.extend_from_slice(&chunk);
+        }
+        if (file.len() as u64) < length {
+            return Err(UnloadError::Request {
                 action: "s3:GetObject",
-                reason: format!("reading s3://{}/{key}: {err}", self.bucket),
+                reason: format!(
+                    "reading s3://{}/{key}: the body ended after {} of {length} bytes",
+                    self.bucket,
+                    file.len()
+                ),
                 transient: true,
-            })?;
-        Ok(body.into_bytes())
+            });
+        }
+        Ok(file.freeze())
     }
 
     /// The next level of "directories" under `prefix` (keys up to the next `/`).

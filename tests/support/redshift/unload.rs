@@ -159,16 +159,27 @@ pub async fn run(
     }
 
     let s3 = s3_client(emulation);
-    // Contiguous ranges per slice, each cut into files of at most `rows_per_file` rows.
+    let max_file_bytes = max_file_bytes(&statement.options)?;
+    // Contiguous ranges per slice, each cut into files of at most `rows_per_file` rows and,
+    // as Redshift cuts them, of about MAXFILESIZE at most (a file may pass it by a row group).
     let per_slice = rows.len().div_ceil(emulation.slices.max(1)).max(1);
     let mut entries = Vec::new();
     for (slice, slice_rows) in rows.chunks(per_slice).enumerate() {
-        for (part, file_rows) in slice_rows
-            .chunks(emulation.rows_per_file.max(1))
-            .enumerate()
-        {
-            let file = parquet_file(&names, &oids, file_rows)?;
+        let mut rest = slice_rows;
+        let mut part = 0usize;
+        while !rest.is_empty() {
+            let mut take = rest.len().min(emulation.rows_per_file.max(1));
+            let mut file = parquet_file(&names, &oids, &rest[..take])?;
+            while file.len() as u64 > max_file_bytes + ROW_GROUP_BYTES_SLACK && take > 1 {
+                // Rows of about the same width: scale down, a little under the limit.
+                take =
+                    ((take as u64 * max_file_bytes * 9 / 10) / file.len() as u64).max(1) as usize;
+                file = parquet_file(&names, &oids, &rest[..take])?;
+            }
+            let file_rows = &rest[..take];
+            rest = &rest[take..];
             let key = format!("{prefix}{slice:04}_part_{part:02}.parquet");
+            part += 1;
             put(&s3, bucket, &key, file.clone()).await?;
             let claimed = file_rows.len() + usize::from(emulation.miscount && entries.is_empty());
             entries.push(serde_json::json!({
@@ -190,6 +201,40 @@ pub async fn run(
         serde_json::to_vec(&manifest).unwrap(),
     )
     .await
+}
+
+/// How far past MAXFILESIZE a part file may run: Redshift closes a file after the row group
+/// that passes the limit; the emulation's row groups are much smaller than Redshift's 32 MB.
+const ROW_GROUP_BYTES_SLACK: u64 = 1024 * 1024;
+
+/// The statement's `MAXFILESIZE n MB|GB` (Redshift's default is 6.2 GB).
+fn max_file_bytes(options: &[String]) -> Result<u64, Refusal> {
+    let Some(at) = options
+        .iter()
+        .position(|o| o.eq_ignore_ascii_case("MAXFILESIZE"))
+    else {
+        return Ok(6200 * 1024 * 1024);
+    };
+    let mut rest = options[at + 1..].iter();
+    let mut size = rest.next().map(String::as_str);
+    if size.is_some_and(|s| s.eq_ignore_ascii_case("AS")) {
+        size = rest.next().map(String::as_str);
+    }
+    let size: u64 = size.and_then(|s| s.parse().ok()).ok_or((
+        "42601",
+        "syntax error at or near \"MAXFILESIZE\"".to_string(),
+    ))?;
+    let unit = match rest.next() {
+        Some(u) if u.eq_ignore_ascii_case("GB") => 1024 * 1024 * 1024,
+        _ => 1024 * 1024,
+    };
+    if !(5..=6200).contains(&(size * unit / (1024 * 1024))) {
+        return Err((
+            "XX000",
+            "MAXFILESIZE must be between 5 MB and 6.2 GB".to_string(),
+        ));
+    }
+    Ok(size * unit)
 }
 
 fn db_text(err: &tokio_postgres::Error) -> String {
