@@ -5,7 +5,7 @@
 //! session was opened (or, where the catalog must be read to know a column's type, that no
 //! statement read the table).
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

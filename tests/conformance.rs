@@ -3,7 +3,7 @@
 //! `target/`, see `support::python`) against this server, on a database with several tables
 //! and types: once as an initial sync, once resuming from its last state.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! must equal the source row for row, every column, every type; a run killed at any point
 //! (by the runner's stop hook or by SIGKILL of the binary) must be healed by the next run.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -12,7 +12,7 @@
 //!   to the source;
 //! - snapshots of tables no longer selected are dropped; a table without a key is warned of.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};

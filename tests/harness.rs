@@ -3,7 +3,7 @@
 //! passwords), databases are isolated, servers clean up after themselves, and the in-process
 //! gRPC server answers.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

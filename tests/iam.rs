@@ -3,7 +3,7 @@
 //! the standard chain (here the environment, or a profile file). Every temporary password
 //! the emulator hands out is installed in PostgreSQL valid until its expiration.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::time::Duration;

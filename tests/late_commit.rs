@@ -1,4 +1,4 @@
-//! Rows that commit late with an older cursor value (redshift.md, "Time and the cursor").
+//! Rows that commit late with an older cursor value (README, "Late commits").
 //!
 //! A load that stamps `updated_at` with the transaction's start time (Redshift's SYSDATE;
 //! PostgreSQL's `now()`) makes rows visible only at commit, possibly after a sync has already
@@ -6,7 +6,7 @@
 //! without a lag the late row is skipped for good (the documented limit); with `cursor_lag_s`
 //! the sync holds back recent cursor values and delivers it.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! table), never twice for the same state, and the tables share sessions instead of opening
 //! one each.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeSet, HashMap};
 

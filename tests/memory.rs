@@ -3,7 +3,7 @@
 //! rows add up to. (Before `max_batch_bytes`, 3,000 rows of 1 MB took 8.5 GB.) The ceiling is
 //! generous on purpose: this guards the bound, `cargo bench` measures it (benches/README.md).
 
-mod support;
+use crate::support;
 
 use support::{stream, ServerProcess};
 

@@ -4,7 +4,7 @@
 //! that the connector syncs every row anyway. Where a test has a proxy of its own, it also
 //! checks that the proxy refused nothing the connector sent.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;

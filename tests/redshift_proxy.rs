@@ -3,7 +3,7 @@
 //! the connector must not (tokio-postgres asks for binary results everywhere) and with the
 //! connector's own wire client.
 
-mod support;
+use crate::support;
 
 use fivetran_source::source::wire::tls::{Roots, TlsMode};
 use fivetran_source::source::wire::{ConnectOptions, Connection, Fetched, Format, WireError};

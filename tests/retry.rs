@@ -3,7 +3,7 @@
 //! longer than a minute (a reboot, a maintenance window); the Update reconnects and resumes
 //! after the last row it sent, so every row arrives exactly once and the stream ends normally.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -5,7 +5,7 @@
 //! status, never the password), and `Schema` lists exactly the tables the configured user can
 //! read, with their primary keys, however odd their names are.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;

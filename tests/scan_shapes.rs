@@ -3,7 +3,7 @@
 //! combination): tables without a primary key and with or without a cursor, cursor values
 //! shared by more rows than a query may read, NULL cursors, and more rows than any limit.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, HashMap};
 

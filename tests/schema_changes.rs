@@ -11,7 +11,7 @@
 //! Column type changes are made the way Redshift allows (a new column renamed into the old
 //! one's place), except a VARCHAR's length, which Redshift alters in place.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeSet, HashMap};
 

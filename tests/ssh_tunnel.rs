@@ -2,7 +2,7 @@
 //! Redshift-shaped proxy: every session goes through the bastion, its host key is checked
 //! against `ssh_host_key`, and each failure names the hop that failed.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 

@@ -8,7 +8,7 @@
 //! the connector: NAIVE_DATE is midnight of the date as if UTC, NAIVE_DATETIME the wall clock as
 //! if UTC, UTC_DATETIME the instant.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 

@@ -6,7 +6,7 @@
 //! The oracle is the direct path: a table exported and a table read by queries must arrive as
 //! the same records, value for value and kind for kind.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, HashMap};
 

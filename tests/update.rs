@@ -4,7 +4,7 @@
 //! Resuming from checkpoints is in update_resume.rs; the host going away and backpressure in
 //! update_host.rs.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

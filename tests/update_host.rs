@@ -5,7 +5,7 @@
 //! Everything is observed in `pg_stat_activity`, where the connector's sessions carry
 //! `application_name = 'redshift-sync'`.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! no checkpoint moves a table backwards, and resuming from any of them delivers every row of
 //! every table exactly once.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

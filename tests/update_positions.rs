@@ -3,7 +3,7 @@
 //! each checkpoint inside the table must continue exactly after the last row sent: a position
 //! that does not survive the round trip through text shows up as lost or repeated rows.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -5,7 +5,7 @@
 //! Each test takes an initial sync, then resumes from *every* checkpoint it emitted and checks
 //! (rows delivered before the checkpoint) + (rows of the resumed run) against the table.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::collections::HashMap;

@@ -2,7 +2,7 @@
 //! what to do (and never holds the password) rather than an error status a host would retry;
 //! a table that stopped being readable since Schema is skipped with a Warning.
 
-mod support;
+use crate::support;
 
 use support::stream;
 

@@ -9,7 +9,7 @@
 //! server never sent. Cases are deterministic: a failure names its case number, and
 //! `WIRE_FUZZ_CASES` runs more of them.
 
-mod support;
+use crate::support;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;

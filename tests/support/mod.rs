@@ -1,6 +1,6 @@
-//! Shared by every integration test binary (`mod support;`): one throwaway PostgreSQL server per
-//! binary with a Redshift-shaped proxy in front of it, a fresh database per test, and the gRPC
-//! server in-process on a free port.
+//! Shared by every integration test (`tests/main.rs`, one binary): one throwaway PostgreSQL server
+//! for the run with a Redshift-shaped proxy in front of it, a fresh database per test, and the
+//! gRPC server in-process on a free port.
 //!
 //! ```text
 //!  test ── gRPC ──► connector (in-process) ── TLS ──► redshift::RedshiftProxy ──► PostgreSQL
@@ -10,7 +10,8 @@
 //! Every test database is created from a template holding `redshift/emulation.sql` (Redshift's
 //! types, functions and `svv_*` views), with `catalog_history` on its search path.
 //!
-//! Each test binary uses only some of these helpers, hence the `dead_code` allowances.
+//! The benchmark includes some of these files by `#[path]` and uses only part of them, hence the
+//! `dead_code` allowances.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
