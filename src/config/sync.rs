@@ -33,7 +33,7 @@ pub const DEFAULT_RESYNC_INTERVAL_H: u64 = 24;
 /// A year: the longest interval between re-syncs.
 pub const MAX_RESYNC_INTERVAL_H: u64 = 24 * 366;
 
-/// Schemas that hold catalogs, never user data (redshift.md, Catalog).
+/// Schemas that hold catalogs, never user data (Redshift's own: `pg_internal` and `catalog_history` besides PostgreSQL's).
 pub const SYSTEM_SCHEMAS: &[&str] = &[
     "pg_catalog",
     "information_schema",
@@ -76,7 +76,7 @@ pub struct SyncConfig {
     pub max_rows_per_query: RowsPerQuery,
     /// Rows whose TIMESTAMP/TIMESTAMPTZ cursor is newer than the database's clock minus this
     /// are left for a later sync, so a checkpoint never passes rows that may still commit with
-    /// an older cursor value (redshift.md, "Time and the cursor"). Zero still bounds the scan
+    /// an older cursor value (README, "Late commits"). Zero still bounds the scan
     /// at the clock itself, so a future-dated row cannot carry the position past current ones.
     pub cursor_lag: Duration,
     /// Tables synced at once within one Update, each on a session of its own.

@@ -3,7 +3,7 @@
 //! Each result column gets a [`Decoder`] once per query, chosen from its catalog type and the
 //! type the server describes: binary for the types whose binary form Redshift shares with
 //! PostgreSQL (integers, floats, booleans, character types, timestamps), text for the rest
-//! (redshift.md, "Binary result formats"; AWS's drivers do the same). Decoding a row then makes
+//! (Redshift's binary NUMERIC is not PostgreSQL's; AWS's drivers make the same choice). Decoding a row then makes
 //! one [`Cell`] per column: a plain value, or a byte range into the row, so nothing is copied or
 //! allocated per value. Only hex text (VARBYTE, SUPER read as VARBYTE) and text that is not
 //! UTF-8 are written out, into a scratch buffer reused from row to row.

@@ -25,7 +25,7 @@ pub const SUPER: u32 = 4000;
 pub const VARBYTE: u32 = 6551;
 
 /// Whether Redshift's binary encoding of a type is PostgreSQL's and can be read as such:
-/// integers, floats, booleans, character types and timestamps (redshift.md). Everything else
+/// integers, floats, booleans, character types and timestamps (as AWS's JDBC and Python drivers trust them). Everything else
 /// (NUMERIC, DATE, TIME, SUPER, VARBYTE, GEOMETRY, ...) is requested as text.
 pub fn binary_is_trusted(oid: u32) -> bool {
     matches!(
