@@ -26,6 +26,7 @@ use crate::proto::{
 };
 use crate::source::catalog;
 use crate::state::SyncState;
+use crate::sync::policy::{self, Ending};
 use crate::sync::{self, Outgoing, OutgoingMessage, Output, SyncError};
 use status::RpcError;
 
@@ -160,8 +161,8 @@ fn failed(rpc: &'static str, err: RpcError) -> Status {
 /// (credentials, grants, certificates, the host name), which ends the sync without retries;
 /// otherwise an error status, which the host may retry from the last checkpoint.
 fn end_of_failed_update(err: SyncError) -> Result<Outgoing, Status> {
-    match err.source_error() {
-        Some(source) if source.needs_user_action() => {
+    match policy::ending(err.source_error()) {
+        Ending::Task => {
             tracing::error!(rpc = "Update", error = %err, "update needs the user's action");
             Ok(Outgoing::unbudgeted(OutgoingMessage::Message(
                 UpdateResponse {
@@ -171,7 +172,7 @@ fn end_of_failed_update(err: SyncError) -> Result<Outgoing, Status> {
                 },
             )))
         }
-        _ => {
+        Ending::Status => {
             match err {
                 SyncError::HostGone => tracing::warn!("the host went away; update stopped"),
                 SyncError::ShuttingDown => {

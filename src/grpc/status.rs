@@ -91,6 +91,8 @@ fn source_code(err: &SourceError) -> Code {
         SourceError::FetchSizeRefused { .. }
         | SourceError::PortalLost { .. }
         | SourceError::Decode { .. }
+        | SourceError::UnexpectedAnswer { .. }
+        | SourceError::Internal { .. }
         | SourceError::Database { .. } => Code::Internal,
     }
 }

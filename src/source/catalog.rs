@@ -333,9 +333,10 @@ fn refs(params: &[String]) -> Vec<&str> {
 /// The first N values of a catalog row, none of which may be NULL.
 fn fields<const N: usize>(row: Vec<Option<String>>) -> Result<[String; N], SourceError> {
     let values: Vec<String> = row.into_iter().take(N).flatten().collect();
-    values.try_into().map_err(|_| SourceError::Database {
-        code: "catalog".to_string(),
-        message: "a catalog row has fewer values than expected".to_string(),
-        transient: false,
-    })
+    values
+        .try_into()
+        .map_err(|_| SourceError::UnexpectedAnswer {
+            query: "a catalog query",
+            detail: "a row has fewer values than expected".to_string(),
+        })
 }

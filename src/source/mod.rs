@@ -110,6 +110,17 @@ pub enum SourceError {
     /// changed under a prepared statement: the table's columns must be read again.
     #[error("the table's columns changed while it was synced ({message})")]
     ColumnsChanged { message: String },
+    /// The database answered a query in a form the connector does not expect: a count that is
+    /// not a number, a clock that is not a time, a catalog row cut short. Not retried.
+    #[error("the database's answer to {query} was not what the connector expects: {detail}")]
+    UnexpectedAnswer { query: &'static str, detail: String },
+    /// The connector's own invariant broke, or one of its worker tasks stopped: a bug, never
+    /// the database's or the user's doing. Not retried.
+    #[error("internal error while {during}: {detail}; this is a bug in the connector, please report it with the log")]
+    Internal {
+        during: &'static str,
+        detail: String,
+    },
     #[error("the database answered with error {code}: {message}")]
     Database {
         code: String,
@@ -189,10 +200,10 @@ impl SourceError {
                 reason: err.to_string(),
             },
             WireError::Protocol(reason) => Self::ProtocolViolation { reason },
-            other => Self::Database {
-                code: "client".to_string(),
-                message: other.to_string(),
-                transient: false,
+            // Sign-in's errors, which an established session cannot meet.
+            other => Self::Internal {
+                during: "a query",
+                detail: other.to_string(),
             },
         }
     }

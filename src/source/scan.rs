@@ -373,10 +373,9 @@ pub async fn beyond_bound(
     let row = rows.into_iter().next().unwrap_or_default();
     let count = row.first().cloned().flatten().unwrap_or_default();
     Ok(BeyondBound {
-        rows: count.parse().map_err(|_| SourceError::Database {
-            code: "count".to_string(),
-            message: format!("COUNT(*) of {} reads `{count}`", table.name),
-            transient: false,
+        rows: count.parse().map_err(|_| SourceError::UnexpectedAnswer {
+            query: "COUNT(*)",
+            detail: format!("{} counts `{count}` rows", table.name),
         })?,
         greatest: row.get(1).cloned().flatten(),
     })
@@ -489,10 +488,9 @@ impl Portal<'_> {
                     .map_err(SourceError::from_wire)?;
                 self.session.simple("COMMIT").await
             }
-            PortalState::Fetching => Err(SourceError::Database {
-                code: "scan".to_string(),
-                message: "a query can only be ended early between batches".to_string(),
-                transient: false,
+            PortalState::Fetching => Err(SourceError::Internal {
+                during: "ending a query early",
+                detail: "a query can only be ended early between batches".to_string(),
             }),
         }
     }

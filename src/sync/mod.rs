@@ -38,6 +38,7 @@ mod checkpoints;
 pub mod encode;
 pub mod output;
 pub mod plan;
+pub mod policy;
 pub mod position;
 mod retry;
 pub mod schema_change;

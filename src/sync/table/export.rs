@@ -428,10 +428,9 @@ impl TableSync {
                 let sql =
                     statement
                         .sql()
-                        .map_err(|NotExportable(reason)| SourceError::Database {
-                            code: "unload".to_string(),
-                            message: format!("the export cannot be written as an UNLOAD: {reason}"),
-                            transient: false,
+                        .map_err(|NotExportable(reason)| SourceError::Internal {
+                            during: "writing the UNLOAD statement",
+                            detail: format!("the export cannot be written as an UNLOAD: {reason}"),
                         })?;
                 let started = std::time::Instant::now();
                 unload::unload(session, &sql, &unload.bucket, &unload.role).await?;
@@ -505,10 +504,9 @@ impl TableSync {
             let read = match (&mut reader.done).await {
                 Ok(result) => result?,
                 Err(join) => {
-                    return Err(Stop::Source(SourceError::Database {
-                        code: "export".to_string(),
-                        message: format!("reading an export file stopped: {join}"),
-                        transient: false,
+                    return Err(Stop::Source(SourceError::Internal {
+                        during: "reading an export file",
+                        detail: join.to_string(),
                     }))
                 }
             };
@@ -570,10 +568,9 @@ impl TableSync {
             let decoding = tokio::task::spawn_blocking(move || {
                 decode_file(file, &plan, &url, skip, limits, sender, permit)
             });
-            decoding.await.map_err(|join| SourceError::Database {
-                code: "export".to_string(),
-                message: format!("decoding an export file stopped: {join}"),
-                transient: false,
+            decoding.await.map_err(|join| SourceError::Internal {
+                during: "decoding an export file",
+                detail: join.to_string(),
             })?
         });
         Ok(FileReader {
@@ -721,10 +718,9 @@ async fn count_rows(session: &mut Session, table: &str) -> Result<u64, SourceErr
         .query_value(&format!("SELECT COUNT(*) FROM {table}"))
         .await?
         .unwrap_or_default();
-    text.parse().map_err(|_| SourceError::Database {
-        code: "count".to_string(),
-        message: format!("COUNT(*) of {table} reads `{text}`"),
-        transient: false,
+    text.parse().map_err(|_| SourceError::UnexpectedAnswer {
+        query: "COUNT(*)",
+        detail: format!("{table} counts `{text}` rows"),
     })
 }
 

@@ -28,6 +28,7 @@ use super::checkpoints::Checkpoints;
 use super::encode::{EncodedRecords, RecordEncoder};
 use super::output::{Counters, Output};
 use super::plan::{Mode, TablePlan};
+use super::policy::{self, Consequence};
 use super::position::{self, AfterQuery, HoldLimits, NextQuery, Progress, RowAction, Shape};
 use super::retry::Retry;
 use super::SyncError;
@@ -281,20 +282,25 @@ pub(super) async fn sync_table(
         {
             table.truncate_pending = true;
         }
-        match err {
-            SourceError::FetchSizeRefused { .. }
-                if shared.fetch_limit.load(Ordering::Relaxed) > SINGLE_NODE_FETCH_LIMIT =>
-            {
+        let attempt = policy::Attempt {
+            fetch_limit_above_single_node: shared.fetch_limit.load(Ordering::Relaxed)
+                > SINGLE_NODE_FETCH_LIMIT,
+            reading_whole_queries: read_whole_queries,
+            columns_read_again,
+            rows_held: !table.held.is_empty(),
+        };
+        match policy::after_failure(&err, attempt) {
+            Consequence::LowerFetchLimit => {
                 tracing::warn!(table = %name, limit = SINGLE_NODE_FETCH_LIMIT, "single-node cluster: fetching at most 1000 rows at a time");
                 shared
                     .fetch_limit
                     .store(SINGLE_NODE_FETCH_LIMIT, Ordering::Relaxed);
             }
-            SourceError::PortalLost { .. } if !read_whole_queries => {
+            Consequence::ReadWholeQueries => {
                 tracing::warn!(table = %name, "the query runs on the leader node, whose portals last one batch: reading each query in one go");
                 read_whole_queries = true;
             }
-            err if err.is_transient() => {
+            Consequence::Retry => {
                 let Some(delay) = retry.next_delay() else {
                     return Err(SyncError::Table {
                         table: name.clone(),
@@ -304,7 +310,7 @@ pub(super) async fn sync_table(
                 tracing::warn!(table = %name, error = %err, attempt = retry.attempts(), retry_in_ms = delay.as_millis() as u64, "table scan failed, resuming from the last row sent");
                 pause(delay, output).await?;
             }
-            SourceError::ColumnsChanged { .. } if !columns_read_again && table.held.is_empty() => {
+            Consequence::ReadColumnsAgain => {
                 columns_read_again = true;
                 tracing::warn!(table = %name, error = %err, "the table's columns changed during its sync: reading them again");
                 if let Err(reason) = table.adopt_changed_columns(&shared).await? {
@@ -314,16 +320,13 @@ pub(super) async fn sync_table(
                     return Ok(table.counters);
                 }
             }
-            err if (err.needs_user_action()
-                && !matches!(err, SourceError::PermissionDenied { .. }))
-                || matches!(err, SourceError::ProtocolViolation { .. }) =>
-            {
+            Consequence::EndUpdate => {
                 return Err(SyncError::Table {
                     table: name.clone(),
                     source: err,
                 })
             }
-            err => {
+            Consequence::SkipTable => {
                 tracing::warn!(table = %name, error = %err, "table skipped");
                 table
                     .warning(output, format!("table {name} was skipped: {err}"))
@@ -828,10 +831,9 @@ impl TableSync {
         }
         self.wire_rows += rows;
         let end = self.progress.query_ended().map_err(|err| {
-            Stop::Source(SourceError::Database {
-                code: "scan".to_string(),
-                message: err.to_string(),
-                transient: false,
+            Stop::Source(SourceError::Internal {
+                during: "reading a table",
+                detail: err.to_string(),
             })
         })?;
         if end.send_held {
@@ -1105,10 +1107,9 @@ async fn database_clock(session: &mut Session) -> Result<chrono::DateTime<Utc>, 
     NaiveDateTime::parse_from_str(&text, "%Y-%m-%d %H:%M:%S%.f")
         .or_else(|_| NaiveDateTime::parse_from_str(&text, "%Y-%m-%d %H:%M:%S"))
         .map(|at| Utc.from_utc_datetime(&at))
-        .map_err(|_| SourceError::Database {
-            code: "clock".to_string(),
-            message: format!("the database's clock reads `{text}`, not a timestamp"),
-            transient: false,
+        .map_err(|_| SourceError::UnexpectedAnswer {
+            query: "the clock's query",
+            detail: format!("it reads `{text}`, not a timestamp"),
         })
 }
 
