@@ -1,7 +1,9 @@
 //! redshift-sync: a `fivetran_sdk.v2` SourceConnector that reads Amazon Redshift directly.
 //!
 //! Layers, each in its own module, each with its own error type:
-//! - [`grpc`]: the protocol layer (handlers, proto conversions, the one error-to-status mapping);
+//! - [`grpc`]: the protocol layer (handlers, the one error-to-status mapping);
+//! - [`proto`]: the wire contract's messages, and those the connector builds from its own types
+//!   (the schema list), used by `grpc` and `sync` alike;
 //! - [`sync`]: the Update engine (plan from selection and state, keyset batches, checkpoints);
 //! - [`source`]: Redshift over the PostgreSQL wire protocol (connect, catalog, queries, decoding);
 //! - [`state`] and [`config`]: the versioned checkpoint state and the typed configuration;
@@ -21,21 +23,4 @@ pub mod source;
 pub mod state;
 pub mod sync;
 
-pub mod proto {
-    //! Code generated from `proto/` (the wire contract): the messages and the client.
-    #![allow(clippy::all, missing_docs)]
-    tonic::include_proto!("fivetran_sdk.v2");
-
-    /// The server side of `SourceConnector`, declared in build.rs (its `Update` streams
-    /// pre-encoded records through `grpc::codec::UpdateCodec`).
-    pub mod server {
-        #![allow(clippy::all, missing_docs)]
-        include!(concat!(
-            env!("OUT_DIR"),
-            "/fivetran_sdk.v2.SourceConnector.rs"
-        ));
-    }
-    /// Encoded descriptor set of the wire contract, served through gRPC reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        tonic::include_file_descriptor_set!("fivetran_sdk_descriptor");
-}
+pub mod proto;

@@ -8,7 +8,6 @@
 pub mod codec;
 mod connection_test;
 pub mod form;
-pub(crate) mod schema;
 pub mod status;
 
 use std::pin::Pin;
@@ -105,9 +104,9 @@ impl SourceConnector for ConnectorService {
         .map_err(|err| failed("Schema", err))?;
         tracing::info!(tables = catalog.tables.len(), "schema discovered");
         Ok(Response::new(SchemaResponse {
-            response: Some(schema_response::Response::WithSchema(schema::schema_list(
-                catalog.tables.iter().map(|table| &**table),
-            ))),
+            response: Some(schema_response::Response::WithSchema(
+                crate::proto::schema::schema_list(catalog.tables.iter().map(|table| &**table)),
+            )),
             selection_not_supported: Some(false),
         }))
     }

@@ -1,6 +1,6 @@
 //! The catalog as the protocol's SchemaList.
 
-use crate::proto::{Column, Schema, SchemaList, Table};
+use super::{Column, Schema, SchemaList, Table};
 use crate::source::TableInfo;
 
 /// Tables grouped by schema, in the order given (the catalog's: by schema, then table). Also
