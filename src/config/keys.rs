@@ -90,3 +90,47 @@ pub const ALL: &[&str] = &[
     QUERY_TIMEOUT_S,
     RETRY_TIMEOUT_S,
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::ALL;
+
+    /// The keys the README's configuration section documents (its tables' first columns).
+    fn documented() -> Vec<&'static str> {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("\n## Configuration\n")
+            .expect("the README has a Configuration section");
+        let section = &readme[start + 1..];
+        let end = section[3..].find("\n## ").map_or(section.len(), |i| i + 3);
+        section[..end]
+            .lines()
+            .filter_map(|line| line.strip_prefix("| `")?.split_once("` |"))
+            .map(|(key, _)| key)
+            // A first cell that is one name (not `a` + `b`, as the sign-in tables have).
+            .filter(|key| {
+                key.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            })
+            .collect()
+    }
+
+    /// Keys are described in three places (here, the form, the README): the form's test checks
+    /// the form; this one keeps the README in agreement with the code both ways.
+    #[test]
+    fn every_key_is_documented_in_the_readme_and_every_documented_key_exists() {
+        let documented = documented();
+        for key in ALL {
+            assert!(
+                documented.contains(key),
+                "`{key}` is not in the README's configuration tables"
+            );
+        }
+        for key in &documented {
+            assert!(
+                ALL.contains(key),
+                "the README documents `{key}`, which the connector does not accept"
+            );
+        }
+    }
+}
