@@ -30,13 +30,12 @@
 //! ```
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use fivetran_source::config::{keys, Config, DEFAULT_BATCH_SIZE};
-use fivetran_source::debug::local_postgres::LocalPostgres;
+use test_kit::local_postgres::LocalPostgres;
 use fivetran_source::proto::source_connector_client::SourceConnectorClient;
 use fivetran_source::proto::{update_response::Operation, RecordType, UpdateRequest};
 use fivetran_source::server::MAX_MESSAGE_BYTES;
@@ -51,20 +50,10 @@ use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Row};
 use tonic::transport::Endpoint;
 
-/// The tests' Python virtual environment (the hosts' connector SDK, with grpcio), for the
-/// benchmark's Python host.
-#[path = "../tests/support/python.rs"]
-#[allow(dead_code)]
-mod python;
-
-#[path = "../tests/support/aws.rs"]
-#[allow(dead_code)]
-mod aws;
-/// The tests' Redshift-shaped proxy (it runs UNLOAD) and AWS emulator (moto's S3), for the
-/// unload suite.
-#[path = "../tests/support/redshift/mod.rs"]
-#[allow(dead_code)]
-mod redshift;
+// From the test kit the tests use: the Python virtual environment (the hosts' connector SDK,
+// with grpcio) for the benchmark's Python host; the Redshift-shaped proxy (it runs UNLOAD) and
+// the AWS emulator (moto's S3) for the unload suite; the server process as a host starts it.
+use test_kit::{aws, python, redshift};
 
 const DATABASE: &str = "bench";
 const MIB: f64 = 1024.0 * 1024.0;
@@ -844,7 +833,7 @@ async fn unload(
     postgres
         .connect(UNLOAD_DATABASE)
         .await?
-        .batch_execute(include_str!("../tests/support/redshift/emulation.sql"))
+        .batch_execute(test_kit::redshift::EMULATION_SQL)
         .await?;
     let client = postgres.connect(UNLOAD_DATABASE).await?;
     fill_narrow(&client, "orders", rows).await?;
@@ -1248,7 +1237,7 @@ async fn connector_with(
     compression: &str,
 ) -> Result<Sample, BoxError> {
     let server = ServerProcess::start(compression)?;
-    let channel = Endpoint::from_shared(format!("http://127.0.0.1:{}", server.port))?
+    let channel = Endpoint::from_shared(format!("http://127.0.0.1:{}", server.port()))?
         .connect()
         .await?;
     let server_cpu = server.cpu();
@@ -1349,7 +1338,7 @@ async fn grpcio_host(
             env!("CARGO_MANIFEST_DIR"),
             "/benches/grpcio_host.py"
         ))
-        .arg(format!("127.0.0.1:{}", server.port))
+        .arg(format!("127.0.0.1:{}", server.port()))
         .arg(&config_file)
         .stdout(Stdio::piped())
         .spawn()?;
@@ -1419,64 +1408,39 @@ impl tonic::codec::Decoder for FramesCodec {
     }
 }
 
-/// `fivetran_source serve --port 0`, as a host starts it; killed when dropped.
-struct ServerProcess {
-    child: Child,
-    port: u16,
-}
+/// `fivetran_source serve --port 0 --compression ..`, as a host starts it, from the test kit;
+/// killed when dropped. BENCH_SERVER_LOG sets its log filter (and shows its log), to see where a
+/// run spends its time.
+struct ServerProcess(test_kit::ServerProcess);
 
 impl ServerProcess {
     fn start(compression: &str) -> Result<ServerProcess, BoxError> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fivetran_source"))
-            .args(["serve", "--port", "0", "--compression", compression])
-            // BENCH_SERVER_LOG: the server's log filter, to see where a run spends its time.
-            .env(
-                "RUST_LOG",
-                std::env::var("BENCH_SERVER_LOG")
-                    .unwrap_or_else(|_| "warn,fivetran_source::server=info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?;
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let port = loop {
-            let Some(line) = lines.next() else {
-                return Err("the server exited before listening".into());
-            };
-            let line = line?;
-            if let Some(addr) = line.split("addr=").nth(1) {
-                let port = addr
-                    .split(|c: char| {
-                        !c.is_ascii_digit() && c != ':' && c != '[' && c != ']' && c != '.'
-                    })
-                    .next()
-                    .and_then(|a| a.rsplit(':').next())
-                    .and_then(|p| p.parse().ok())
-                    .ok_or_else(|| format!("no port in {line}"))?;
-                break port;
-            }
-        };
-        // Keep draining its log, so that it never blocks on a full pipe; shown when asked for.
-        let show = std::env::var_os("BENCH_SERVER_LOG").is_some();
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                if show {
-                    eprintln!("server: {line}");
-                }
-            }
-        });
-        Ok(ServerProcess { child, port })
+        let args = ["serve", "--port", "0", "--compression", compression];
+        Ok(ServerProcess(match std::env::var("BENCH_SERVER_LOG") {
+            Ok(filter) => test_kit::ServerProcess::start_with(&args, &[("RUST_LOG", &filter)]),
+            Err(_) => test_kit::ServerProcess::start_silent(
+                &args,
+                &[("RUST_LOG", "warn,fivetran_source::server=info")],
+            ),
+        }))
+    }
+
+    fn port(&self) -> u16 {
+        self.0
+            .addr()
+            .rsplit(':')
+            .next()
+            .and_then(|port| port.parse().ok())
+            .expect("the server's port")
     }
 
     fn cpu(&self) -> Option<Duration> {
-        cpu_time(&format!("/proc/{}/stat", self.child.id()))
+        cpu_time(&format!("/proc/{}/stat", self.0.pid()))
     }
 
     /// VmHWM: the most resident memory the process ever had.
     fn peak_rss(&self) -> Option<u64> {
-        vm_hwm(self.child.id())
+        vm_hwm(self.0.pid())
     }
 }
 
@@ -1486,13 +1450,6 @@ fn vm_hwm(pid: u32) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn report(title: &str, lines: &[Line]) {

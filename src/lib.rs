@@ -9,9 +9,12 @@
 //! - [`state`] and [`config`]: the versioned checkpoint state and the typed configuration;
 //! - [`server`] and [`logging`]: the process around them;
 //! - [`fingerprint`]: the 128-bit fingerprint every name derived from a user's names carries;
-//! - [`debug`]: the local debug runner that plays the host, and [`debug::local_postgres`], the
-//!   throwaway PostgreSQL server its demo, the tests and the benchmarks run against (outside the
-//!   product's core layers: nothing in `grpc`, `sync` or `source` uses it).
+//! - [`debug`]: the local debug runner that plays the host.
+//!
+//! The throwaway PostgreSQL the demo, the tests and the benchmarks run against
+//! (`crates/local-postgres`), the Redshift-shaped proxy and the other test machinery
+//! (`crates/test-kit`) and the demo (`crates/demo`) are crates of this workspace that the
+//! executable does not link.
 
 pub mod config;
 pub mod debug;

@@ -1,5 +1,6 @@
 //! The one executable: `serve` (what hosts run), `debug` (play the host locally), `reset`
-//! (forget the debug runner's state and warehouse), `demo`.
+//! (forget the debug runner's state and warehouse). The demo is an example of its own
+//! (`crates/demo`): its throwaway PostgreSQL is test machinery this executable does not link.
 //! It only parses the command line and hands over to the library.
 
 use std::net::SocketAddr;
@@ -52,8 +53,6 @@ enum Command {
     Debug(debug::DebugArgs),
     /// Delete the debug runner's state file and warehouse, without syncing.
     Reset(debug::ResetArgs),
-    /// A first run with no Redshift: a throwaway local PostgreSQL, two syncs and a sample query.
-    Demo(debug::demo::DemoArgs),
 }
 
 const DEFAULT_PORT: u16 = 50051;
@@ -78,7 +77,6 @@ fn main() -> ExitCode {
             Command::Serve { .. } => None,
             Command::Debug(_) => Some("debug runs its server in-process on a free port; use `debug --server HOST:PORT` to call one"),
             Command::Reset(_) => Some("reset starts no server"),
-            Command::Demo(_) => Some("demo runs its server in-process on a free port"),
         };
         if let Some(why) = ignored {
             eprintln!("warning: `{given}` is ignored: {why}");
@@ -96,7 +94,6 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Some(Command::Debug(args)) => runtime.block_on(debug::run(args)),
-        Some(Command::Demo(args)) => runtime.block_on(debug::demo::run(args)),
         Some(Command::Reset(args)) => debug::run_reset(args),
         Some(Command::Serve {
             port,

@@ -1,5 +1,5 @@
 //! Checks the stream as a host does, with the hosts' own protocol descriptors:
-//! `tests/support/host_check.py` runs on the PyPI connector SDK (in a virtual environment under
+//! `crates/test-kit/src/host_check.py` runs on the PyPI connector SDK (in a virtual environment under
 //! `target/`, see `support::python`) against this server, on a database with several tables
 //! and types: once as an initial sync, once resuming from its last state.
 
@@ -13,10 +13,7 @@ use serde_json::Value;
 /// What `host_check.py` reported: the JSON object it prints.
 fn run_checker(addr: &str, config: &Path, state: &str, extra: &[&str]) -> Value {
     let output = Command::new(support::python::python())
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/support/host_check.py"
-        ))
+        .arg(support::python::host_check_script())
         .arg(addr)
         .arg("--config")
         .arg(config)

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fivetran_source::config::{Config, RootCertificates, SslMode};
-use fivetran_source::debug::local_postgres::LocalPostgres;
+use test_kit::local_postgres::LocalPostgres;
 use support::{chain, cluster, fresh_database, TestServer};
 use tokio_postgres::error::SqlState;
 use tokio_postgres_rustls::MakeRustlsConnect;

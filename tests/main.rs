@@ -5,7 +5,7 @@
 //! A file here is a module: `cargo test --test integration <module>::` runs one of them, and
 //! `cargo test --test integration <name>` one test.
 
-mod support;
+use test_kit as support;
 
 mod bad_input;
 mod conformance;
@@ -23,6 +23,7 @@ mod rpc_test_and_schema;
 mod scan_shapes;
 mod schema_changes;
 mod ssh_tunnel;
+mod kit;
 mod type_roundtrip;
 mod unload;
 mod update;

@@ -1,5 +1,5 @@
 //! What a real Redshift cluster does that PostgreSQL does not, one test per behaviour, all
-//! through the Redshift-shaped proxy (tests/support/redshift). Each test first shows the
+//! through the Redshift-shaped proxy (crates/test-kit/src/redshift). Each test first shows the
 //! cluster behaviour that broke syncs (a function's limit, a refusal, a fold, a fault), then
 //! that the connector syncs every row anyway. Where a test has a proxy of its own, it also
 //! checks that the proxy refused nothing the connector sent.

@@ -1,4 +1,4 @@
-//! The Redshift-shaped proxy itself (tests/support/redshift): each behaviour the connector's
+//! The Redshift-shaped proxy itself (crates/test-kit/src/redshift): each behaviour the connector's
 //! tests rely on, checked against a real PostgreSQL behind it, with a client that does what
 //! the connector must not (tokio-postgres asks for binary results everywhere) and with the
 //! connector's own wire client.

@@ -8,7 +8,7 @@ use crate::support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fivetran_source::debug::local_postgres::LocalPostgres;
+use test_kit::local_postgres::LocalPostgres;
 
 use support::interrupt;
 

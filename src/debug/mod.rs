@@ -3,8 +3,8 @@
 //!
 //! `debug` calls the connector over gRPC (in-process on a loopback port, or `--server`), runs the
 //! configuration tests, Schema and Update, applies every operation to a local SQLite warehouse
-//! and keeps the state file between runs; `demo` does the same against a throwaway local
-//! PostgreSQL. Modules, one job each:
+//! and keeps the state file between runs; the demo (`crates/demo`) does the same against a
+//! throwaway local PostgreSQL. Modules, one job each:
 //! - [`runner`]: the sync itself ([`runner::run_sync`]), and the commit-then-save invariant;
 //! - [`client`]: the gRPC client and the in-process server;
 //! - [`catalog`]: Schema's tables and the Selection sent back;
@@ -15,9 +15,7 @@
 pub mod catalog;
 pub mod client;
 pub mod configuration;
-pub mod demo;
 pub mod error;
-pub mod local_postgres;
 pub mod progress;
 pub mod records;
 pub mod runner;

@@ -1,4 +1,4 @@
-//! A throwaway PostgreSQL server for the integration tests and the `demo` subcommand.
+//! A throwaway PostgreSQL server for the demo, the integration tests and the benchmarks.
 //!
 //! Redshift cannot run locally, but it speaks the PostgreSQL wire protocol, so a private
 //! PostgreSQL server stands in for it. It is configured like Redshift wherever the connector's
@@ -51,7 +51,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::config::{keys, Secret};
+use fivetran_source::config::{keys, Secret};
 
 /// The host name clients must use: the only name the server certificate carries.
 pub const HOST: &str = "localhost";
@@ -710,7 +710,7 @@ impl Programs {
 }
 
 /// `15` -> [15], `9.6` -> [9, 6]; anything else is not a version directory.
-fn parse_version(text: &str) -> Option<Vec<u32>> {
+pub fn parse_version(text: &str) -> Option<Vec<u32>> {
     text.split('.').map(|part| part.parse().ok()).collect()
 }
 
@@ -858,12 +858,13 @@ fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-fn quote_identifier(name: &str) -> String {
+/// A double-quoted SQL identifier.
+pub fn quote_identifier(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// A single-quoted string for postgresql.conf.
-fn quote_literal(value: &str) -> String {
+pub fn quote_literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
@@ -875,7 +876,7 @@ fn random_hex(bytes: usize) -> Result<String, LocalPostgresError> {
 
 /// PostgreSQL's stored MD5 form, `md5` + md5(password + user): given to initdb, it is stored
 /// as-is, whatever `password_encryption` says during bootstrap.
-fn md5_password_hash(user: &str, password: &str) -> String {
+pub fn md5_password_hash(user: &str, password: &str) -> String {
     postgres_protocol::password::md5(password.as_bytes(), user)
 }
 
@@ -925,59 +926,4 @@ fn name(common_name: &str) -> DistinguishedName {
     name.push(DnType::OrganizationName, "redshift-sync");
     name.push(DnType::CommonName, common_name);
     name
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn md5_hash_matches_postgresql() {
-        // SELECT 'md5' || md5('secret' || 'alice')
-        assert_eq!(
-            md5_password_hash("alice", "secret"),
-            "md54a0a68b43b6cd5cf266fa02f196e2371"
-        );
-    }
-
-    #[test]
-    fn versions_sort_numerically() {
-        let mut versions = ["9.6", "15", "10"].map(|v| parse_version(v).unwrap());
-        versions.sort();
-        assert_eq!(versions.last().unwrap(), &vec![15]);
-        assert_eq!(parse_version("main"), None);
-    }
-
-    #[test]
-    fn server_certificate_is_signed_by_the_ca_for_localhost_only() {
-        let tls = generate_certificates().unwrap();
-        let ca = CertificateDer::from_pem_slice(&tls.ca_pem).unwrap();
-        let cert = CertificateDer::from_pem_slice(&tls.cert_pem).unwrap();
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(ca).unwrap();
-        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
-            Arc::new(roots),
-            Arc::new(rustls::crypto::ring::default_provider()),
-        )
-        .build()
-        .unwrap();
-        let now = rustls_pki_types::UnixTime::now();
-        let verify = |host: &str| {
-            let name = rustls_pki_types::ServerName::try_from(host.to_string()).unwrap();
-            verifier.verify_server_cert(&cert, &[], &name, &[], now)
-        };
-        use rustls::client::danger::ServerCertVerifier as _;
-        assert!(verify("localhost").is_ok());
-        assert!(
-            verify("127.0.0.1").is_err(),
-            "the certificate must not name 127.0.0.1"
-        );
-        assert!(verify("example.com").is_err());
-    }
-
-    #[test]
-    fn quoting_doubles_the_quote_character() {
-        assert_eq!(quote_identifier(r#"a"b"#), r#""a""b""#);
-        assert_eq!(quote_literal("it's"), "'it''s'");
-    }
 }

@@ -21,7 +21,7 @@ import boto3
 REGION = "us-east-1"
 CLUSTER = "sync-cluster"
 
-# What the connector needs on a provisioned cluster (README, IAM sign-in).
+# What the connector needs on a provisioned cluster (docs/configuration.md, IAM sign-in).
 SYNC_POLICY = {
     "Version": "2012-10-17",
     "Statement": [
@@ -38,7 +38,7 @@ def bucket_resources(*buckets):
     return [arn for b in buckets for arn in (f"arn:aws:s3:::{b}", f"arn:aws:s3:::{b}/*")]
 
 
-# The connector's reads of UNLOAD files (README, UNLOAD).
+# The connector's reads of UNLOAD files (docs/design.md, "Initial syncs through UNLOAD").
 SYNC_POLICY["Statement"].append(
     {
         "Effect": "Allow",

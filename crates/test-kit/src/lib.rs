@@ -1,6 +1,9 @@
-//! Shared by every integration test (`tests/main.rs`, one binary): one throwaway PostgreSQL server
-//! for the run with a Redshift-shaped proxy in front of it, a fresh database per test, and the
-//! gRPC server in-process on a free port.
+//! redshift-sync's test kit, shared by the integration tests (`tests/main.rs`, one binary), the
+//! benchmarks and the demo, and never linked into the executable hosts run: one throwaway
+//! PostgreSQL server for the run ([`local_postgres`]) with a Redshift-shaped proxy in front of it
+//! ([`redshift`]), a fresh database per test, the gRPC server in-process on a free port or the
+//! executable as a host starts it ([`ServerProcess`]), the AWS emulator ([`aws`]), an SSH bastion
+//! ([`ssh`]), and readers of the Update stream ([`stream`], [`interrupt`]).
 //!
 //! ```text
 //!  test ── gRPC ──► connector (in-process) ── TLS ──► redshift::RedshiftProxy ──► PostgreSQL
@@ -9,28 +12,24 @@
 //!
 //! Every test database is created from a template holding `redshift/emulation.sql` (Redshift's
 //! types, functions and `svv_*` views), with `catalog_history` on its search path.
-//!
-//! The benchmark includes some of these files by `#[path]` and uses only part of them, hence the
-//! `dead_code` allowances.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-use fivetran_source::debug::local_postgres::LocalPostgres;
+use crate::local_postgres::LocalPostgres;
 use fivetran_source::proto::source_connector_client::SourceConnectorClient;
 use fivetran_source::server::MAX_MESSAGE_BYTES;
 use tokio::sync::oneshot;
 use tonic::transport::{Channel, Endpoint};
 
-#[allow(dead_code)]
+pub use local_postgres;
+
 pub mod aws;
 pub mod interrupt;
-#[allow(dead_code)]
 pub mod python;
 pub mod redshift;
-#[allow(dead_code)]
 pub mod ssh;
 pub mod stream;
 
@@ -43,7 +42,6 @@ const TEMPLATE: &str = "redshift_template";
 ///
 /// Started with the watchdog: a `static` is never dropped, so without it every test run would
 /// leave a server behind. With nextest (a process per test) each test gets its own server.
-#[allow(dead_code)]
 pub fn cluster() -> &'static LocalPostgres {
     static CLUSTER: OnceLock<LocalPostgres> = OnceLock::new();
     CLUSTER.get_or_init(|| {
@@ -100,7 +98,7 @@ fn install_redshift_template(postgres: &LocalPostgres) {
                         .await
                         .unwrap_or_else(|err| panic!("{}", chain(&err)));
                     client
-                        .batch_execute(include_str!("redshift/emulation.sql"))
+                        .batch_execute(redshift::EMULATION_SQL)
                         .await
                         .unwrap_or_else(|err| {
                             panic!("installing the Redshift emulation: {}", chain(&err))
@@ -114,21 +112,18 @@ fn install_redshift_template(postgres: &LocalPostgres) {
 
 /// The Redshift-shaped proxy the tests of this binary share (default settings: a multi-node
 /// cluster, no faults). Tests that change its behaviour start their own with [`own_proxy`].
-#[allow(dead_code)]
 pub fn proxy() -> &'static RedshiftProxy {
     static PROXY: OnceLock<RedshiftProxy> = OnceLock::new();
     PROXY.get_or_init(|| RedshiftProxy::start(cluster(), Settings::default()))
 }
 
 /// A proxy of a test's own, for settings and faults no other test should see.
-#[allow(dead_code)]
 pub fn own_proxy(settings: Settings) -> RedshiftProxy {
     RedshiftProxy::start(cluster(), settings)
 }
 
 /// A database of its own for one test, with an admin client (straight to PostgreSQL) and the
 /// connector configuration (through the Redshift-shaped proxy).
-#[allow(dead_code)]
 pub struct TestDb {
     pub name: String,
     pub client: tokio_postgres::Client,
@@ -136,7 +131,6 @@ pub struct TestDb {
 }
 
 /// `public.<name>`: `rows` rows keyed by `id`, a note, and an `updated_at` a second apart.
-#[allow(dead_code)]
 pub async fn create_items(db: &TestDb, name: &str, rows: i32) {
     db.client
         .batch_execute(&format!(
@@ -150,7 +144,6 @@ pub async fn create_items(db: &TestDb, name: &str, rows: i32) {
 }
 
 /// Creates a new, empty database on [`cluster`]: tests never see each other's tables.
-#[allow(dead_code)]
 pub async fn fresh_database() -> TestDb {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let name = format!(
@@ -186,13 +179,11 @@ pub async fn fresh_database() -> TestDb {
 
 /// The connector's gRPC server running in this process on 127.0.0.1 and a free port; it shuts
 /// down when dropped.
-#[allow(dead_code)]
 pub struct TestServer {
     addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
-#[allow(dead_code)]
 impl TestServer {
     pub async fn start() -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -252,7 +243,6 @@ pub use fivetran_source::source::error_chain as chain;
 
 /// Runs the named Test: `Ok` on success, the failure's text otherwise (never empty). A status
 /// instead of an answer fails the calling test: Test answers problems as failures.
-#[allow(dead_code)]
 pub async fn run_test(
     client: &mut SourceConnectorClient<Channel>,
     name: &str,
@@ -281,7 +271,6 @@ pub async fn run_test(
 
 /// Runs the `connect` test, which must fail, and returns its failure message (Test answers
 /// problems with the configuration or the cluster as a failure for the user to read).
-#[allow(dead_code)]
 pub async fn connect_test_failure(
     client: &mut SourceConnectorClient<Channel>,
     config: &HashMap<String, String>,
@@ -303,24 +292,33 @@ pub async fn connect_test_failure(
 
 /// The connector's executable serving on a free port, as a host starts it, with an
 /// environment of the test's choosing (AWS credentials, say); killed when dropped.
-#[allow(dead_code)]
 pub struct ServerProcess {
     child: std::process::Child,
     port: u16,
     listening: String,
 }
 
-#[allow(dead_code)]
 impl ServerProcess {
     /// `env` is all the environment it gets, besides PATH.
     pub fn start(env: &[(&str, &str)]) -> ServerProcess {
         Self::start_with(&["serve", "--port", "0"], env)
     }
 
-    /// Started with the arguments `args` (which must make it listen on a free port).
+    /// Started with the arguments `args` (which must make it listen on a free port); its log
+    /// is passed on to this process's output (a test's output shows it on failure).
     pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> ServerProcess {
+        Self::spawn(args, env, true)
+    }
+
+    /// As [`ServerProcess::start_with`], its log read and dropped (a benchmark's report stays
+    /// readable).
+    pub fn start_silent(args: &[&str], env: &[(&str, &str)]) -> ServerProcess {
+        Self::spawn(args, env, false)
+    }
+
+    fn spawn(args: &[&str], env: &[(&str, &str)], forward_log: bool) -> ServerProcess {
         use std::io::{BufRead, BufReader};
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_fivetran_source"));
+        let mut command = std::process::Command::new(server_executable());
         command
             .args(args)
             .env_clear()
@@ -353,10 +351,12 @@ impl ServerProcess {
                 break (addr, port);
             }
         };
-        // Pass its log on (the test's output shows it on failure); never block its writes.
+        // Read its log to the end either way, so that its writes never block on a full pipe.
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
-                println!("server: {line}");
+                if forward_log {
+                    println!("server: {line}");
+                }
             }
         });
         ServerProcess {
@@ -364,6 +364,11 @@ impl ServerProcess {
             port,
             listening,
         }
+    }
+
+    /// Its process id (for `/proc/<pid>/...`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The address it logged it listens on.
@@ -431,4 +436,34 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The connector's executable as Cargo built it for the running test or benchmark: beside the
+/// `deps/` directory the test binary runs from (`CARGO_BIN_EXE_*` is known only to the
+/// package's own test targets, not to a crate they link).
+pub fn server_executable() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the running test's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("a test binary runs from <target>/<profile>/deps");
+    let server = profile_dir.join("fivetran_source");
+    assert!(
+        server.is_file(),
+        "{} is not built: run the tests with `cargo test` (which builds it)",
+        server.display()
+    );
+    server
+}
+
+/// The target directory's `tmp/` (Cargo's `CARGO_TARGET_TMPDIR`, which only the package's own
+/// test targets are told): the directory holding Cargo's `CACHEDIR.TAG` above the running
+/// binary, so tests and benchmarks share what is kept there (the Python environment).
+pub fn target_tmp_dir() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the running test's path");
+    let target = exe
+        .ancestors()
+        .find(|dir| dir.join("CACHEDIR.TAG").is_file())
+        .unwrap_or_else(|| panic!("{} is not under a Cargo target directory", exe.display()));
+    target.join("tmp")
 }

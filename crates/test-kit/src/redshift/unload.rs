@@ -19,7 +19,7 @@ use arrow_array::types::{Float32Type, Float64Type, Int16Type, Int32Type, Int64Ty
 use arrow_array::{ArrayRef, ArrowPrimitiveType, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use aws_sdk_s3::error::ProvideErrorMetadata;
-use fivetran_source::debug::local_postgres::LocalPostgres;
+use crate::local_postgres::LocalPostgres;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;

@@ -1,5 +1,9 @@
-//! `demo`: the first thing a newcomer runs. No Redshift needed: a throwaway local PostgreSQL
-//! stands in for it (same wire protocol), holding an example `customers` table.
+//! The demo, the first thing a newcomer runs (`cargo run --release -p demo`). No Redshift
+//! needed: a throwaway local PostgreSQL stands in for it (same wire protocol), holding an
+//! example `customers` table.
+//!
+//! An executable of its own rather than a subcommand: the throwaway PostgreSQL (its CA, its
+//! admin client) is not linked into the one hosts run.
 //!
 //! Steps: start the server, create and fill `customers`, sync it with the debug runner (an
 //! initial sync), change some rows, sync again (incremental: only the changes travel), then
@@ -13,32 +17,33 @@ use std::process::ExitCode;
 use rusqlite::types::Value;
 use rusqlite::OpenFlags;
 
-use super::error_chain;
-use super::progress::ProgressMode;
-use super::runner::{run_sync, RunOptions};
-use crate::config::keys;
-use crate::debug::local_postgres::{LocalPostgres, LocalPostgresError};
-use crate::logging::{self, LogTarget};
+use clap::Parser;
+use fivetran_source::config::keys;
+use fivetran_source::debug::progress::ProgressMode;
+use fivetran_source::debug::{error_chain, run_sync, DebugError, RunOptions};
+use fivetran_source::logging::{self, LogTarget};
+use local_postgres::{LocalPostgres, LocalPostgresError};
 
 const DATABASE: &str = "demo";
 const TABLE: &str = "public.customers";
 /// Rows per fetch in the demo: small enough that the first sync shows several checkpoints.
 const BATCH_SIZE: &str = "1000";
 
-/// `demo`: two syncs of an example table from a throwaway local PostgreSQL.
-#[derive(Debug, clap::Args)]
-pub struct DemoArgs {
+/// Two syncs of an example table from a throwaway local PostgreSQL into a local warehouse.
+#[derive(Debug, Parser)]
+#[command(name = "demo")]
+struct DemoArgs {
     /// Where the demo's warehouse and state go (replaced on every demo run).
     #[arg(long, value_name = "DIR", default_value = "files/demo")]
-    pub dir: PathBuf,
+    dir: PathBuf,
     /// Rows in the example `customers` table.
     #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
-    pub rows: u32,
+    rows: u32,
 }
 
 /// What can stop the demo.
 #[derive(Debug, thiserror::Error)]
-pub enum DemoError {
+enum DemoError {
     #[error("cannot start the local PostgreSQL server the demo reads from")]
     Postgres(#[from] LocalPostgresError),
     #[error("cannot {step} in the demo database")]
@@ -48,7 +53,7 @@ pub enum DemoError {
         source: tokio_postgres::Error,
     },
     #[error("the sync failed")]
-    Sync(#[from] super::DebugError),
+    Sync(#[from] DebugError),
     #[error("cannot read the demo warehouse {}", path.display())]
     Warehouse {
         path: PathBuf,
@@ -59,7 +64,9 @@ pub enum DemoError {
     StartAborted(#[source] tokio::task::JoinError),
 }
 
-pub async fn run(args: DemoArgs) -> ExitCode {
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = DemoArgs::parse();
     logging::init(LogTarget::Stderr, "warn");
     println!(
         "Starting a throwaway PostgreSQL server (it stands in for Redshift: same protocol)..."
@@ -144,7 +151,7 @@ async fn demo(postgres: &LocalPostgres, args: &DemoArgs) -> Result<(), DemoError
         state.display()
     );
     println!(
-        "Next: put your cluster's settings in configuration.json and run `fivetran_source debug`."
+        "Next: put your cluster's settings in configuration.json and run `cargo run --release -- debug`."
     );
     Ok(())
 }
@@ -152,7 +159,7 @@ async fn demo(postgres: &LocalPostgres, args: &DemoArgs) -> Result<(), DemoError
 /// The example table: a few distinct `updated_at` values, each shared by many rows, as bulk
 /// loads produce (the case the cursor's key tie-break exists for). Also the debug runner's
 /// benchmark table.
-pub async fn create_customers(client: &tokio_postgres::Client, rows: u32) -> Result<(), DemoError> {
+async fn create_customers(client: &tokio_postgres::Client, rows: u32) -> Result<(), DemoError> {
     let create = "CREATE TABLE public.customers (
             customer_id INT PRIMARY KEY,
             first_name VARCHAR(64) NOT NULL,

@@ -39,10 +39,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use fivetran_source::debug::local_postgres::LocalPostgres;
+use crate::local_postgres::LocalPostgres;
 use rustls_pki_types::pem::PemObject;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
+
+/// Redshift's types, functions and `svv_*` views over PostgreSQL, installed in every test
+/// database (through the template) and the benchmark's.
+pub const EMULATION_SQL: &str = include_str!("emulation.sql");
 
 /// What Redshift reports as its version.
 pub const SERVER_VERSION: &str = "8.0.2";

@@ -30,7 +30,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
-use fivetran_source::debug::local_postgres::LocalPostgres;
+use crate::local_postgres::LocalPostgres;
 
 pub const REGION: &str = "us-east-1";
 pub const CLUSTER: &str = "sync-cluster";
@@ -104,7 +104,7 @@ impl AwsEmulator {
         let output = Command::new(python)
             .arg(concat!(
                 env!("CARGO_MANIFEST_DIR"),
-                "/tests/support/aws_setup.py"
+                "/src/aws_setup.py"
             ))
             .arg(format!("http://{moto_addr}"))
             .output()

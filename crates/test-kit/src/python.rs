@@ -18,7 +18,7 @@ const REQUIREMENTS: &str = include_str!("requirements.txt");
 pub fn venv() -> &'static Path {
     static VENV: OnceLock<PathBuf> = OnceLock::new();
     VENV.get_or_init(|| {
-        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let root = crate::target_tmp_dir();
         fs::create_dir_all(&root).expect("create the target tmp dir");
         let venv = root.join("python-venv");
         let lock = File::create(root.join("python-venv.lock")).expect("create the venv lock file");
@@ -38,6 +38,11 @@ pub fn venv() -> &'static Path {
         drop(lock);
         venv
     })
+}
+
+/// The hosts' conformance checker: `host_check.py`, run with [`python`].
+pub fn host_check_script() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/src/host_check.py"))
 }
 
 /// The environment's interpreter.
