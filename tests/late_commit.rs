@@ -1,4 +1,4 @@
-//! Rows that commit late with an older cursor value (README, "Late commits").
+//! Rows that commit late with an older cursor value (docs/design.md, "Late commits").
 //!
 //! A load that stamps `updated_at` with the transaction's start time (Redshift's SYSDATE;
 //! PostgreSQL's `now()`) makes rows visible only at commit, possibly after a sync has already

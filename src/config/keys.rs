@@ -95,15 +95,9 @@ pub const ALL: &[&str] = &[
 mod tests {
     use super::ALL;
 
-    /// The keys the README's configuration section documents (its tables' first columns).
+    /// The keys the configuration reference documents (its tables' first columns).
     fn documented() -> Vec<&'static str> {
-        let readme = include_str!("../../README.md");
-        let start = readme
-            .find("\n## Configuration\n")
-            .expect("the README has a Configuration section");
-        let section = &readme[start + 1..];
-        let end = section[3..].find("\n## ").map_or(section.len(), |i| i + 3);
-        section[..end]
+        include_str!("../../docs/configuration.md")
             .lines()
             .filter_map(|line| line.strip_prefix("| `")?.split_once("` |"))
             .map(|(key, _)| key)
@@ -115,21 +109,21 @@ mod tests {
             .collect()
     }
 
-    /// Keys are described in three places (here, the form, the README): the form's test checks
-    /// the form; this one keeps the README in agreement with the code both ways.
+    /// Keys are described in three places (here, the form, the reference): the form's test
+    /// checks the form; this one keeps the reference in agreement with the code both ways.
     #[test]
-    fn every_key_is_documented_in_the_readme_and_every_documented_key_exists() {
+    fn every_key_is_documented_in_the_reference_and_every_documented_key_exists() {
         let documented = documented();
         for key in ALL {
             assert!(
                 documented.contains(key),
-                "`{key}` is not in the README's configuration tables"
+                "`{key}` is not in docs/configuration.md's tables"
             );
         }
         for key in &documented {
             assert!(
                 ALL.contains(key),
-                "the README documents `{key}`, which the connector does not accept"
+                "docs/configuration.md documents `{key}`, which the connector does not accept"
             );
         }
     }

@@ -76,7 +76,7 @@ pub struct SyncConfig {
     pub max_rows_per_query: RowsPerQuery,
     /// Rows whose TIMESTAMP/TIMESTAMPTZ cursor is newer than the database's clock minus this
     /// are left for a later sync, so a checkpoint never passes rows that may still commit with
-    /// an older cursor value (README, "Late commits"). Zero still bounds the scan
+    /// an older cursor value (docs/design.md, "Late commits"). Zero still bounds the scan
     /// at the clock itself, so a future-dated row cannot carry the position past current ones.
     pub cursor_lag: Duration,
     /// Tables synced at once within one Update, each on a session of its own.

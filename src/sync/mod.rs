@@ -30,8 +30,8 @@
 //! - After a failure the rows read so far are sent and checkpointed, and the table is re-read
 //!   on a new session from there, so a retry repeats nothing that was delivered.
 //! - A query reads time cursors only up to the database's clock minus `cursor_lag_s` (which may
-//!   be zero), so a row committed late with an older cursor value (README, "Late
-//!   commits") is still ahead of every checkpoint when it becomes visible, and a row dated in the
+//!   be zero), so a row committed late with an older cursor value (docs/design.md,
+//!   "Late commits") is still ahead of every checkpoint when it becomes visible, and a row dated in the
 //!   future waits for its time instead of carrying the position past every current row.
 
 mod checkpoints;
