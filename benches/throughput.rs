@@ -35,7 +35,6 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use fivetran_source::config::{keys, Config, DEFAULT_BATCH_SIZE};
-use test_kit::local_postgres::LocalPostgres;
 use fivetran_source::proto::source_connector_client::SourceConnectorClient;
 use fivetran_source::proto::{update_response::Operation, RecordType, UpdateRequest};
 use fivetran_source::server::MAX_MESSAGE_BYTES;
@@ -46,6 +45,7 @@ use fivetran_source::sync::plan::{self, Mode};
 use fivetran_source::sync::{OutgoingMessage, Output};
 use futures_util::{pin_mut, StreamExt};
 use prost::Message as _;
+use test_kit::local_postgres::LocalPostgres;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Row};
 use tonic::transport::Endpoint;
@@ -459,9 +459,10 @@ fn run_measured(command: &mut Command) -> Result<(std::process::Output, Sample),
         })
     };
     let mut status = 0;
+    // SAFETY: rusage is plain integers, for which all zeroes is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: wait4 on a child of this process, writing into the values given. WNOWAIT is not
     // used: the exit is reaped here, after which /proc no longer has the process.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     if unsafe { libc::wait4(pid, &mut status, 0, &mut usage) } != pid {
         return Err("wait4 failed".into());
     }
@@ -604,7 +605,7 @@ async fn print_machine(client: &Client) -> Result<(), BoxError> {
         .query_one("SELECT current_setting('server_version')", &[])
         .await?
         .get(0);
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
     println!();
     println!("throughput: one Update, the connector in its own process, same-run baselines");
     println!(
@@ -833,7 +834,7 @@ async fn unload(
     postgres
         .connect(UNLOAD_DATABASE)
         .await?
-        .batch_execute(test_kit::redshift::EMULATION_SQL)
+        .batch_execute(redshift::EMULATION_SQL)
         .await?;
     let client = postgres.connect(UNLOAD_DATABASE).await?;
     fill_narrow(&client, "orders", rows).await?;

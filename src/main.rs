@@ -143,10 +143,10 @@ async fn serve(at: Listen, compression: server::Compression) -> ExitCode {
         Err(err) => {
             match at {
                 Listen::AllInterfaces(port) => {
-                    tracing::error!(port, error = %err, "cannot listen on the port")
+                    tracing::error!(port, error = %err, "cannot listen on the port");
                 }
                 Listen::Address(address) => {
-                    tracing::error!(%address, error = %err, "cannot listen on the address")
+                    tracing::error!(%address, error = %err, "cannot listen on the address");
                 }
             }
             return ExitCode::FAILURE;

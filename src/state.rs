@@ -314,7 +314,7 @@ impl SyncState {
             return Ok(Self::new());
         }
         let value: serde_json::Value = serde_json::from_str(text).map_err(StateError::Malformed)?;
-        if value.as_object().is_some_and(|o| o.is_empty()) {
+        if value.as_object().is_some_and(serde_json::Map::is_empty) {
             return Ok(Self::new());
         }
         match value.get("version").and_then(serde_json::Value::as_u64) {
@@ -435,7 +435,7 @@ mod tests {
             "position": {"cursor": "2024-01-01", "key": ["1\u0000"]}}}}}"#;
         match SyncState::parse(Some(state)) {
             Err(StateError::NulCharacter { at }) => {
-                assert_eq!(at, "state_json.tables.public.t.position.key[0]")
+                assert_eq!(at, "state_json.tables.public.t.position.key[0]");
             }
             other => panic!("{other:?}"),
         }
@@ -474,7 +474,7 @@ mod tests {
         ] {
             match SyncState::parse(Some(&with(r#""0123abcd""#, snapshot))) {
                 Err(StateError::NotWritten { at, .. }) => {
-                    assert_eq!(at, "tables.public.t.key_snapshot.generation")
+                    assert_eq!(at, "tables.public.t.key_snapshot.generation");
                 }
                 other => panic!("{snapshot}: {other:?}"),
             }

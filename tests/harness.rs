@@ -10,8 +10,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fivetran_source::config::{Config, RootCertificates, SslMode};
-use test_kit::local_postgres::LocalPostgres;
 use support::{chain, cluster, fresh_database, TestServer};
+use test_kit::local_postgres::LocalPostgres;
 use tokio_postgres::error::SqlState;
 use tokio_postgres_rustls::MakeRustlsConnect;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -252,7 +252,7 @@ fn the_watchdog_cleans_up_after_the_process_it_watches() {
         .unwrap_or_else(|err| panic!("{}", chain(&err)));
     let dir = pg.directory().to_path_buf();
     let pid = postmaster_pid(&dir.join("data"));
-    std::mem::forget(pg);
+    let _leaked = std::mem::ManuallyDrop::new(pg);
 
     owner.kill().unwrap();
     owner.wait().unwrap(); // a zombie would still count as alive

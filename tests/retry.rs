@@ -56,7 +56,7 @@ async fn a_fatal_error_keeps_its_sqlstate_and_text() {
         .await
         .expect("connect");
     let terminate = async {
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
         terminate_connector_sessions(&db.client).await
     };
     let (result, terminated) = tokio::join!(session.query("SELECT pg_sleep(30)", &[]), terminate);

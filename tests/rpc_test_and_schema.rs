@@ -1041,7 +1041,7 @@ async fn the_schemas_and_tables_filters_apply() {
         .await
         .unwrap();
     let (_server, mut client) = client().await;
-    let cases: &[(Pairs, &[&str])] = &[
+    let cases: &[(Pairs<'_>, &[&str])] = &[
         (
             &[],
             &["alpha.t1", "alpha.t2", "beta.t1", "beta.t3", "gamma.t1"],
@@ -1069,7 +1069,7 @@ async fn the_schemas_and_tables_filters_apply() {
     ];
     for (filters, expected) in cases {
         let names = table_names(&schema(&mut client, &with(&db.config, filters)).await);
-        let expected: BTreeSet<String> = expected.iter().map(|s| s.to_string()).collect();
+        let expected: BTreeSet<String> = expected.iter().map(ToString::to_string).collect();
         assert_eq!(names, expected, "filters {filters:?}");
     }
 }
@@ -1249,7 +1249,7 @@ async fn a_server_that_stops_mid_message_does_not_hold_the_test() {
             ("connect_timeout_s", "2"),
         ],
     );
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let reason = expect_failure(&mut client, "connect", &config).await;
     assert!(
         started.elapsed() < Duration::from_secs(15),

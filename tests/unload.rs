@@ -756,7 +756,7 @@ async fn a_later_sync_deletes_abandoned_exports_and_nothing_else() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
-    let mut expected: Vec<String> = keys[2..].iter().map(|k| k.to_string()).collect();
+    let mut expected: Vec<String> = keys[2..].iter().map(ToString::to_string).collect();
     expected.sort();
     // (The 10-row table is below unload_min_rows: no export of this sync's own.)
     let mut left = left;

@@ -328,7 +328,7 @@ async fn null_cursor_rows_are_read_again_by_every_later_sync() {
     for (at, resumed) in stream::resume_from_each_checkpoint(
         &mut client,
         &config,
-        Some(stream::with_schema(
+        Some(with_schema(
             false,
             vec![schema("public", vec![table("keyed")])],
         )),

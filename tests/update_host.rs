@@ -101,7 +101,13 @@ async fn a_host_that_goes_away_mid_table_releases_the_connection() {
     .await;
 
     drop(updates);
-    wait_for_sessions(&db, Duration::from_secs(5), "released", |s| s.is_empty()).await;
+    wait_for_sessions(
+        &db,
+        Duration::from_secs(5),
+        "released",
+        <[(i32, String, String, String)]>::is_empty,
+    )
+    .await;
 }
 
 /// A statement that is still computing its first batch when the host leaves must be cancelled,

@@ -71,7 +71,7 @@ impl Config {
         let reader = MapReader(map);
         Ok(Self {
             connection: connection::parse(&reader)?,
-            sync: sync::parse(&reader)?,
+            sync: parse(&reader)?,
         })
     }
 

@@ -306,7 +306,7 @@ impl Run<'_> {
                     unreachable!("records were read from the message's bytes")
                 }
                 update_response::Operation::SchemaChange(change) => {
-                    self.schema_change(change).await?
+                    self.schema_change(change).await?;
                 }
                 update_response::Operation::Checkpoint(checkpoint) => {
                     self.checkpoint(&checkpoint.state_json).await?;
@@ -444,7 +444,7 @@ fn tally(batch: &RecordBatch) -> Vec<(TableKey, proto::RecordType, u64)> {
             Some((table, kind, count))
                 if *kind == record_type && table.is_named_by(batch, record) =>
             {
-                *count += 1
+                *count += 1;
             }
             _ => runs.push((TableKey::of_record(batch, record), record_type, 1)),
         }

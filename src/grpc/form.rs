@@ -49,7 +49,7 @@ pub fn configuration_form() -> ConfigurationFormResponse {
             "verify-full (the default: check the chain and the host name; Redshift's certificates chain to the system roots, a private CA goes in sslrootcert), verify-ca (check the chain only), require (encrypt, no certificate check), prefer, disable. A password the server asks for in cleartext is sent only with verify-ca or verify-full.".to_string(),
         ),
         r#type: Some(form_field::Type::DropdownField(DropdownField {
-            dropdown_field: SslMode::NAMES.iter().map(|s| s.to_string()).collect(),
+            dropdown_field: SslMode::NAMES.iter().map(ToString::to_string).collect(),
         })),
         default_value: Some("verify-full".to_string()),
         placeholder: None,

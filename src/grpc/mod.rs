@@ -33,18 +33,18 @@ use status::RpcError;
 /// Updates then stop at their next checkpoint, and new ones are refused.
 #[derive(Debug)]
 pub struct ConnectorService {
-    stop: crate::sync::StopRequest,
+    stop: sync::StopRequest,
 }
 
 impl ConnectorService {
-    pub fn new(stop: crate::sync::StopRequest) -> Self {
+    pub fn new(stop: sync::StopRequest) -> Self {
         Self { stop }
     }
 }
 
 impl Default for ConnectorService {
     fn default() -> Self {
-        Self::new(crate::sync::StopRequest::never())
+        Self::new(sync::StopRequest::never())
     }
 }
 
@@ -175,7 +175,7 @@ fn end_of_failed_update(err: SyncError) -> Result<Outgoing, Status> {
             match err {
                 SyncError::HostGone => tracing::warn!("the host went away; update stopped"),
                 SyncError::ShuttingDown => {
-                    tracing::info!("update stopped at its last checkpoint: the server is stopping")
+                    tracing::info!("update stopped at its last checkpoint: the server is stopping");
                 }
                 ref other => tracing::error!(rpc = "Update", error = %other, "update failed"),
             }

@@ -7,14 +7,14 @@ pub use generated::*;
 
 /// The messages and the client, as tonic-build writes them.
 mod generated {
-    #![allow(clippy::all, missing_docs)]
+    #![allow(clippy::all, missing_docs, unused_qualifications)]
     tonic::include_proto!("fivetran_sdk.v2");
 }
 
 /// The server side of `SourceConnector`, declared in build.rs (its `Update` streams
 /// pre-encoded records through `grpc::codec::UpdateCodec`).
 pub mod server {
-    #![allow(clippy::all, missing_docs)]
+    #![allow(clippy::all, missing_docs, unused_qualifications)]
     include!(concat!(
         env!("OUT_DIR"),
         "/fivetran_sdk.v2.SourceConnector.rs"

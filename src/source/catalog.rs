@@ -176,7 +176,7 @@ fn schema_filter(column: &str, config: &SyncConfig, params: &mut Vec<String>) ->
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let system = placeholders(SYSTEM_SCHEMAS.iter().map(|s| s.to_string()).collect());
+    let system = placeholders(SYSTEM_SCHEMAS.iter().map(ToString::to_string).collect());
     let mut filter = format!("{column} NOT IN ({system})");
     if let Some(schemas) = &config.schemas {
         let wanted = placeholders(schemas.iter().map(|s| s.resolved().into_owned()).collect());

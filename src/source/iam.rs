@@ -278,7 +278,7 @@ async fn endpoint(sdk: &SdkConfig, iam: &IamSignIn) -> Result<(String, u16), Iam
                 .and_then(|cluster| cluster.endpoint());
             (
                 endpoint.and_then(|e| e.address()).map(str::to_string),
-                endpoint.and_then(|e| e.port()),
+                endpoint.and_then(aws_sdk_redshift::types::Endpoint::port),
             )
         }
         IamTarget::Workgroup { name } => {
@@ -294,7 +294,7 @@ async fn endpoint(sdk: &SdkConfig, iam: &IamSignIn) -> Result<(String, u16), Iam
             let endpoint = out.workgroup().and_then(|w| w.endpoint());
             (
                 endpoint.and_then(|e| e.address()).map(str::to_string),
-                endpoint.and_then(|e| e.port()),
+                endpoint.and_then(aws_sdk_redshiftserverless::types::Endpoint::port),
             )
         }
     };

@@ -153,11 +153,11 @@ impl Session {
         let mut settings = String::from("SET DateStyle TO 'ISO, MDY'; SET timezone TO 'UTC'");
         match self.flavour {
             Flavour::Redshift => {
-                settings.push_str("; SET enable_case_sensitive_identifier TO true")
+                settings.push_str("; SET enable_case_sensitive_identifier TO true");
             }
             // PostgreSQL's BYTEA and INTERVAL text depend on these; Redshift's VARBYTE is hex.
             Flavour::PostgreSql => {
-                settings.push_str("; SET bytea_output TO 'hex'; SET IntervalStyle TO 'postgres'")
+                settings.push_str("; SET bytea_output TO 'hex'; SET IntervalStyle TO 'postgres'");
             }
         }
         if !config.query_timeout.is_zero() {

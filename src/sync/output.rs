@@ -74,10 +74,15 @@ impl StopRequest {
 
     /// A request never raised (for callers that stop Updates otherwise).
     pub fn never() -> Self {
-        let (sender, receiver) = tokio::sync::watch::channel(false);
-        // Kept, so the receiver never sees the channel closed.
-        std::mem::forget(sender);
-        Self(receiver)
+        // One sender for the process, never dropped, so no receiver sees the channel closed
+        // (forgetting a sender per call leaked one each time).
+        static NEVER: std::sync::OnceLock<tokio::sync::watch::Sender<bool>> =
+            std::sync::OnceLock::new();
+        Self(
+            NEVER
+                .get_or_init(|| tokio::sync::watch::channel(false).0)
+                .subscribe(),
+        )
     }
 
     pub fn is_raised(&self) -> bool {
@@ -222,7 +227,7 @@ impl Output {
 
     /// Completes when the host has gone away (the response stream was dropped).
     pub async fn closed(&self) {
-        self.tx.closed().await
+        self.tx.closed().await;
     }
 }
 

@@ -152,7 +152,7 @@ pub fn synced_columns(plan: &TablePlan) -> Vec<SyncedColumn> {
 
 /// The SchemaChange that declares these tables as they are now, as Schema would.
 pub fn declaration<'a>(plans: impl IntoIterator<Item = &'a TablePlan>) -> proto::SchemaChange {
-    let list = crate::proto::schema::schema_list(plans.into_iter().map(|plan| &*plan.table));
+    let list = proto::schema::schema_list(plans.into_iter().map(|plan| &*plan.table));
     proto::SchemaChange {
         change: Some(schema_change::Change::WithSchema(list)),
     }

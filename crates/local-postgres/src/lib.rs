@@ -601,7 +601,7 @@ shared_buffers = 32MB
             Ok(status) if status.success() => {}
             Ok(status) => tracing::warn!(%status, "pg_ctl stop failed for the local postgres"),
             Err(err) => {
-                tracing::warn!(error = %err, "cannot run pg_ctl stop for the local postgres")
+                tracing::warn!(error = %err, "cannot run pg_ctl stop for the local postgres");
             }
         }
     }

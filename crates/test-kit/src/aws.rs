@@ -102,10 +102,7 @@ impl AwsEmulator {
             std::thread::sleep(Duration::from_millis(100));
         }
         let output = Command::new(python)
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/src/aws_setup.py"
-            ))
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/src/aws_setup.py"))
             .arg(format!("http://{moto_addr}"))
             .output()
             .expect("run aws_setup.py");
@@ -257,7 +254,7 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
     let body = body
         .collect()
         .await
-        .map(|b| b.to_bytes())
+        .map(http_body_util::Collected::to_bytes)
         .unwrap_or_default();
     let received = Received { parts, body };
     let (action, json) = match received.json_target() {

@@ -143,7 +143,7 @@ pub async fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStre
                     last_error = Some(ConnectError::Connect {
                         address: address.to_string(),
                         source,
-                    })
+                    });
                 }
             }
         }

@@ -385,7 +385,7 @@ pub(in crate::sync) async fn prepare_work_schema(
                 "work tables no table needs were dropped"
             ),
             Err(err) => {
-                tracing::warn!(error = %err, "cannot drop unused work tables; a later sync tries again")
+                tracing::warn!(error = %err, "cannot drop unused work tables; a later sync tries again");
             }
         }
     }

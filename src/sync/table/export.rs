@@ -271,7 +271,7 @@ impl TableSync {
     ) -> Result<(), Stop> {
         match staging.delete_prefix(prefix).await {
             Ok(deleted) => {
-                tracing::debug!(table = %self.plan.table.name, deleted, "export files deleted")
+                tracing::debug!(table = %self.plan.table.name, deleted, "export files deleted");
             }
             Err(err) => {
                 self.warning(
@@ -674,7 +674,7 @@ impl ChunkWriter {
         match &self.soft_delete {
             Some(soft_delete) if soft_delete.marks(cells) => {
                 self.encoder
-                    .push_delete(&soft_delete.key, cells, &[], scratch)
+                    .push_delete(&soft_delete.key, cells, &[], scratch);
             }
             _ => self.encoder.push_upsert(cells, &[], scratch),
         }

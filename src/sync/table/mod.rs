@@ -912,7 +912,7 @@ impl TableSync {
         match &self.plan.soft_delete {
             Some(soft_delete) if soft_delete.marks(cells) => {
                 self.encoder
-                    .push_delete(&soft_delete.key, cells, row, &self.scratch)
+                    .push_delete(&soft_delete.key, cells, row, &self.scratch);
             }
             _ => self.encoder.push_upsert(cells, row, &self.scratch),
         }

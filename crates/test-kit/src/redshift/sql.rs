@@ -303,7 +303,7 @@ fn inspect(parsed: &pg_query::ParseResult, judged: &mut Judged) {
                 }
             }
             NodeRef::CopyStmt(_) => {
-                reject(judged, Rejection::unsupported("COPY to or from a client"))
+                reject(judged, Rejection::unsupported("COPY to or from a client"));
             }
             NodeRef::FuncCall(call) => {
                 let name = call

@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+use crate::local_postgres::LocalPostgres;
 use arrow_array::builder::{
     BooleanBuilder, Date32Builder, Decimal128Builder, PrimitiveBuilder, StringBuilder,
     TimestampMicrosecondBuilder,
@@ -19,7 +20,6 @@ use arrow_array::types::{Float32Type, Float64Type, Int16Type, Int32Type, Int64Ty
 use arrow_array::{ArrayRef, ArrowPrimitiveType, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use aws_sdk_s3::error::ProvideErrorMetadata;
-use crate::local_postgres::LocalPostgres;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
