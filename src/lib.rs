@@ -3,7 +3,8 @@
 //! Layers, each in its own module, each with its own error type:
 //! - [`grpc`]: the protocol layer (handlers, the one error-to-status mapping);
 //! - [`proto`]: the wire contract's messages, and those the connector builds from its own types
-//!   (the schema list), used by `grpc` and `sync` alike;
+//!   (`Records` encoded straight from cells, the schema list, Redshift types as DataTypes), used
+//!   by `grpc` and `sync` alike; it depends on `source` for those types, never the reverse;
 //! - [`sync`]: the Update engine (plan from selection and state, keyset batches, checkpoints);
 //! - [`source`]: Redshift over the PostgreSQL wire protocol (connect, catalog, queries, decoding);
 //! - [`state`] and [`config`]: the versioned checkpoint state and the typed configuration;

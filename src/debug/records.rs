@@ -1,6 +1,6 @@
 //! The runner's reading of `Records` messages: every record's table, type, column names and
 //! values as ranges into the message's bytes, parsed in one pass without an allocation per
-//! value (the host side of `sync::encode`).
+//! value (the host side of `proto::records`).
 //!
 //! prost decodes a record's `map<string, ValueType>` into a map of owned strings: two
 //! allocations per value on the runner's main thread and as many frees on the warehouse's,

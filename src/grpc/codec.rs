@@ -1,5 +1,5 @@
 //! The codec of `Update`: the request is decoded by prost; the responses are [`Outgoing`]
-//! messages, whose `Records` arrive already encoded (see `sync::encode`) and are copied into the
+//! messages, whose `Records` arrive already encoded (see `proto::records`) and are copied into the
 //! frame as they are, while checkpoints, warnings and tasks are encoded by prost.
 //!
 //! An `Outgoing` holds its share of the Update's byte budget until it is dropped, which happens

@@ -1,7 +1,16 @@
 //! The wire contract: the code generated from `proto/` (the messages and the client), and the
 //! messages this connector builds from its own types, so that the engine and the gRPC layer
 //! both depend on this module and never on each other.
+//!
+//! Imports run one way: `grpc` and `sync` use this module; it uses `source` for what it
+//! translates (a column's [`SqlType`](crate::source::types::SqlType), a row's cells), and
+//! `source` knows nothing of the protocol.
+//! - [`records`]: `Records` messages encoded straight from the rows' cells;
+//! - [`schema`]: the schema list built from the catalog;
+//! - [`types`]: Redshift's column types as the protocol's DataTypes.
+pub mod records;
 pub mod schema;
+pub mod types;
 
 pub use generated::*;
 

@@ -12,7 +12,7 @@ pub fn schema_list<'a>(tables: impl IntoIterator<Item = &'a TableInfo>) -> Schem
             .columns
             .iter()
             .map(|column| {
-                let (data_type, params) = column.sql_type.data_type();
+                let (data_type, params) = super::types::data_type(&column.sql_type);
                 Column {
                     name: column.name.clone(),
                     r#type: data_type as i32,

@@ -17,8 +17,6 @@
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 
-use crate::proto::{data_type_params, DataType, DataTypeParams, DecimalParams};
-
 /// Redshift's largest NUMERIC precision; also the precision used for positions of NUMERIC
 /// columns whose catalog entry gives none (plain NUMERIC means NUMERIC(18,0) on Redshift, which
 /// would round a position to an integer).
@@ -159,50 +157,6 @@ impl SqlType {
         }
     }
 
-    /// The connector DataType and its optional parameters.
-    pub fn data_type(&self) -> (DataType, Option<DataTypeParams>) {
-        let params = |p| Some(DataTypeParams { params: Some(p) });
-        match self {
-            Self::SmallInt => (DataType::Short, None),
-            Self::Integer => (DataType::Int, None),
-            Self::BigInt => (DataType::Long, None),
-            Self::Numeric {
-                precision: Some(precision),
-                scale,
-            } if *precision <= MAX_NUMERIC_PRECISION => (
-                DataType::Decimal,
-                params(data_type_params::Params::Decimal(DecimalParams {
-                    precision: *precision,
-                    scale: scale.unwrap_or(0).min(37),
-                })),
-            ),
-            Self::Numeric { .. } => (DataType::Decimal, None),
-            Self::Real => (DataType::Float, None),
-            Self::Double => (DataType::Double, None),
-            Self::Boolean => (DataType::Boolean, None),
-            Self::Char { length } | Self::Varchar { length } => (
-                DataType::String,
-                length
-                    .and_then(|n| i32::try_from(n).ok())
-                    .and_then(|n| params(data_type_params::Params::StringByteLength(n))),
-            ),
-            Self::Date => (DataType::NaiveDate, None),
-            Self::Timestamp => (DataType::NaiveDatetime, None),
-            Self::TimestampTz => (DataType::UtcDatetime, None),
-            Self::Super => (DataType::Json, None),
-            Self::VarByte | Self::Bytea => (DataType::Binary, None),
-            // Times travel as strings: many destinations cannot take NAIVE_TIME. Shapes travel
-            // as the hex EWKB Redshift prints for them.
-            Self::Text
-            | Self::Time
-            | Self::TimeTz
-            | Self::Geometry
-            | Self::Geography
-            | Self::HllSketch
-            | Self::Other { .. } => (DataType::String, None),
-        }
-    }
-
     /// The SELECT expression for a quoted column (see the module documentation).
     pub fn select_expr(&self, quoted_column: &str) -> String {
         match self {
@@ -320,7 +274,7 @@ impl SqlType {
             // Positions are key and cursor values: never quoted (see `value::NOT_A_DECIMAL`).
             Err(format!(
                 "the value is not a {} value this column can hold",
-                self.data_type().0.as_str_name()
+                self.sql_name()
             ))
         }
     }
@@ -383,40 +337,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn catalog_types_map_to_the_issue_table() {
-        let cases = [
-            ("int2", DataType::Short),
-            ("smallint", DataType::Short),
-            ("int4", DataType::Int),
-            ("integer", DataType::Int),
-            ("int8", DataType::Long),
-            ("numeric", DataType::Decimal),
-            ("decimal(10,2)", DataType::Decimal),
-            ("float4", DataType::Float),
-            ("double precision", DataType::Double),
-            ("bool", DataType::Boolean),
-            ("bpchar", DataType::String),
-            ("character varying", DataType::String),
-            ("date", DataType::NaiveDate),
-            ("timestamp without time zone", DataType::NaiveDatetime),
-            ("timestamp with time zone", DataType::UtcDatetime),
-            ("time", DataType::String),
-            ("time with time zone", DataType::String),
-            ("super", DataType::Json),
-            ("varbyte", DataType::Binary),
-            ("binary varying", DataType::Binary),
-            ("geometry", DataType::String),
-            ("geography", DataType::String),
-            ("hllsketch", DataType::String),
-            ("interval day to second", DataType::String),
-        ];
-        for (name, expected) in cases {
-            let sql_type = SqlType::from_catalog(name, Some(10), Some(38), Some(6));
-            assert_eq!(sql_type.data_type().0, expected, "{name}");
-        }
-    }
-
-    #[test]
     fn sizes_come_from_the_catalog_or_the_type_name() {
         assert_eq!(
             SqlType::from_catalog("varchar(20)", None, None, None),
@@ -432,19 +352,6 @@ mod tests {
                 precision: Some(10),
                 scale: Some(2)
             }
-        );
-        let (_, params) = SqlType::from_catalog("numeric", None, Some(38), Some(10)).data_type();
-        assert_eq!(
-            params.unwrap().params,
-            Some(data_type_params::Params::Decimal(DecimalParams {
-                precision: 38,
-                scale: 10
-            }))
-        );
-        let (_, params) = SqlType::from_catalog("varchar", Some(256), None, None).data_type();
-        assert_eq!(
-            params.unwrap().params,
-            Some(data_type_params::Params::StringByteLength(256))
         );
     }
 

@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 
-use super::encode::EncodedRecords;
 use super::output::{Counters, Output};
 use super::SyncError;
 use crate::config::TableName;
+use crate::proto::records::EncodedRecords;
 use crate::state::{SyncState, TableState};
 
 /// Records sent between checkpoints, at least, as a multiple of the checkpoint's own size.

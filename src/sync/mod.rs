@@ -35,7 +35,6 @@
 //!   future waits for its time instead of carrying the position past every current row.
 
 mod checkpoints;
-pub mod encode;
 pub mod output;
 pub mod plan;
 pub mod policy;
@@ -55,7 +54,7 @@ use crate::proto::Selection;
 use crate::source::{catalog, SourceError};
 use crate::state::SyncState;
 
-pub use encode::MAX_RECORDS_PER_MESSAGE;
+pub use crate::proto::records::MAX_RECORDS_PER_MESSAGE;
 pub use output::{Outgoing, OutgoingMessage, Output, StopRequest};
 
 /// After the server was asked to stop, how long a table may take to reach its next checkpoint

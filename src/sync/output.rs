@@ -11,8 +11,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
-use super::encode::EncodedRecords;
 use super::SyncError;
+use crate::proto::records::EncodedRecords;
 use crate::proto::{update_response::Operation, Checkpoint, UpdateResponse, Warning};
 use crate::state::SyncState;
 

@@ -88,7 +88,7 @@ impl TablePlan {
 
     /// An encoder of the table's records: its emitted columns, in order (the cells of a row
     /// read by a query or from an export file).
-    pub fn record_encoder(&self, max_message_bytes: usize) -> super::encode::RecordEncoder {
+    pub fn record_encoder(&self, max_message_bytes: usize) -> crate::proto::records::RecordEncoder {
         self.encoder_of(&self.emitted, max_message_bytes)
     }
 
@@ -98,13 +98,18 @@ impl TablePlan {
         &self,
         columns: &[usize],
         max_message_bytes: usize,
-    ) -> super::encode::RecordEncoder {
+    ) -> crate::proto::records::RecordEncoder {
         let all = &self.table.columns;
         let columns: Vec<(&str, crate::proto::DataType)> = columns
             .iter()
-            .map(|&i| (all[i].name.as_str(), all[i].sql_type.data_type().0))
+            .map(|&i| {
+                (
+                    all[i].name.as_str(),
+                    crate::proto::types::data_type(&all[i].sql_type).0,
+                )
+            })
             .collect();
-        super::encode::RecordEncoder::new(
+        crate::proto::records::RecordEncoder::new(
             &self.table.name.schema,
             &self.table.name.table,
             &columns,

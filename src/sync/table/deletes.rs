@@ -24,12 +24,12 @@
 //! snapshot `g` is then either in `g+1` or sent as a DELETE, before any row of pass `g+1`; a
 //! row deleted and written again after the snapshot comes back as an UPSERT of a later pass.
 
+use crate::proto::records::RecordEncoder;
 use crate::source::scan::{Resume, ScanEvent, ScanSpec};
 use crate::source::value::{Decoder, RowDecoder, SavedValues};
 use crate::source::work::{self, Snapshot, WorkTables};
 use crate::source::{Session, SourceError};
 use crate::state::KeySnapshot;
-use crate::sync::encode::RecordEncoder;
 use crate::sync::plan::Mode;
 
 use super::{Shared, Stop, TableSync};

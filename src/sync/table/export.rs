@@ -27,6 +27,7 @@ use tokio::task::JoinHandle;
 
 use super::{Shared, Stop, TableSync};
 use crate::config::UnloadConfig;
+use crate::proto::records::{EncodedRecords, RecordEncoder};
 use crate::source::types::SqlType;
 use crate::source::unload::manifest::{Entry, Manifest};
 use crate::source::unload::parquet::read_rows;
@@ -38,7 +39,6 @@ use crate::source::unload::{self, UnloadError};
 use crate::source::value::Cell;
 use crate::source::{Session, SourceError};
 use crate::state::{ExportState, Position};
-use crate::sync::encode::{EncodedRecords, RecordEncoder};
 use crate::sync::plan::Mode;
 use crate::sync::position::{Progress, Shape};
 

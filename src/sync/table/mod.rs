@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 use chrono::{NaiveDateTime, TimeZone as _, Utc};
 
 use super::checkpoints::Checkpoints;
-use super::encode::{EncodedRecords, RecordEncoder};
 use super::output::{Counters, Output};
 use super::plan::{Mode, TablePlan};
 use super::policy::{self, Consequence};
@@ -33,6 +32,7 @@ use super::position::{self, AfterQuery, HoldLimits, NextQuery, Progress, RowActi
 use super::retry::Retry;
 use super::SyncError;
 use crate::config::{Config, ConnectionConfig};
+use crate::proto::records::{EncodedRecords, RecordEncoder};
 use crate::source::scan::{Resume, ScanEvent, ScanSpec};
 use crate::source::session::Canceller;
 use crate::source::types::SqlType;
