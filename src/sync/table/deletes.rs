@@ -227,14 +227,14 @@ impl TableSync {
                 let (ended, batch_end) = match portal.next().await? {
                     ScanEvent::Row(body) => {
                         decoder
-                            .decode(body, &mut self.cells, &mut self.scratch)
+                            .decode(body, &mut self.buffers.cells, &mut self.buffers.scratch)
                             .map_err(|err| SourceError::Decode {
                                 table: self.plan.table.name.to_string(),
                                 column: deleted.columns[err.column].name.clone(),
                                 reason: err.reason,
                             })?;
-                        encoder.push_delete(&key, &self.cells, body, &self.scratch);
-                        saved.save(&key, &self.cells, body, &self.scratch);
+                        encoder.push_delete(&key, &self.buffers.cells, body, &self.buffers.scratch);
+                        saved.save(&key, &self.buffers.cells, body, &self.buffers.scratch);
                         rows += 1;
                         pending += 1;
                         (false, pending >= u64::from(config.batch_size))
@@ -279,7 +279,7 @@ impl TableSync {
     ) -> Result<(), Stop> {
         encoder.finish();
         while let Some(message) = encoder.take_ready() {
-            self.batch.push(message);
+            self.batch.messages.push(message);
         }
         self.key_snapshot = Some(KeySnapshot::Deleting {
             generation,

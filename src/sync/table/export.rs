@@ -296,7 +296,9 @@ impl TableSync {
         session: &mut Session,
         unload: &UnloadConfig,
     ) -> Result<bool, Stop> {
-        if !self.truncate_pending || std::mem::replace(&mut self.export_considered, true) {
+        if !self.batch.truncate_pending
+            || std::mem::replace(&mut self.notices.export_considered, true)
+        {
             return Ok(false);
         }
         let table = &self.plan.table;
@@ -342,9 +344,9 @@ impl TableSync {
             rows_done: 0,
             read_all: false,
         });
-        self.truncate_pending = false;
-        self.encoder.push_truncate();
-        self.encoder.finish();
+        self.batch.truncate_pending = false;
+        self.batch.encoder.push_truncate();
+        self.batch.encoder.finish();
         self.collect_finished();
         self.send_with_checkpoint(shared, true).await?;
         Ok(true)
@@ -406,8 +408,8 @@ impl TableSync {
                         rows_done: 0,
                         ..export.clone()
                     });
-                    self.encoder.push_truncate();
-                    self.encoder.finish();
+                    self.batch.encoder.push_truncate();
+                    self.batch.encoder.finish();
                     self.collect_finished();
                     self.send_with_checkpoint(shared, true).await?;
                 }
@@ -496,8 +498,8 @@ impl TableSync {
             while let Some(chunk) = reader.chunks.recv().await {
                 let export = self.export.as_mut().expect("reading an export");
                 export.rows_done += chunk.rows;
-                self.rows += chunk.rows;
-                self.batch = chunk.messages;
+                self.stats.rows += chunk.rows;
+                self.batch.messages = chunk.messages;
                 self.send_with_checkpoint(shared, true).await?;
                 self.report();
             }
@@ -583,7 +585,7 @@ impl TableSync {
     /// Gives up an export the configuration no longer allows: the table starts over.
     async fn restart_without_export(&mut self, shared: &Shared, reason: &str) -> Result<(), Stop> {
         self.export = None;
-        self.truncate_pending = true;
+        self.batch.truncate_pending = true;
         self.progress = Progress::new(Shape::of(&self.plan), None);
         let message = format!("table {}: {reason}", self.plan.table.name);
         self.warning(&shared.output, message).await?;

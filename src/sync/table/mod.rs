@@ -15,8 +15,12 @@
 //! | credentials, TLS, database, host | the Update ends with a Task for the user |
 //! | anything else about this table (grants, a value that cannot be read, a dropped table, a WLM abort) | a Warning naming the table and why; the other tables sync |
 
+mod batch;
+mod buffers;
 mod deletes;
 mod export;
+mod notices;
+mod statistics;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -32,15 +36,19 @@ use super::position::{self, AfterQuery, HoldLimits, NextQuery, Progress, RowActi
 use super::retry::Retry;
 use super::SyncError;
 use crate::config::{Config, ConnectionConfig};
-use crate::proto::records::{EncodedRecords, RecordEncoder};
 use crate::source::scan::{Resume, ScanEvent, ScanSpec};
 use crate::source::session::Canceller;
 use crate::source::types::SqlType;
 use crate::source::unload::s3::Staging;
-use crate::source::value::{group_key, position_text, Cell, Decoder, RowDecoder, SavedValues};
+use crate::source::value::{group_key, position_text, Cell, Decoder, RowDecoder};
 use crate::source::wire::Format;
 use crate::source::{self, Flavour, Session, SourceError};
 use crate::state::{ExportState, KeySnapshot, Position, ResyncState, SyncedColumn, TableState};
+
+use batch::Batch;
+use buffers::RowBuffers;
+use notices::Notices;
+use statistics::Statistics;
 
 pub(super) use deletes::{prepare_work_schema, WorkSchema};
 pub(super) use export::{clean_abandoned, new_export_id, readers as export_readers};
@@ -214,6 +222,25 @@ impl From<SourceError> for Stop {
     }
 }
 
+/// Which rows a pass of queries reads (see `position` for how each keeps its place).
+#[derive(Clone, Copy)]
+enum RowsPass<'a> {
+    /// The table's rows in cursor (then key) order, up to the cursor's upper bound if any.
+    ByCursor { upper_bound: Option<&'a str> },
+    /// The rows whose cursor is NULL, read again before the scan goes on (in key order).
+    NullCursorRows,
+}
+
+/// How a query's rows are fetched from its portal.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fetching {
+    /// `Execute` with a row limit, batch after batch (the usual way).
+    InBatches,
+    /// One `Execute` without a limit per query: a leader-node query's portal lasts one batch
+    /// (`policy::Consequence::ReadWholeQueries`).
+    WholeQueries,
+}
+
 /// Syncs one table from its state to the end of its rows. Problems that concern only this
 /// table end in a Warning and `Ok`; problems of the whole Update in `Err`.
 pub(super) async fn sync_table(
@@ -241,24 +268,24 @@ pub(super) async fn sync_table(
             .warning(output, format!("table {name}: {note}"))
             .await?;
     }
-    for note in std::mem::take(&mut table.column_notes) {
+    for note in std::mem::take(&mut table.notices.column_notes) {
         table
             .warning(output, format!("table {name}: {note}"))
             .await?;
     }
-    if let Some(reason) = table.restart_reason.take() {
+    if let Some(reason) = table.notices.restart_reason.take() {
         table
             .warning(output, format!("table {name}: {reason}"))
             .await?;
     }
 
-    let mut read_whole_queries = false;
+    let mut fetching = Fetching::InBatches;
     // Once per Update: a table whose columns keep changing is left for the next sync.
     let mut columns_read_again = false;
     let mut retry = Retry::new(shared.config.sync.retry_timeout);
     loop {
-        let rows_before = table.rows;
-        let stop = match table.scan(&shared, read_whole_queries).await {
+        let rows_before = table.stats.rows;
+        let stop = match table.scan(&shared, fetching).await {
             Ok(()) => break,
             Err(stop) => stop,
         };
@@ -270,24 +297,24 @@ pub(super) async fn sync_table(
             Stop::ShuttingDown => return Err(SyncError::ShuttingDown),
             Stop::Source(err) => err,
         };
-        if table.rows > rows_before {
+        if table.stats.rows > rows_before {
             retry.renew();
         }
         // Every retry reads on from the last checkpoint; a keyless full pass cannot, and
         // starts over with its TRUNCATE (an export can: from its files).
         // (The re-read of NULL-cursor rows never does: sending them again is idempotent.)
-        if table.progress.attempt_failed(table.rows)
+        if table.progress.attempt_failed(table.stats.rows)
             && table.export.is_none()
             && table.after_null_rescan.is_none()
         {
-            table.truncate_pending = true;
+            table.batch.truncate_pending = true;
         }
         let attempt = policy::Attempt {
             fetch_limit_above_single_node: shared.fetch_limit.load(Ordering::Relaxed)
                 > SINGLE_NODE_FETCH_LIMIT,
-            reading_whole_queries: read_whole_queries,
+            reading_whole_queries: fetching == Fetching::WholeQueries,
             columns_read_again,
-            rows_held: !table.held.is_empty(),
+            rows_held: !table.buffers.held.is_empty(),
         };
         match policy::after_failure(&err, attempt) {
             Consequence::LowerFetchLimit => {
@@ -298,7 +325,7 @@ pub(super) async fn sync_table(
             }
             Consequence::ReadWholeQueries => {
                 tracing::warn!(table = %name, "the query runs on the leader node, whose portals last one batch: reading each query in one go");
-                read_whole_queries = true;
+                fetching = Fetching::WholeQueries;
             }
             Consequence::Retry => {
                 let Some(delay) = retry.next_delay() else {
@@ -317,7 +344,7 @@ pub(super) async fn sync_table(
                     table
                         .warning(output, format!("table {name} was skipped: {err}, and the sync cannot go on because {reason}; the next sync starts it again"))
                         .await?;
-                    return Ok(table.counters);
+                    return Ok(table.stats.counters);
                 }
             }
             Consequence::EndUpdate => {
@@ -331,15 +358,16 @@ pub(super) async fn sync_table(
                 table
                     .warning(output, format!("table {name} was skipped: {err}"))
                     .await?;
-                return Ok(table.counters);
+                return Ok(table.stats.counters);
             }
         }
     }
     table.finish(&shared).await?;
-    Ok(table.counters)
+    Ok(table.stats.counters)
 }
 
-/// A table's sync in progress, across attempts.
+/// A table's sync in progress, across attempts: where each pass stands (as last committed), and
+/// the parts that serve every pass, each owning its fields (see their modules).
 struct TableSync {
     plan: Arc<TablePlan>,
     /// Where the scan stands, as last committed. While the rows whose cursor is NULL are
@@ -348,54 +376,22 @@ struct TableSync {
     /// The scan's progress, while the NULL-cursor rows are re-read first (see
     /// `position::null_rescan_due`); `None` otherwise.
     after_null_rescan: Option<Progress>,
-    /// Rows the NULL-cursor re-read sent in this Update.
-    null_rescan_rows: u64,
     /// With `delete_capture = resync`: the table's latest sync from scratch.
     resync: Option<ResyncState>,
     /// With `delete_capture = keys`: the table's key snapshot and its pass's stage.
     key_snapshot: Option<KeySnapshot>,
-    restart_reason: Option<String>,
-    /// Changes to its columns the table goes on through, for Warnings.
-    column_notes: Vec<String>,
-    /// The columns it is synced with, for its entry in the state.
-    synced_columns: Vec<SyncedColumn>,
-    /// Warned that more rows share one cursor value than a query may read.
-    warned_tied: bool,
-    /// Counted the rows beyond the cursor's upper bound (once per Update).
-    counted_beyond_bound: bool,
-    /// Looked for key values more than one row holds (once per Update, at a pass from scratch).
-    counted_repeated_keys: bool,
     /// The UNLOAD export under way, as last committed.
     export: Option<ExportState>,
-    /// Whether this pass was considered for an export (once per Update).
-    export_considered: bool,
-    /// Sent with the table's first records (or alone at its end), before the checkpoint that
-    /// first records the table in the state.
-    truncate_pending: bool,
-    encoder: RecordEncoder,
-    /// The batch's finished messages, sent with its checkpoint.
-    batch: Vec<EncodedRecords>,
-    batch_bytes: usize,
-    /// The last row pushed: its cursor and key values.
-    saved: SavedValues,
-    /// Rows pushed since the last checkpoint.
-    uncommitted_rows: u64,
-    /// Columns of a position, in the SELECT list and their types.
-    position_indexes: Vec<usize>,
-    position_types: Vec<SqlType>,
-    cells: Vec<Cell>,
-    scratch: Vec<u8>,
-    /// Rows held back until their cursor value is complete (tables without a key).
-    held: HeldRows,
-    group_key: Vec<u8>,
-    /// Rows sent in this Update (across attempts).
-    rows: u64,
-    /// `DataRow` bytes and rows read so far: the average sizes the next query.
-    wire_bytes: u64,
-    wire_rows: u64,
-    counters: Counters,
-    started: Instant,
-    last_report: Instant,
+    /// The columns it is synced with, for its entry in the state.
+    synced_columns: Vec<SyncedColumn>,
+    /// Records encoded since the last checkpoint, sent with it.
+    batch: Batch,
+    /// The decoded row and what is kept of rows already read.
+    buffers: RowBuffers,
+    /// What this Update says once, and what it checked once.
+    notices: Notices,
+    /// Rows, bytes and time, for progress, the summary and query sizing.
+    stats: Statistics,
 }
 
 impl TableSync {
@@ -415,9 +411,6 @@ impl TableSync {
         tracing::info!(table = %plan.table.name, mode, "table sync started");
         let now = Instant::now();
         Self {
-            encoder: plan.record_encoder(shared.config.sync.max_batch_bytes as usize),
-            position_indexes,
-            position_types,
             progress: match &start.null_rescan {
                 Some(after_key) => Progress::new(
                     position::null_rescan_shape(Shape::of(plan)),
@@ -429,33 +422,18 @@ impl TableSync {
                 .null_rescan
                 .is_some()
                 .then(|| Progress::new(Shape::of(plan), start.position)),
-            null_rescan_rows: 0,
             resync: start.resync,
             key_snapshot: start.key_snapshot,
-            plan: Arc::clone(plan),
-            restart_reason: start.restart_reason,
-            column_notes: start.column_notes,
-            synced_columns: super::schema_change::synced_columns(plan),
-            warned_tied: false,
-            counted_beyond_bound: false,
-            counted_repeated_keys: false,
             export: start.export,
-            export_considered: false,
-            truncate_pending: start.truncate,
-            batch: Vec::new(),
-            batch_bytes: 0,
-            saved: SavedValues::default(),
-            uncommitted_rows: 0,
-            cells: Vec::new(),
-            scratch: Vec::new(),
-            held: HeldRows::default(),
-            group_key: Vec::new(),
-            rows: 0,
-            wire_bytes: 0,
-            wire_rows: 0,
-            counters: Counters::default(),
-            started: now,
-            last_report: now,
+            synced_columns: super::schema_change::synced_columns(plan),
+            batch: Batch::new(
+                plan.record_encoder(shared.config.sync.max_batch_bytes as usize),
+                start.truncate,
+            ),
+            buffers: RowBuffers::new(position_indexes, position_types),
+            notices: Notices::new(start.column_notes, start.restart_reason),
+            stats: Statistics::new(now),
+            plan: Arc::clone(plan),
         }
     }
 
@@ -494,7 +472,7 @@ impl TableSync {
             .output
             .schema_change(
                 super::schema_change::declaration([&*plan]),
-                &mut self.counters,
+                &mut self.stats.counters,
             )
             .await?;
         if !dropped.is_empty() {
@@ -510,24 +488,24 @@ impl TableSync {
 
     /// Reads and sends by `plan` from now on (the same cursor and key, other columns).
     fn use_plan(&mut self, plan: Arc<TablePlan>, shared: &Shared) {
-        (self.position_indexes, self.position_types) = position_layout(&plan);
-        self.encoder = plan.record_encoder(shared.config.sync.max_batch_bytes as usize);
+        (self.buffers.position_indexes, self.buffers.position_types) = position_layout(&plan);
+        self.batch.encoder = plan.record_encoder(shared.config.sync.max_batch_bytes as usize);
         self.synced_columns = super::schema_change::synced_columns(&plan);
-        self.cells.clear();
+        self.buffers.cells.clear();
         self.plan = plan;
     }
 
     async fn warning(&mut self, output: &Output, message: String) -> Result<(), SyncError> {
-        output.warning(message, &mut self.counters).await
+        output.warning(message, &mut self.stats.counters).await
     }
 
     /// One attempt: a session, then the queries `position` asks for until the pass is done.
-    async fn scan(&mut self, shared: &Shared, read_whole_queries: bool) -> Result<(), Stop> {
+    async fn scan(&mut self, shared: &Shared, fetching: Fetching) -> Result<(), Stop> {
         let mut session = shared.session().await?;
         // While a statement runs, leaving early (an error, the host gone) cancels it on the
         // server, which would otherwise run the query to its end.
         let mut cancel = CancelOnDrop(Some(session.canceller()));
-        if self.truncate_pending {
+        if self.batch.truncate_pending {
             self.warn_of_repeated_keys(shared, &mut session).await?;
         }
         self.key_snapshot_phase(shared, &mut session).await?;
@@ -537,7 +515,7 @@ impl TableSync {
             return Ok(());
         }
         if self.after_null_rescan.is_some() {
-            self.run_pass(shared, &mut session, None, true, read_whole_queries)
+            self.run_pass(shared, &mut session, RowsPass::NullCursorRows, fetching)
                 .await?;
             self.end_null_rescan(shared).await?;
         }
@@ -545,14 +523,10 @@ impl TableSync {
             Some((bound, _)) => bound,
             None => self.upper_bound(shared, &mut session).await?,
         };
-        self.run_pass(
-            shared,
-            &mut session,
-            upper_bound.as_deref(),
-            false,
-            read_whole_queries,
-        )
-        .await?;
+        let rows = RowsPass::ByCursor {
+            upper_bound: upper_bound.as_deref(),
+        };
+        self.run_pass(shared, &mut session, rows, fetching).await?;
         if let (Some(bound), Mode::Incremental { cursor }) = (&upper_bound, &self.plan.mode) {
             if self.plan.table.columns[*cursor].sql_type.is_time() {
                 self.warn_of_rows_beyond_bound(shared, &mut session, *cursor, bound)
@@ -564,16 +538,18 @@ impl TableSync {
         Ok(())
     }
 
-    /// Runs the queries `progress` asks for until its pass is done: the table's scan, or (with
-    /// `only_null_cursor`) the re-read of its rows whose cursor is NULL.
+    /// Runs the queries `progress` asks for until `pass` is done.
     async fn run_pass(
         &mut self,
         shared: &Shared,
         session: &mut Session,
-        upper_bound: Option<&str>,
-        only_null_cursor: bool,
-        read_whole_queries: bool,
+        pass: RowsPass<'_>,
+        fetching: Fetching,
     ) -> Result<(), Stop> {
+        let (upper_bound, only_null_cursor) = match pass {
+            RowsPass::ByCursor { upper_bound } => (upper_bound, false),
+            RowsPass::NullCursorRows => (None, true),
+        };
         let config = &shared.config;
         let cursor = match self.plan.mode {
             Mode::Incremental { cursor } => Some(cursor),
@@ -600,15 +576,15 @@ impl TableSync {
             };
             let query = spec.query(&next.resume);
             tracing::debug!(table = %self.plan.table.name, sql = %query.sql, limit = ?next.limit, "scan query");
-            let fetch_rows = if read_whole_queries {
-                0
-            } else {
-                shared.fetch_rows()
+            let fetch_rows = match fetching {
+                Fetching::WholeQueries => 0,
+                Fetching::InBatches => shared.fetch_rows(),
             };
-            let rows_before = self.rows + self.uncommitted_rows;
+            let rows_before = self.stats.rows + self.batch.uncommitted_rows;
             let (after, rows) = self.run_query(shared, session, &query, fetch_rows).await?;
             if only_null_cursor {
-                self.null_rescan_rows += self.rows + self.uncommitted_rows - rows_before;
+                self.stats.null_rescan_rows +=
+                    self.stats.rows + self.batch.uncommitted_rows - rows_before;
             }
             self.warn_of_a_tied_group(shared, &next, rows, rows_per_query)
                 .await?;
@@ -625,7 +601,7 @@ impl TableSync {
             return Ok(());
         };
         self.progress = scan;
-        let rows = self.null_rescan_rows;
+        let rows = self.stats.null_rescan_rows;
         tracing::info!(table = %self.plan.table.name, rows, "rows with a NULL cursor read again");
         if rows < NULL_RESCAN_WARNING_ROWS {
             return Ok(());
@@ -647,7 +623,7 @@ impl TableSync {
         cursor: usize,
         bound: &str,
     ) -> Result<(), SyncError> {
-        if std::mem::replace(&mut self.counted_beyond_bound, true) {
+        if std::mem::replace(&mut self.notices.counted_beyond_bound, true) {
             return Ok(());
         }
         let table = &self.plan.table;
@@ -684,7 +660,9 @@ impl TableSync {
         shared: &Shared,
         session: &mut Session,
     ) -> Result<(), SyncError> {
-        if self.plan.key.is_empty() || std::mem::replace(&mut self.counted_repeated_keys, true) {
+        if self.plan.key.is_empty()
+            || std::mem::replace(&mut self.notices.counted_repeated_keys, true)
+        {
             return Ok(());
         }
         let table = &self.plan.table;
@@ -725,7 +703,7 @@ impl TableSync {
         let Resume::OnlyCursor(cursor) = &query.resume else {
             return Ok(());
         };
-        if rows <= rows_per_query || std::mem::replace(&mut self.warned_tied, true) {
+        if rows <= rows_per_query || std::mem::replace(&mut self.notices.warned_tied, true) {
             return Ok(());
         }
         let value = cursor
@@ -742,7 +720,7 @@ impl TableSync {
     /// average row size seen so far (the declared maximum before the first row).
     fn rows_per_query(&self, config: &Config) -> u64 {
         // A quarter more than the average, for rows wider than those seen so far.
-        let row_bytes = match self.wire_bytes.checked_div(self.wire_rows) {
+        let row_bytes = match self.stats.wire_bytes.checked_div(self.stats.wire_rows) {
             Some(average) => average * 5 / 4 + 1,
             None => position::declared_row_bytes(&self.plan),
         };
@@ -799,22 +777,32 @@ impl TableSync {
             match portal.next().await? {
                 ScanEvent::Row(body) => {
                     decoder
-                        .decode(body, &mut self.cells, &mut self.scratch)
+                        .decode(body, &mut self.buffers.cells, &mut self.buffers.scratch)
                         .map_err(|err| decode_error(&plan, err.column, err.reason))?;
                     rows += 1;
-                    self.wire_bytes += body.len() as u64;
+                    self.stats.wire_bytes += body.len() as u64;
                     match self.row_action(body) {
                         RowAction::Send => self.push(body)?,
-                        RowAction::Hold => self.held.hold(&self.cells, body, &self.scratch),
+                        RowAction::Hold => {
+                            self.buffers.held.hold(
+                                &self.buffers.cells,
+                                body,
+                                &self.buffers.scratch,
+                            );
+                        }
                         RowAction::SendHeldThenHold => {
                             self.send_held();
-                            self.held.hold(&self.cells, body, &self.scratch);
+                            self.buffers.held.hold(
+                                &self.buffers.cells,
+                                body,
+                                &self.buffers.scratch,
+                            );
                         }
-                        RowAction::DropHeld => self.held.clear(),
+                        RowAction::DropHeld => self.buffers.held.clear(),
                         RowAction::Skip => {}
                     }
-                    if self.uncommitted_rows >= batch_size
-                        || self.batch_bytes + self.encoder.pending_bytes() >= max_batch_bytes
+                    if self.batch.uncommitted_rows >= batch_size
+                        || self.batch.bytes + self.batch.encoder.pending_bytes() >= max_batch_bytes
                     {
                         self.commit(shared).await?;
                     }
@@ -829,7 +817,7 @@ impl TableSync {
                 ScanEvent::End => break,
             }
         }
-        self.wire_rows += rows;
+        self.stats.wire_rows += rows;
         let end = self.progress.query_ended().map_err(|err| {
             Stop::Source(SourceError::Internal {
                 during: "reading a table",
@@ -839,7 +827,7 @@ impl TableSync {
         if end.send_held {
             self.send_held();
         }
-        self.held.clear();
+        self.buffers.held.clear();
         self.commit(shared).await?;
         Ok((end.after, rows))
     }
@@ -854,98 +842,116 @@ impl TableSync {
             unreachable!("rows are held back only when read by a cursor")
         };
         let sql_type = &self.plan.table.columns[cursor].sql_type;
-        let cell = self.cells[self.position_indexes[0]];
-        self.group_key.clear();
-        group_key(sql_type, &cell, row, &self.scratch, &mut self.group_key);
-        let scratch = &self.scratch;
-        self.progress.row(&self.group_key, row.len() as u64, || {
-            let bytes = cell.bytes(row, scratch);
-            let cell = match cell {
-                Cell::Row { .. } | Cell::Scratch { .. } => Cell::Row {
-                    start: 0,
-                    end: bytes.len() as u32,
-                },
-                other => other,
-            };
-            position_text(sql_type, &cell, bytes)
-        })
+        let cell = self.buffers.cells[self.buffers.position_indexes[0]];
+        self.buffers.group_key.clear();
+        group_key(
+            sql_type,
+            &cell,
+            row,
+            &self.buffers.scratch,
+            &mut self.buffers.group_key,
+        );
+        let scratch = &self.buffers.scratch;
+        self.progress
+            .row(&self.buffers.group_key, row.len() as u64, || {
+                let bytes = cell.bytes(row, scratch);
+                let cell = match cell {
+                    Cell::Row { .. } | Cell::Scratch { .. } => Cell::Row {
+                        start: 0,
+                        end: bytes.len() as u32,
+                    },
+                    other => other,
+                };
+                position_text(sql_type, &cell, bytes)
+            })
     }
 
     /// Encodes the rows held back, whose cursor value is complete.
     fn send_held(&mut self) {
         let emitted = self.plan.emitted.len();
-        if self.held.is_empty() {
+        if self.buffers.held.is_empty() {
             return;
         }
-        if std::mem::take(&mut self.truncate_pending) {
-            self.encoder.push_truncate();
+        if std::mem::take(&mut self.batch.truncate_pending) {
+            self.batch.encoder.push_truncate();
         }
-        for (cells, row, scratch) in self.held.rows() {
-            self.encoder.push_upsert(&cells[..emitted], row, scratch);
-            self.uncommitted_rows += 1;
-            while let Some(message) = self.encoder.take_ready() {
-                self.batch_bytes += message.bytes.len();
-                self.batch.push(message);
+        for (cells, row, scratch) in self.buffers.held.rows() {
+            self.batch
+                .encoder
+                .push_upsert(&cells[..emitted], row, scratch);
+            self.batch.uncommitted_rows += 1;
+            while let Some(message) = self.batch.encoder.take_ready() {
+                self.batch.bytes += message.bytes.len();
+                self.batch.messages.push(message);
             }
         }
-        self.held.clear();
+        self.buffers.held.clear();
     }
 
     /// Encodes the decoded row and remembers its position.
     #[inline]
     fn push(&mut self, row: &[u8]) -> Result<(), SourceError> {
-        let key_start = self.position_indexes.len() - self.plan.key.len();
-        if let Some(null_key) = self.position_indexes[key_start..]
+        let key_start = self.buffers.position_indexes.len() - self.plan.key.len();
+        if let Some(null_key) = self.buffers.position_indexes[key_start..]
             .iter()
-            .position(|&i| self.cells[i] == Cell::Null)
+            .position(|&i| self.buffers.cells[i] == Cell::Null)
         {
             return Err(decode_error(
                 &self.plan,
-                self.position_indexes[key_start + null_key],
+                self.buffers.position_indexes[key_start + null_key],
                 "a primary-key column is NULL; rows need a key to be synced".to_string(),
             ));
         }
-        if std::mem::take(&mut self.truncate_pending) {
-            self.encoder.push_truncate();
+        if std::mem::take(&mut self.batch.truncate_pending) {
+            self.batch.encoder.push_truncate();
         }
-        let cells = &self.cells[..self.plan.emitted.len()];
+        let cells = &self.buffers.cells[..self.plan.emitted.len()];
         match &self.plan.soft_delete {
             Some(soft_delete) if soft_delete.marks(cells) => {
-                self.encoder
-                    .push_delete(&soft_delete.key, cells, row, &self.scratch);
+                self.batch
+                    .encoder
+                    .push_delete(&soft_delete.key, cells, row, &self.buffers.scratch);
             }
-            _ => self.encoder.push_upsert(cells, row, &self.scratch),
+            _ => self
+                .batch
+                .encoder
+                .push_upsert(cells, row, &self.buffers.scratch),
         }
         if !self.plan.key.is_empty() {
-            self.saved
-                .save(&self.position_indexes, &self.cells, row, &self.scratch);
+            self.buffers.saved.save(
+                &self.buffers.position_indexes,
+                &self.buffers.cells,
+                row,
+                &self.buffers.scratch,
+            );
         }
-        self.uncommitted_rows += 1;
+        self.batch.uncommitted_rows += 1;
         self.collect_finished();
         Ok(())
     }
 
     /// Moves the messages the encoder has finished into the batch.
     fn collect_finished(&mut self) {
-        while let Some(message) = self.encoder.take_ready() {
-            self.batch_bytes += message.bytes.len();
-            self.batch.push(message);
+        while let Some(message) = self.batch.encoder.take_ready() {
+            self.batch.bytes += message.bytes.len();
+            self.batch.messages.push(message);
         }
     }
 
     /// Sends the batch with a checkpoint of the last row pushed; nothing if nothing was.
     async fn commit(&mut self, shared: &Shared) -> Result<(), SyncError> {
-        if self.uncommitted_rows == 0 {
+        if self.batch.uncommitted_rows == 0 {
             return Ok(());
         }
-        self.encoder.finish();
+        self.batch.encoder.finish();
         self.collect_finished();
         // A table with a key stands at its last row; one without moves by cursor value, as
         // `position` tracks it.
         if !self.plan.key.is_empty() {
             let texts = self
+                .buffers
                 .saved
-                .texts(&self.position_types.iter().collect::<Vec<_>>());
+                .texts(&self.buffers.position_types.iter().collect::<Vec<_>>());
             let (cursor, key) = match self.plan.mode {
                 Mode::Incremental { .. } => (texts[0].clone(), &texts[1..]),
                 Mode::Full { .. } => (None, &texts[..]),
@@ -954,9 +960,9 @@ impl TableSync {
                 .sent(cursor, key.iter().flatten().cloned().collect());
         }
         self.send_with_checkpoint(shared, true).await?;
-        self.rows += self.uncommitted_rows;
-        self.uncommitted_rows = 0;
-        self.batch_bytes = 0;
+        self.stats.rows += self.batch.uncommitted_rows;
+        self.batch.uncommitted_rows = 0;
+        self.batch.bytes = 0;
         self.report();
         Ok(())
     }
@@ -972,10 +978,10 @@ impl TableSync {
             .checkpoints
             .commit(
                 &shared.output,
-                self.batch.drain(..),
+                self.batch.messages.drain(..),
                 &self.plan.table.name,
                 state,
-                &mut self.counters,
+                &mut self.stats.counters,
             )
             .await
     }
@@ -1035,17 +1041,17 @@ impl TableSync {
         if let Some(KeySnapshot::Reading { generation, .. }) = self.key_snapshot {
             self.key_snapshot = Some(KeySnapshot::Done { generation });
         }
-        if std::mem::take(&mut self.truncate_pending) {
-            self.encoder.push_truncate();
-            self.encoder.finish();
+        if std::mem::take(&mut self.batch.truncate_pending) {
+            self.batch.encoder.push_truncate();
+            self.batch.encoder.finish();
             self.collect_finished();
         }
         self.send_with_checkpoint(shared, false).await?;
         tracing::info!(
             table = %self.plan.table.name,
-            rows = self.rows,
-            rows_per_s = self.rate(),
-            seconds = format!("{:.1}", self.started.elapsed().as_secs_f64()),
+            rows = self.stats.rows,
+            rows_per_s = self.stats.rate(),
+            seconds = format!("{:.1}", self.stats.started.elapsed().as_secs_f64()),
             "table sync finished"
         );
         Ok(())
@@ -1072,14 +1078,10 @@ impl TableSync {
     }
 
     fn report(&mut self) {
-        if self.last_report.elapsed() >= PROGRESS_INTERVAL {
-            self.last_report = Instant::now();
-            tracing::info!(table = %self.plan.table.name, rows = self.rows, rows_per_s = self.rate(), "table sync progress");
+        if self.stats.last_report.elapsed() >= PROGRESS_INTERVAL {
+            self.stats.last_report = Instant::now();
+            tracing::info!(table = %self.plan.table.name, rows = self.stats.rows, rows_per_s = self.stats.rate(), "table sync progress");
         }
-    }
-
-    fn rate(&self) -> u64 {
-        (self.rows as f64 / self.started.elapsed().as_secs_f64().max(1e-3)) as u64
     }
 }
 
@@ -1111,52 +1113,6 @@ async fn database_clock(session: &mut Session) -> Result<chrono::DateTime<Utc>, 
             query: "the clock's query",
             detail: format!("it reads `{text}`, not a timestamp"),
         })
-}
-
-/// Rows held back (see `position::RowAction`): their bytes, decoded cells and scratch, to be
-/// encoded once their cursor value is complete. Bounded by `position::HoldLimits`.
-#[derive(Default)]
-struct HeldRows {
-    bodies: Vec<u8>,
-    scratch: Vec<u8>,
-    cells: Vec<Cell>,
-    /// Per row: where its body, scratch and cells end.
-    ends: Vec<(usize, usize, usize)>,
-}
-
-impl HeldRows {
-    fn hold(&mut self, cells: &[Cell], row: &[u8], scratch: &[u8]) {
-        self.bodies.extend_from_slice(row);
-        self.scratch.extend_from_slice(scratch);
-        self.cells.extend_from_slice(cells);
-        self.ends
-            .push((self.bodies.len(), self.scratch.len(), self.cells.len()));
-    }
-
-    fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
-    /// Each held row as the decoder left it: cells, row body, scratch.
-    fn rows(&self) -> impl Iterator<Item = (&[Cell], &[u8], &[u8])> {
-        let mut start = (0, 0, 0);
-        self.ends.iter().map(move |&end| {
-            let row = (
-                &self.cells[start.2..end.2],
-                &self.bodies[start.0..end.0],
-                &self.scratch[start.1..end.1],
-            );
-            start = end;
-            row
-        })
-    }
-
-    fn clear(&mut self) {
-        self.bodies.clear();
-        self.scratch.clear();
-        self.cells.clear();
-        self.ends.clear();
-    }
 }
 
 fn decode_error(plan: &TablePlan, select_position: usize, reason: String) -> SourceError {
