@@ -23,6 +23,7 @@ mod retry;
 mod rpc_test_and_schema;
 mod scan_shapes;
 mod schema_changes;
+mod secret_sign_in;
 mod ssh_tunnel;
 mod type_roundtrip;
 mod unload;

@@ -1,4 +1,5 @@
-//! How the connector signs in: a password, or temporary credentials from AWS (IAM).
+//! How the connector signs in: a password, temporary credentials from AWS (IAM), or a user and
+//! password kept in an AWS Secrets Manager secret.
 //! Keys of the other method are refused rather than ignored: a password left beside
 //! `auth` = iam would otherwise look like it was used.
 
@@ -14,6 +15,10 @@ pub enum Authentication {
     /// Temporary credentials from Redshift's APIs, signed with the AWS credentials of the
     /// standard chain (`auth` = iam), as AWS's own drivers offer.
     Iam(IamSignIn),
+    /// The user and password (and optionally the endpoint and database) of a Secrets Manager
+    /// secret in the JSON AWS writes for Redshift (`auth` = secret), read with the AWS
+    /// credentials of the standard chain.
+    Secret(SecretSignIn),
 }
 
 impl Authentication {
@@ -28,8 +33,20 @@ impl Authentication {
                 } => Some(user),
                 _ => None,
             },
+            Self::Secret(_) => None,
         }
     }
+}
+
+/// Where a secret is and how to reach Secrets Manager.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecretSignIn {
+    /// The secret's ARN (or name).
+    pub secret: String,
+    /// The region of Secrets Manager to ask: `region`, else the ARN's.
+    pub region: String,
+    /// An AWS API endpoint to use instead of the region's (a VPC interface endpoint, say).
+    pub endpoint_url: Option<String>,
 }
 
 /// Where temporary database credentials come from.
@@ -68,6 +85,7 @@ pub(super) fn parse(reader: &MapReader<'_>) -> Result<Authentication, ConfigErro
         keys::DB_GROUPS,
         keys::AWS_ENDPOINT_URL,
     ];
+    const SECRET_KEYS: &[&str] = &[keys::SECRET_ARN];
     let method = reader
         .optional(keys::AUTH)
         .map(|m| m.to_ascii_lowercase())
@@ -85,6 +103,12 @@ pub(super) fn parse(reader: &MapReader<'_>) -> Result<Authentication, ConfigErro
                     "is only used with `auth` = iam; set `auth` to iam, or leave it empty",
                 ));
             }
+            if let Some(key) = SECRET_KEYS.iter().find(|key| set(key)) {
+                return Err(ConfigError::new(
+                    key,
+                    "is only used with `auth` = secret; set `auth` to secret, or leave it empty",
+                ));
+            }
             let user = reader.required(keys::USER)?;
             // The password is taken verbatim: leading/trailing spaces may be part of it.
             let password = match map.get(keys::PASSWORD) {
@@ -98,7 +122,17 @@ pub(super) fn parse(reader: &MapReader<'_>) -> Result<Authentication, ConfigErro
             };
             Ok(Authentication::Password { user, password })
         }
+        "secret" => parse_secret(reader, IAM_KEYS),
         "iam" => {
+            if let Some(key) = SECRET_KEYS
+                .iter()
+                .find(|key| reader.optional(key).is_some())
+            {
+                return Err(ConfigError::new(
+                    key,
+                    "is only used with `auth` = secret; leave it empty with `auth` = iam",
+                ));
+            }
             if map.get(keys::PASSWORD).is_some_and(|p| !p.is_empty()) {
                 return Err(ConfigError::new(
                     keys::PASSWORD,
@@ -106,27 +140,8 @@ pub(super) fn parse(reader: &MapReader<'_>) -> Result<Authentication, ConfigErro
                 ));
             }
             let region = reader.required(keys::REGION)?;
-            if !region
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            {
-                return Err(ConfigError::new(
-                    keys::REGION,
-                    format!(
-                        "`{}` is not an AWS region name such as us-east-1",
-                        shorten(&region)
-                    ),
-                ));
-            }
-            let endpoint_url = reader.optional(keys::AWS_ENDPOINT_URL);
-            if let Some(url) = &endpoint_url {
-                if !(url.starts_with("https://") || url.starts_with("http://")) {
-                    return Err(ConfigError::new(
-                        keys::AWS_ENDPOINT_URL,
-                        "must be an http(s):// URL, e.g. https://redshift.us-east-1.amazonaws.com",
-                    ));
-                }
-            }
+            check_region(&region)?;
+            let endpoint_url = endpoint_url(reader)?;
             let cluster = reader.optional(keys::CLUSTER_IDENTIFIER);
             let workgroup = reader.optional(keys::WORKGROUP);
             let target = match (cluster, workgroup) {
@@ -188,7 +203,97 @@ pub(super) fn parse(reader: &MapReader<'_>) -> Result<Authentication, ConfigErro
         }
         other => Err(ConfigError::new(
             keys::AUTH,
-            format!("`{}` is not one of: password, iam", shorten(other)),
+            format!("`{}` is not one of: password, iam, secret", shorten(other)),
         )),
     }
+}
+
+/// `auth` = secret: `secret_arn`, and where to ask for it. The user and password come from the
+/// secret, so the keys that would name them are refused, as are IAM's.
+fn parse_secret(reader: &MapReader<'_>, iam_keys: &[&str]) -> Result<Authentication, ConfigError> {
+    for key in [keys::USER, keys::PASSWORD] {
+        if reader.optional(key).is_some() {
+            return Err(ConfigError::new(
+                key,
+                "is not used with `auth` = secret (the user and password come from the secret); leave it empty",
+            ));
+        }
+    }
+    let allowed = [keys::REGION, keys::AWS_ENDPOINT_URL];
+    let set = |key: &str| match reader.optional(key) {
+        Some(value) => !(key == keys::AUTO_CREATE && value.eq_ignore_ascii_case("false")),
+        None => false,
+    };
+    if let Some(key) = iam_keys
+        .iter()
+        .find(|key| !allowed.contains(key) && set(key))
+    {
+        return Err(ConfigError::new(
+            key,
+            "is only used with `auth` = iam; leave it empty with `auth` = secret",
+        ));
+    }
+    let secret = reader.required(keys::SECRET_ARN)?;
+    if secret.contains(char::is_whitespace) {
+        return Err(ConfigError::new(
+            keys::SECRET_ARN,
+            "must be a secret's ARN, e.g. arn:aws:secretsmanager:us-east-1:123456789012:secret:redshift-sync-AbCdEf (no spaces)",
+        ));
+    }
+    let region = match (reader.optional(keys::REGION), arn_region(&secret)) {
+        (Some(region), _) => region,
+        (None, Some(region)) => region.to_string(),
+        (None, None) => {
+            return Err(ConfigError::new(
+                keys::REGION,
+                "is required when `secret_arn` is a name rather than an ARN (arn:aws:secretsmanager:<region>:...)",
+            ))
+        }
+    };
+    check_region(&region)?;
+    Ok(Authentication::Secret(SecretSignIn {
+        secret,
+        region,
+        endpoint_url: endpoint_url(reader)?,
+    }))
+}
+
+/// The region of an ARN such as `arn:aws:secretsmanager:us-east-1:123456789012:secret:name`.
+fn arn_region(arn: &str) -> Option<&str> {
+    let mut parts = arn.splitn(6, ':');
+    let (Some("arn"), Some(_partition), Some("secretsmanager"), Some(region)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    (!region.is_empty()).then_some(region)
+}
+
+fn check_region(region: &str) -> Result<(), ConfigError> {
+    if region
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Ok(());
+    }
+    Err(ConfigError::new(
+        keys::REGION,
+        format!(
+            "`{}` is not an AWS region name such as us-east-1",
+            shorten(region)
+        ),
+    ))
+}
+
+fn endpoint_url(reader: &MapReader<'_>) -> Result<Option<String>, ConfigError> {
+    let endpoint_url = reader.optional(keys::AWS_ENDPOINT_URL);
+    if let Some(url) = &endpoint_url {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(ConfigError::new(
+                keys::AWS_ENDPOINT_URL,
+                "must be an http(s):// URL, e.g. https://redshift.us-east-1.amazonaws.com",
+            ));
+        }
+    }
+    Ok(endpoint_url)
 }

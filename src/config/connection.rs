@@ -109,11 +109,11 @@ pub(super) fn parse(reader: &MapReader<'_>) -> Result<ConnectionConfig, ConfigEr
     let authentication = auth::parse(reader)?;
     let host = match (&authentication, reader.optional(keys::HOST)) {
         (_, Some(host)) => host,
-        (Authentication::Iam(_), None) => String::new(),
+        (Authentication::Iam(_) | Authentication::Secret(_), None) => String::new(),
         (Authentication::Password { .. }, None) => {
             return Err(ConfigError::new(
                 keys::HOST,
-                "is required (the cluster's endpoint; with `auth` = iam it may be left empty)",
+                "is required (the cluster's endpoint; with `auth` = iam or secret it may be left empty)",
             ))
         }
     };
@@ -129,7 +129,11 @@ pub(super) fn parse(reader: &MapReader<'_>) -> Result<ConnectionConfig, ConfigEr
                 )),
             },
         };
-    let database = reader.required(keys::DATABASE)?;
+    // With a secret, its `dbname` may name the database.
+    let database = match &authentication {
+        Authentication::Secret(_) => reader.optional(keys::DATABASE).unwrap_or_default(),
+        _ => reader.required(keys::DATABASE)?,
+    };
     // verify-full by default, as Redshift's certificates chain to public roots: verifying
     // costs users nothing, and an unverified session may hand its password to anyone.
     let sslmode = match reader.optional(keys::SSLMODE) {

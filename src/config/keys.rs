@@ -13,6 +13,7 @@ pub const DB_USER: &str = "db_user";
 pub const AUTO_CREATE: &str = "auto_create";
 pub const DB_GROUPS: &str = "db_groups";
 pub const AWS_ENDPOINT_URL: &str = "aws_endpoint_url";
+pub const SECRET_ARN: &str = "secret_arn";
 pub const SSLMODE: &str = "sslmode";
 pub const SSLROOTCERT: &str = "sslrootcert";
 pub const SSH_HOST: &str = "ssh_host";
@@ -59,6 +60,7 @@ pub const ALL: &[&str] = &[
     AUTO_CREATE,
     DB_GROUPS,
     AWS_ENDPOINT_URL,
+    SECRET_ARN,
     SSLMODE,
     SSLROOTCERT,
     SSH_HOST,

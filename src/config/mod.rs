@@ -25,7 +25,7 @@ pub mod unload;
 
 use std::collections::HashMap;
 
-pub use auth::{Authentication, IamSignIn, IamTarget};
+pub use auth::{Authentication, IamSignIn, IamTarget, SecretSignIn};
 pub use connection::{
     ConnectionConfig, RootCertificates, SslMode, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PORT,
     DEFAULT_QUERY_TIMEOUT, MAX_ROOT_CERTIFICATE_FILE,
@@ -156,6 +156,94 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    const SECRET: &str =
+        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:redshift-sync-AbCdEf";
+
+    #[test]
+    fn secret_sign_in_takes_the_region_from_the_arn_and_may_leave_host_and_database_empty() {
+        let config = Config::from_map(&map(&[("auth", "secret"), ("secret_arn", SECRET)])).unwrap();
+        assert_eq!(config.connection.host, "");
+        assert_eq!(config.connection.database, "");
+        assert_eq!(
+            config.connection.authentication,
+            Authentication::Secret(SecretSignIn {
+                secret: SECRET.into(),
+                region: "eu-west-1".into(),
+                endpoint_url: None,
+            })
+        );
+        assert_eq!(config.connection.authentication.configured_user(), None);
+        // A name instead of an ARN needs `region`; `region` and an endpoint are taken.
+        let config = Config::from_map(&map(&[
+            ("auth", "secret"),
+            ("secret_arn", "redshift-sync"),
+            ("region", "us-east-2"),
+            ("aws_endpoint_url", "https://vpce.example"),
+            ("host", "example.redshift.amazonaws.com"),
+            ("database", "dev"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            config.connection.authentication,
+            Authentication::Secret(SecretSignIn {
+                secret: "redshift-sync".into(),
+                region: "us-east-2".into(),
+                endpoint_url: Some("https://vpce.example".into()),
+            })
+        );
+    }
+
+    #[test]
+    fn secret_sign_in_refuses_what_it_would_ignore() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("auth", "secret")], "secret_arn"),
+            (&[("auth", "secret"), ("secret_arn", "a-name")], "region"),
+            (
+                &[("auth", "secret"), ("secret_arn", SECRET), ("user", "u")],
+                "user",
+            ),
+            (
+                &[
+                    ("auth", "secret"),
+                    ("secret_arn", SECRET),
+                    ("password", "p"),
+                ],
+                "password",
+            ),
+            (
+                &[("auth", "secret"), ("secret_arn", SECRET), ("db_user", "u")],
+                "db_user",
+            ),
+            (
+                &[("auth", "secret"), ("secret_arn", "arn with spaces")],
+                "secret_arn",
+            ),
+            (
+                &[
+                    ("auth", "iam"),
+                    ("region", "us-east-1"),
+                    ("cluster_identifier", "c"),
+                    ("secret_arn", SECRET),
+                ],
+                "secret_arn",
+            ),
+            (
+                &[
+                    ("host", "h"),
+                    ("database", "d"),
+                    ("user", "u"),
+                    ("password", "p"),
+                    ("secret_arn", SECRET),
+                ],
+                "secret_arn",
+            ),
+        ];
+        for (pairs, key) in cases {
+            let err = Config::from_map(&map(pairs)).unwrap_err();
+            assert_eq!(err.key, *key, "{pairs:?}: {err}");
+        }
     }
 
     #[test]

@@ -59,10 +59,14 @@ pub fn configuration_form() -> ConfigurationFormResponse {
         label: "Sign-in".to_string(),
         required: Some(false),
         description: Some(
-            "password: a database user and password. iam: temporary database credentials from AWS (GetClusterCredentials, GetClusterCredentialsWithIAM or Serverless GetCredentials), signed with the AWS credentials of the standard chain (environment, profile, web identity, instance or container role), renewed as they expire.".to_string(),
+            "password: a database user and password. iam: temporary database credentials from AWS (GetClusterCredentials, GetClusterCredentialsWithIAM or Serverless GetCredentials), signed with the AWS credentials of the standard chain (environment, profile, web identity, instance or container role), renewed as they expire. secret: the user and password of an AWS Secrets Manager secret (secret_arn), read with the same AWS credentials, and read again when the database refuses them (a rotation).".to_string(),
         ),
         r#type: Some(form_field::Type::DropdownField(DropdownField {
-            dropdown_field: vec!["password".to_string(), "iam".to_string()],
+            dropdown_field: vec![
+                "password".to_string(),
+                "iam".to_string(),
+                "secret".to_string(),
+            ],
         })),
         default_value: Some("password".to_string()),
         placeholder: None,
@@ -103,7 +107,8 @@ pub fn configuration_form() -> ConfigurationFormResponse {
             text(keys::DB_USER, "Database user (IAM)", false, "auth = iam, provisioned: the database user GetClusterCredentials signs in as; empty (and no user) = GetClusterCredentialsWithIAM, signing in as the IAM identity.", None),
             auto_create,
             text(keys::DB_GROUPS, "Database groups (IAM)", false, "auth = iam, provisioned, with db_user: comma-separated groups the user joins for the session (needs redshift:JoinGroup).", None),
-            text(keys::AWS_ENDPOINT_URL, "AWS API endpoint", false, "auth = iam: an endpoint for the Redshift API other than the region's (e.g. a VPC interface endpoint). Empty = the region's.", None),
+            text(keys::AWS_ENDPOINT_URL, "AWS API endpoint", false, "auth = iam or secret: an endpoint for the Redshift or Secrets Manager API other than the region's (e.g. a VPC interface endpoint). Empty = the region's.", None),
+            text(keys::SECRET_ARN, "Secret ARN", false, "auth = secret: the ARN of the Secrets Manager secret holding the user and password, in the JSON AWS writes for Redshift (username, password, and optionally host, port, dbname, used when host, port or database are empty). Needs secretsmanager:GetSecretValue on it.", None),
             sslmode,
             text(keys::SSLROOTCERT, "Root certificate", false, "PEM text of the CA to trust for verify-ca/verify-full, or the path of a PEM file (at most 1 MiB); empty = the system roots (which trust Redshift's certificates).", None),
             text(keys::SSH_HOST, "SSH bastion", false, "For clusters reachable only through a bastion host: its name or address. Every session then goes through an SSH tunnel (the host and port above are then as the bastion sees them). Empty = connect directly.", None),

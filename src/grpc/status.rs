@@ -48,7 +48,10 @@ fn source_code(err: &SourceError) -> Code {
         } => Code::Unavailable,
         SourceError::Iam(iam) => match iam.as_ref() {
             IamError::AccessDenied { .. } => Code::PermissionDenied,
-            IamError::NotFound { .. } => Code::InvalidArgument,
+            IamError::NotFound { .. }
+            | IamError::SecretNotFound { .. }
+            | IamError::BadSecret { .. }
+            | IamError::SecretLacks { .. } => Code::InvalidArgument,
             IamError::NoCredentials { .. } | IamError::BadCredentials { .. } => {
                 Code::Unauthenticated
             }
@@ -148,7 +151,7 @@ mod tests {
     fn codes_follow_what_the_user_must_do() {
         let auth = SourceError::AuthenticationFailed {
             user: "u".into(),
-            iam: false,
+            from: crate::source::PasswordFrom::Configuration,
         };
         assert_eq!(
             Status::from(RpcError::from(auth)).code(),

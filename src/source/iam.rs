@@ -1,4 +1,5 @@
-//! Signing in: the user and password of a session, and for IAM sign-in where they come from.
+//! Signing in: the user and password of a session, and for IAM sign-in where they come from
+//! (for Secrets Manager sign-in, [`super::secret`]).
 //!
 //! With `auth` = iam the connector does what AWS's Redshift drivers do: it asks Redshift's API
 //! for a temporary database password, signed with the AWS credentials of the standard chain
@@ -31,6 +32,8 @@ use crate::config::{Authentication, ConnectionConfig, IamSignIn, IamTarget, Secr
 pub struct SignIn {
     pub host: String,
     pub port: u16,
+    /// The configured database, or a secret's `dbname` when none is configured.
+    pub database: String,
     pub user: String,
     pub password: Secret,
 }
@@ -40,7 +43,8 @@ const CREDENTIALS_SECONDS: i32 = 3600;
 /// Credentials this close to expiring are not used for a new session.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
 
-/// Why IAM sign-in failed. Messages name the AWS action and what to grant or set.
+/// Why IAM or Secrets Manager sign-in failed. Messages name the AWS action and what to grant or
+/// set, never a secret's value.
 #[derive(Debug, thiserror::Error)]
 pub enum IamError {
     #[error("AWS denied {action} ({message}); grant the connector's AWS identity {needs}")]
@@ -63,6 +67,17 @@ pub enum IamError {
         action: &'static str,
         code: String,
         message: String,
+    },
+    #[error("the secret `{secret}` was not found in region {region}; check `secret_arn` (and `region`, when it is a name)")]
+    SecretNotFound { secret: String, region: String },
+    #[error("the secret `{secret}` {problem}; store the user and password as AWS does for Redshift: {{\"username\": ..., \"password\": ...}}, optionally with \"host\", \"port\" and \"dbname\"")]
+    BadSecret { secret: String, problem: String },
+    #[error("{what} is not configured and the secret `{secret}` has no `{field}`; set `{key}`, or add `{field}` to the secret")]
+    SecretLacks {
+        what: &'static str,
+        secret: String,
+        field: &'static str,
+        key: &'static str,
     },
     #[error("{action} failed: {reason}")]
     Request {
@@ -94,9 +109,40 @@ pub async fn sign_in(config: &ConnectionConfig) -> Result<SignIn, IamError> {
         Authentication::Password { user, password } => Ok(SignIn {
             host: config.host.clone(),
             port: config.port_or_default(),
+            database: config.database.clone(),
             user: user.clone(),
             password: password.clone(),
         }),
+        Authentication::Secret(secret) => {
+            let read = super::secret::credentials(secret).await?;
+            // What the configuration names wins; the secret fills in what it leaves out.
+            let lacks = |what, field, key| IamError::SecretLacks {
+                what,
+                secret: secret.secret.clone(),
+                field,
+                key,
+            };
+            let host = match (config.host.is_empty(), read.host) {
+                (false, _) => config.host.clone(),
+                (true, Some(host)) => host,
+                (true, None) => return Err(lacks("the cluster's endpoint", "host", "host")),
+            };
+            let database = match (config.database.is_empty(), read.dbname) {
+                (false, _) => config.database.clone(),
+                (true, Some(dbname)) => dbname,
+                (true, None) => return Err(lacks("the database", "dbname", "database")),
+            };
+            Ok(SignIn {
+                host,
+                port: config
+                    .port
+                    .or(read.port)
+                    .unwrap_or(crate::config::DEFAULT_PORT),
+                database,
+                user: read.username,
+                password: read.password,
+            })
+        }
         Authentication::Iam(iam) => {
             let key = cache_key(config, iam);
             if let Some(sign_in) = cached(&key) {
@@ -121,10 +167,15 @@ pub async fn sign_in(config: &ConnectionConfig) -> Result<SignIn, IamError> {
     }
 }
 
-/// Forgets the temporary credentials of `config`: the next session fetches new ones.
+/// Forgets the temporary credentials of `config`, or the secret it read: the next session
+/// fetches new ones, or reads the secret again (it may have been rotated).
 pub fn forget(config: &ConnectionConfig) {
-    if let Authentication::Iam(iam) = &config.authentication {
-        cache().lock().unwrap().remove(&cache_key(config, iam));
+    match &config.authentication {
+        Authentication::Iam(iam) => {
+            cache().lock().unwrap().remove(&cache_key(config, iam));
+        }
+        Authentication::Secret(secret) => super::secret::forget(secret),
+        Authentication::Password { .. } => {}
     }
 }
 
@@ -252,6 +303,7 @@ async fn fetch(
     let sign_in = SignIn {
         host,
         port,
+        database: config.database.clone(),
         user,
         password: Secret::new(password),
     };
@@ -311,7 +363,7 @@ async fn endpoint(sdk: &SdkConfig, iam: &IamSignIn) -> Result<(String, u16), Iam
 
 /// One classification for every AWS call's failure: what the user must grant or fix, or
 /// whether retrying may help.
-fn classify<E>(
+pub(super) fn classify<E>(
     action: &'static str,
     needs: &str,
     target: &str,

@@ -19,6 +19,7 @@ pub mod aws;
 pub mod catalog;
 pub mod iam;
 pub mod scan;
+pub mod secret;
 pub mod session;
 pub mod sql;
 pub mod types;
@@ -37,6 +38,17 @@ pub use wire::ssh::SshError;
 use wire::{DbError, WireError};
 
 use crate::config::{Authentication, ConnectionConfig};
+
+/// Where a password the server refused came from, for what the message says to check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordFrom {
+    /// `password` in the configuration.
+    Configuration,
+    /// A temporary password from AWS (`auth` = iam).
+    Iam,
+    /// A Secrets Manager secret (`auth` = secret).
+    Secret,
+}
 
 /// Everything that can go wrong talking to the warehouse. Messages say what to fix; none ever
 /// contains the password (the server never echoes it, and we never format the config into one).
@@ -60,12 +72,12 @@ pub enum SourceError {
     TlsNotOffered { host: String, sslmode: &'static str },
     #[error("TLS with {host} failed ({reason}); with sslmode=verify-ca/verify-full the server certificate must chain to `sslrootcert` (or the system roots) and, for verify-full, name the host; use sslmode=require to encrypt without verifying")]
     Tls { host: String, reason: String },
-    #[error("password authentication failed for user `{user}`; {}", if *.iam {
-        "the password was a new temporary one from AWS: check that the cluster allows IAM sign-in for this user and `database`"
-    } else {
-        "check `user` and `password`"
+    #[error("password authentication failed for user `{user}`; {}", match .from {
+        PasswordFrom::Configuration => "check `user` and `password`",
+        PasswordFrom::Iam => "the password was a new temporary one from AWS: check that the cluster allows IAM sign-in for this user and `database`",
+        PasswordFrom::Secret => "the password was read again from the secret (`secret_arn`) and still refused: check the secret's `username` and `password` (a rotation that did not finish leaves them out of step with the database)",
     })]
-    AuthenticationFailed { user: String, iam: bool },
+    AuthenticationFailed { user: String, from: PasswordFrom },
     #[error("{host} asks for the password of user `{user}` in cleartext, and the connection's certificate is not verified (sslmode={sslmode}), so anyone on the path could have asked; set sslmode=verify-full (with `sslrootcert` for a private CA), or give the user an MD5 password")]
     CleartextRefused {
         host: String,
@@ -242,10 +254,14 @@ impl SourceError {
                 // invalid_password, invalid_authorization_specification (no such user, pg_hba reject)
                 "28P01" | "28000" => Self::AuthenticationFailed {
                     user: sign_in.user.clone(),
-                    iam: matches!(config.authentication, Authentication::Iam(_)),
+                    from: match config.authentication {
+                        Authentication::Password { .. } => PasswordFrom::Configuration,
+                        Authentication::Iam(_) => PasswordFrom::Iam,
+                        Authentication::Secret(_) => PasswordFrom::Secret,
+                    },
                 },
                 "3D000" => Self::UnknownDatabase {
-                    database: config.database.clone(),
+                    database: sign_in.database.clone(),
                 },
                 _ => Self::from_db(&db),
             },

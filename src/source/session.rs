@@ -68,13 +68,14 @@ const MAX_PREPARED: usize = 16;
 /// Connects, authenticates and applies the session settings.
 ///
 /// With IAM sign-in, a password the database refuses is forgotten and one new password is
-/// fetched and tried: it may have expired early (clocks disagree) or been superseded.
+/// fetched and tried: it may have expired early (clocks disagree) or been superseded. With a
+/// secret, the secret is read again once: it may have been rotated since it was read.
 pub async fn connect(config: &ConnectionConfig) -> Result<Session, SourceError> {
     match connect_once(config).await {
         Err(SourceError::AuthenticationFailed { user, .. })
-            if matches!(config.authentication, Authentication::Iam(_)) =>
+            if !matches!(config.authentication, Authentication::Password { .. }) =>
         {
-            tracing::info!(%user, "the database refused the temporary password; fetching a new one");
+            tracing::info!(%user, "the database refused the password it was given; fetching it again");
             iam::forget(config);
             connect_once(config).await
         }
@@ -98,7 +99,7 @@ async fn connect_once(config: &ConnectionConfig) -> Result<Session, SourceError>
     let options = ConnectOptions {
         host: &sign_in.host,
         port: sign_in.port,
-        database: &config.database,
+        database: &sign_in.database,
         user: &sign_in.user,
         password: sign_in.password.expose(),
         tls: &tls,

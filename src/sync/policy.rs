@@ -191,7 +191,7 @@ mod tests {
             (
                 SourceError::AuthenticationFailed {
                     user: "u".into(),
-                    iam: false,
+                    from: crate::source::PasswordFrom::Configuration,
                 },
                 fresh(),
                 EndUpdate,
@@ -264,7 +264,7 @@ mod tests {
     fn an_update_ends_with_a_task_only_for_what_the_user_must_fix() {
         let auth = SourceError::AuthenticationFailed {
             user: "u".into(),
-            iam: false,
+            from: crate::source::PasswordFrom::Configuration,
         };
         assert_eq!(ending(Some(&auth)), Ending::Task);
         assert_eq!(

@@ -77,6 +77,8 @@ pub struct AwsEmulator {
     pub unloader: AccessKey,
     /// The connector's permissions less `s3:DeleteObject`.
     pub keeper: AccessKey,
+    /// The account's administrator of Secrets Manager: creates and rotates secrets.
+    pub rotator: AccessKey,
 }
 
 impl AwsEmulator {
@@ -120,11 +122,12 @@ impl AwsEmulator {
                 .unwrap()
                 .to_string(),
         };
-        let (syncer, outsider, unloader, keeper) = (
+        let (syncer, outsider, unloader, keeper, rotator) = (
             key("syncer"),
             key("outsider"),
             key("unloader"),
             key("keeper"),
+            key("rotator"),
         );
         let shared = Arc::new(Shared {
             postgres,
@@ -159,6 +162,52 @@ impl AwsEmulator {
             outsider,
             unloader,
             keeper,
+            rotator,
+        }
+    }
+
+    /// Creates the Secrets Manager secret `name` holding `value` (or, if it exists, puts
+    /// `value` as its current version: a rotation), as the account's administrator would; its
+    /// ARN.
+    pub async fn put_secret(&self, name: &str, value: &str) -> String {
+        use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+        let config = aws_sdk_secretsmanager::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .endpoint_url(self.endpoint_url())
+            .credentials_provider(Credentials::new(
+                &self.rotator.id,
+                &self.rotator.secret,
+                None,
+                None,
+                "test",
+            ))
+            .http_client(
+                aws_smithy_http_client::Builder::new()
+                    .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                        aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+                    ))
+                    .build_https(),
+            )
+            .build();
+        let client = aws_sdk_secretsmanager::Client::from_conf(config);
+        match client
+            .create_secret()
+            .name(name)
+            .secret_string(value)
+            .send()
+            .await
+        {
+            Ok(out) => out.arn.expect("a new secret's ARN"),
+            Err(_) => client
+                .put_secret_value()
+                .secret_id(name)
+                .secret_string(value)
+                .send()
+                .await
+                .unwrap_or_else(|err| panic!("put secret {name}: {err:?}"))
+                .arn
+                .expect("the secret's ARN"),
         }
     }
 
@@ -235,6 +284,15 @@ impl Received {
             .collect()
     }
 
+    /// Whether this is a call of Secrets Manager's API (moto answers it: the front passes it on).
+    fn secrets_manager(&self) -> bool {
+        self.parts
+            .headers
+            .get("x-amz-target")
+            .and_then(|target| target.to_str().ok())
+            .is_some_and(|target| target.starts_with("secretsmanager."))
+    }
+
     /// The JSON protocol's operation (Redshift Serverless's API), from `X-Amz-Target`.
     fn json_target(&self) -> Option<String> {
         let target = self.parts.headers.get("x-amz-target")?.to_str().ok()?;
@@ -270,6 +328,10 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
         .unwrap()
         .entry(action.clone())
         .or_default() += 1;
+    if received.secrets_manager() {
+        let (status, body) = forward(shared, &received).await;
+        return reply(status, "application/x-amz-json-1.1", body);
+    }
     match (json, action.as_str()) {
         (true, _) | (false, "GetClusterCredentialsWithIAM") => {
             answer_emulated(shared, &received, &action).await

@@ -1,6 +1,7 @@
 """Prepares the tests' AWS API emulator (moto) the way an AWS account would be set up:
 a provisioned cluster; IAM users with access keys: `syncer` (the connector: may ask for
-database credentials and read the UNLOAD staging buckets), `outsider` (may do nothing) and
+database credentials, read sign-in secrets and read the UNLOAD staging buckets), `rotator`
+(creates and rotates secrets), `outsider` (may do nothing) and
 `unloader` (stands in for the cluster's IAM role: may write the staging buckets but
 `sync-denied`), `keeper` (the connector without s3:DeleteObject: may ask for database
 credentials, read and list the staging buckets, and delete nothing); and the buckets (`sync-staging` and `sync-denied` in us-east-1, `sync-eu` in
@@ -37,6 +38,23 @@ SYNC_POLICY = {
 def bucket_resources(*buckets):
     return [arn for b in buckets for arn in (f"arn:aws:s3:::{b}", f"arn:aws:s3:::{b}/*")]
 
+
+# The connector's reads of sign-in secrets (docs/configuration.md, Secrets Manager sign-in).
+SYNC_POLICY["Statement"].append(
+    {"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"], "Resource": "*"}
+)
+
+# The account's administrator of secrets.
+ROTATE_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Action": ["secretsmanager:CreateSecret", "secretsmanager:PutSecretValue"],
+            "Resource": "*",
+        }
+    ],
+}
 
 # The connector's reads of UNLOAD files (docs/design.md, "Initial syncs through UNLOAD").
 SYNC_POLICY["Statement"].append(
@@ -102,6 +120,7 @@ def main():
         ("outsider", None),
         ("unloader", UNLOAD_POLICY),
         ("keeper", KEEP_POLICY),
+        ("rotator", ROTATE_POLICY),
     ]:
         iam.create_user(UserName=name)
         if policy:
