@@ -97,7 +97,7 @@ pub fn configuration_form() -> ConfigurationFormResponse {
         fields: vec![
             host,
             text(keys::PORT, "Port", false, "The cluster's port; empty = 5439, or the endpoint's with auth = iam and no host.", Some(&port)),
-            text(keys::DATABASE, "Database", true, "The database to sync from, e.g. dev.", None),
+            text(keys::DATABASE, "Database", false, "The database to sync from, e.g. dev (required, unless auth = secret and the secret holds its dbname).", None),
             auth,
             text(keys::USER, "User", false, "With auth = password: a user with USAGE on the schemas and SELECT on the tables. With auth = iam on a provisioned cluster: the database user to sign in as, when db_user is empty.", None),
             password,
