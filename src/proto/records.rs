@@ -24,7 +24,7 @@ use std::collections::VecDeque;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::proto::{DataType, RecordType};
-use crate::source::value::Cell;
+use crate::source::value::{Cell, DecodedRow};
 
 /// Hosts accept at most 100 records per `Records` message.
 pub const MAX_RECORDS_PER_MESSAGE: usize = 100;
@@ -123,15 +123,15 @@ impl RecordEncoder {
         encoder
     }
 
-    /// Appends an UPSERT of a row: `cells[i]` is the value of column `i`, its bytes in `row`
-    /// or `scratch` (see [`Cell::bytes`]).
+    /// Appends an UPSERT of a row: its value `i` is column `i`'s.
     #[inline]
-    pub fn push_upsert(&mut self, cells: &[Cell], row: &[u8], scratch: &[u8]) {
+    pub fn push_upsert(&mut self, row: DecodedRow<'_>) {
+        let cells = row.cells();
         debug_assert_eq!(cells.len(), self.columns.len());
         self.sizes.clear();
         let mut record_len = self.header.len();
         for (column, cell) in self.columns.iter().zip(cells) {
-            let value_len = value_len(column.field, cell, row, scratch);
+            let value_len = value_len(column.field, cell, &row);
             self.sizes.push(value_len);
             record_len += entry_size(column.key.len(), value_len);
         }
@@ -141,20 +141,21 @@ impl RecordEncoder {
         out.put_varint(record_len as u64);
         out.put_slice(&self.header);
         for ((column, cell), &value_len) in self.columns.iter().zip(cells).zip(&self.sizes) {
-            out.put_entry(column, value_len, cell, row, scratch);
+            out.put_entry(column, value_len, cell, &row);
         }
         out.done();
         self.record_added();
     }
 
-    /// Appends a DELETE of the row: only the columns at `key` (indexes into `cells`, which are
-    /// laid out as for [`push_upsert`](Self::push_upsert)), as hosts expect of a DELETE.
-    pub fn push_delete(&mut self, key: &[usize], cells: &[Cell], row: &[u8], scratch: &[u8]) {
+    /// Appends a DELETE of the row: only the columns at `key` (indexes into its values, which
+    /// are laid out as for [`push_upsert`](Self::push_upsert)), as hosts expect of a DELETE.
+    pub fn push_delete(&mut self, key: &[usize], row: DecodedRow<'_>) {
+        let cells = row.cells();
         self.sizes.clear();
         let mut record_len = self.header.len() + 2;
         for &i in key {
             let column = &self.columns[i];
-            let value_len = value_len(column.field, &cells[i], row, scratch);
+            let value_len = value_len(column.field, &cells[i], &row);
             self.sizes.push(value_len);
             record_len += entry_size(column.key.len(), value_len);
         }
@@ -166,7 +167,7 @@ impl RecordEncoder {
         out.put_tag(RECORD_TYPE, VARINT);
         out.put_varint(RecordType::Delete as u64);
         for (&i, &value_len) in key.iter().zip(&self.sizes) {
-            out.put_entry(&self.columns[i], value_len, &cells[i], row, scratch);
+            out.put_entry(&self.columns[i], value_len, &cells[i], &row);
         }
         out.done();
         self.record_added();
@@ -292,25 +293,18 @@ impl<'a> RecordWriter<'a> {
 
     /// One `data` map entry: the column's precomputed key, then its value of `value_len` bytes.
     #[inline]
-    fn put_entry(
-        &mut self,
-        column: &Column,
-        value_len: usize,
-        cell: &Cell,
-        row: &[u8],
-        scratch: &[u8],
-    ) {
+    fn put_entry(&mut self, column: &Column, value_len: usize, cell: &Cell, row: &DecodedRow<'_>) {
         let entry_len = column.key.len() + 1 + varint_len(value_len as u64) + value_len;
         self.put_tag(RECORD_DATA, LENGTH_DELIMITED);
         self.put_varint(entry_len as u64);
         self.put_slice(&column.key);
         self.put_tag(ENTRY_VALUE, LENGTH_DELIMITED);
         self.put_varint(value_len as u64);
-        self.put_value(column.field, cell, row, scratch);
+        self.put_value(column.field, cell, row);
     }
 
     #[inline]
-    fn put_value(&mut self, field: u32, cell: &Cell, row: &[u8], scratch: &[u8]) {
+    fn put_value(&mut self, field: u32, cell: &Cell, row: &DecodedRow<'_>) {
         match *cell {
             Cell::Null => {
                 self.put_tag(VALUE_NULL, VARINT);
@@ -345,7 +339,7 @@ impl<'a> RecordWriter<'a> {
                 }
             }
             Cell::Row { .. } | Cell::Scratch { .. } => {
-                let bytes = cell.bytes(row, scratch);
+                let bytes = row.bytes(cell);
                 self.put_tag(field, LENGTH_DELIMITED);
                 self.put_varint(bytes.len() as u64);
                 self.put_slice(bytes);
@@ -390,7 +384,7 @@ fn entry_size(key_len: usize, value_len: usize) -> usize {
 
 /// The length of a cell's `ValueType` message.
 #[inline]
-fn value_len(field: u32, cell: &Cell, row: &[u8], scratch: &[u8]) -> usize {
+fn value_len(field: u32, cell: &Cell, row: &DecodedRow<'_>) -> usize {
     let field_tag = tag_len(field);
     match *cell {
         Cell::Null => tag_len(VALUE_NULL) + 1,
@@ -403,7 +397,7 @@ fn value_len(field: u32, cell: &Cell, row: &[u8], scratch: &[u8]) -> usize {
             field_tag + varint_len(len as u64) + len
         }
         Cell::Row { .. } | Cell::Scratch { .. } => {
-            let len = cell.bytes(row, scratch).len();
+            let len = row.bytes(cell).len();
             field_tag + varint_len(len as u64) + len
         }
     }
@@ -700,9 +694,9 @@ mod tests {
                 // Every third row a DELETE carrying the first column (as its key) alone.
                 let delete = r % 3 == 2 && !cells.is_empty();
                 if delete {
-                    encoder.push_delete(&[0], &cells, &row, &scratch);
+                    encoder.push_delete(&[0], DecodedRow::new(&cells, &row, &scratch));
                 } else {
-                    encoder.push_upsert(&cells, &row, &scratch);
+                    encoder.push_upsert(DecodedRow::new(&cells, &row, &scratch));
                 }
                 expected.push(Record {
                     schema_name: Some(schema.clone()),
@@ -744,7 +738,7 @@ mod tests {
                 start: 0,
                 end: bytes.len() as u32,
             };
-            encoder.push_upsert(&[cell], &[], bytes);
+            encoder.push_upsert(DecodedRow::new(&[cell], &[], bytes));
         }
         encoder.finish();
         let counts: Vec<usize> = std::iter::from_fn(|| encoder.take_ready())

@@ -70,6 +70,55 @@ impl Cell {
     }
 }
 
+/// A decoded row: its cells and the two buffers they point into, the row's wire bytes
+/// (`Cell::Row`) and the bytes the decoder rewrote (`Cell::Scratch`). Only this view resolves a
+/// cell to its bytes, so no caller needs to know which buffer a cell points into.
+#[derive(Debug, Clone, Copy)]
+pub struct DecodedRow<'a> {
+    cells: &'a [Cell],
+    body: &'a [u8],
+    scratch: &'a [u8],
+}
+
+impl<'a> DecodedRow<'a> {
+    #[inline]
+    pub fn new(cells: &'a [Cell], body: &'a [u8], scratch: &'a [u8]) -> Self {
+        Self {
+            cells,
+            body,
+            scratch,
+        }
+    }
+
+    /// The row's values, in the order of its SELECT list.
+    #[inline]
+    pub fn cells(&self) -> &'a [Cell] {
+        self.cells
+    }
+
+    /// The bytes of one of this row's cells (empty for cells that hold their value).
+    #[inline]
+    pub fn bytes(&self, cell: &Cell) -> &'a [u8] {
+        cell.bytes(self.body, self.scratch)
+    }
+
+    /// The same row with its first `columns` values only (the ones sent; the rest were read
+    /// for the position).
+    #[inline]
+    pub fn first(&self, columns: usize) -> Self {
+        Self {
+            cells: &self.cells[..columns],
+            ..*self
+        }
+    }
+
+    /// The row's wire bytes and its scratch, for copying the row (see `HeldRows`).
+    #[inline]
+    pub fn buffers(&self) -> (&'a [u8], &'a [u8]) {
+        (self.body, self.scratch)
+    }
+}
+
 /// How one result column's bytes become a [`Cell`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decoder {
@@ -403,14 +452,14 @@ pub struct SavedValues {
 impl SavedValues {
     /// Copies the cells at `indexes` (and the bytes they refer to).
     #[inline]
-    pub fn save(&mut self, indexes: &[usize], cells: &[Cell], row: &[u8], scratch: &[u8]) {
+    pub fn save(&mut self, indexes: &[usize], row: DecodedRow<'_>) {
         self.cells.clear();
         self.bytes.clear();
         for &index in indexes {
-            let cell = cells[index];
+            let cell = row.cells()[index];
             let saved = match cell {
                 Cell::Row { .. } | Cell::Scratch { .. } => {
-                    push_scratch(&mut self.bytes, cell.bytes(row, scratch))
+                    push_scratch(&mut self.bytes, row.bytes(&cell))
                 }
                 other => other,
             };
@@ -458,7 +507,7 @@ pub fn position_text(sql_type: &SqlType, cell: &Cell, bytes: &[u8]) -> Option<St
 /// (PostgreSQL keeps the scale of an unconstrained NUMERIC; Redshift's is always declared);
 /// text by its bytes (the scan orders the text cursor of a table without a key by its bytes,
 /// see `source::scan`).
-pub fn group_key(sql_type: &SqlType, cell: &Cell, row: &[u8], scratch: &[u8], out: &mut Vec<u8>) {
+pub fn group_key(sql_type: &SqlType, cell: &Cell, row: &DecodedRow<'_>, out: &mut Vec<u8>) {
     out.push(u8::from(*cell != Cell::Null));
     match *cell {
         Cell::Null => {}
@@ -471,7 +520,7 @@ pub fn group_key(sql_type: &SqlType, cell: &Cell, row: &[u8], scratch: &[u8], ou
             out.extend_from_slice(&nanos.to_be_bytes());
         }
         Cell::Row { .. } | Cell::Scratch { .. } => {
-            let bytes = cell.bytes(row, scratch);
+            let bytes = row.bytes(cell);
             match sql_type {
                 SqlType::Numeric { .. } => out.extend_from_slice(canonical_decimal(bytes)),
                 _ => out.extend_from_slice(bytes),
@@ -655,7 +704,7 @@ mod tests {
     fn group_keys_are_equal_exactly_for_values_sql_finds_equal() {
         let key = |sql_type: &SqlType, cell: Cell, row: &[u8]| {
             let mut out = Vec::new();
-            group_key(sql_type, &cell, row, &[], &mut out);
+            group_key(sql_type, &cell, &DecodedRow::new(&[], row, &[]), &mut out);
             out
         };
         let double = |v| key(&SqlType::Double, Cell::Double(v), &[]);
@@ -704,7 +753,7 @@ mod tests {
             Cell::Null,
         ];
         let mut saved = SavedValues::default();
-        saved.save(&[2, 1, 0, 3], &cells, row, &[]);
+        saved.save(&[2, 1, 0, 3], DecodedRow::new(&cells, row, &[]));
         let types = [
             &SqlType::Timestamp,
             &SqlType::Text,

@@ -7,7 +7,7 @@
 //! value not yet complete are `held` until it is (`position::RowAction`).
 
 use crate::source::types::SqlType;
-use crate::source::value::{Cell, SavedValues};
+use crate::source::value::{Cell, DecodedRow, SavedValues};
 
 pub(super) struct RowBuffers {
     /// The row being decoded: its cells.
@@ -26,6 +26,12 @@ pub(super) struct RowBuffers {
 }
 
 impl RowBuffers {
+    /// The row just decoded from `body`.
+    #[inline]
+    pub fn view<'a>(&'a self, body: &'a [u8]) -> DecodedRow<'a> {
+        DecodedRow::new(&self.cells, body, &self.scratch)
+    }
+
     pub fn new(position_indexes: Vec<usize>, position_types: Vec<SqlType>) -> Self {
         Self {
             cells: Vec::new(),
@@ -51,10 +57,11 @@ pub(super) struct HeldRows {
 }
 
 impl HeldRows {
-    pub(super) fn hold(&mut self, cells: &[Cell], row: &[u8], scratch: &[u8]) {
-        self.bodies.extend_from_slice(row);
+    pub(super) fn hold(&mut self, row: DecodedRow<'_>) {
+        let (body, scratch) = row.buffers();
+        self.bodies.extend_from_slice(body);
         self.scratch.extend_from_slice(scratch);
-        self.cells.extend_from_slice(cells);
+        self.cells.extend_from_slice(row.cells());
         self.ends
             .push((self.bodies.len(), self.scratch.len(), self.cells.len()));
     }
@@ -63,11 +70,11 @@ impl HeldRows {
         self.ends.is_empty()
     }
 
-    /// Each held row as the decoder left it: cells, row body, scratch.
-    pub(super) fn rows(&self) -> impl Iterator<Item = (&[Cell], &[u8], &[u8])> {
+    /// Each held row as the decoder left it.
+    pub(super) fn rows(&self) -> impl Iterator<Item = DecodedRow<'_>> {
         let mut start = (0, 0, 0);
         self.ends.iter().map(move |&end| {
-            let row = (
+            let row = DecodedRow::new(
                 &self.cells[start.2..end.2],
                 &self.bodies[start.0..end.0],
                 &self.scratch[start.1..end.1],

@@ -233,8 +233,9 @@ impl TableSync {
                                 column: deleted.columns[err.column].name.clone(),
                                 reason: err.reason,
                             })?;
-                        encoder.push_delete(&key, &self.buffers.cells, body, &self.buffers.scratch);
-                        saved.save(&key, &self.buffers.cells, body, &self.buffers.scratch);
+                        let row = self.buffers.view(body);
+                        encoder.push_delete(&key, row);
+                        saved.save(&key, row);
                         rows += 1;
                         pending += 1;
                         (false, pending >= u64::from(config.batch_size))

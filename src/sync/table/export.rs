@@ -36,7 +36,7 @@ use crate::source::unload::statement::{
     self, NotExportable, UnloadStatement, MAX_FILE_BYTES, MAX_MANIFEST_BYTES,
 };
 use crate::source::unload::{self, UnloadError};
-use crate::source::value::Cell;
+use crate::source::value::DecodedRow;
 use crate::source::{Session, SourceError};
 use crate::state::{ExportState, Position};
 use crate::sync::plan::Mode;
@@ -625,7 +625,7 @@ fn decode_file(
         if seen <= skip {
             return Ok(());
         }
-        chunks.push(cells, scratch)
+        chunks.push(DecodedRow::new(cells, &[], scratch))
     });
     match result {
         // With the sender gone the table's attempt is over; the count no longer matters.
@@ -672,13 +672,12 @@ struct ChunkWriter {
 
 impl ChunkWriter {
     #[inline]
-    fn push(&mut self, cells: &[Cell], scratch: &[u8]) -> Result<(), SenderGone> {
+    fn push(&mut self, row: DecodedRow<'_>) -> Result<(), SenderGone> {
         match &self.soft_delete {
-            Some(soft_delete) if soft_delete.marks(cells) => {
-                self.encoder
-                    .push_delete(&soft_delete.key, cells, &[], scratch);
+            Some(soft_delete) if soft_delete.marks(row.cells()) => {
+                self.encoder.push_delete(&soft_delete.key, row);
             }
-            _ => self.encoder.push_upsert(cells, &[], scratch),
+            _ => self.encoder.push_upsert(row),
         }
         self.rows += 1;
         self.collect();

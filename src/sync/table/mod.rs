@@ -40,7 +40,7 @@ use crate::source::scan::{Resume, ScanEvent, ScanSpec};
 use crate::source::session::Canceller;
 use crate::source::types::SqlType;
 use crate::source::unload::s3::Staging;
-use crate::source::value::{group_key, position_text, Cell, Decoder, RowDecoder};
+use crate::source::value::{group_key, position_text, Cell, DecodedRow, Decoder, RowDecoder};
 use crate::source::wire::Format;
 use crate::source::{self, Flavour, Session, SourceError};
 use crate::state::{ExportState, KeySnapshot, Position, ResyncState, SyncedColumn, TableState};
@@ -784,19 +784,15 @@ impl TableSync {
                     match self.row_action(body) {
                         RowAction::Send => self.push(body)?,
                         RowAction::Hold => {
-                            self.buffers.held.hold(
-                                &self.buffers.cells,
-                                body,
-                                &self.buffers.scratch,
-                            );
+                            let row =
+                                DecodedRow::new(&self.buffers.cells, body, &self.buffers.scratch);
+                            self.buffers.held.hold(row);
                         }
                         RowAction::SendHeldThenHold => {
                             self.send_held();
-                            self.buffers.held.hold(
-                                &self.buffers.cells,
-                                body,
-                                &self.buffers.scratch,
-                            );
+                            let row =
+                                DecodedRow::new(&self.buffers.cells, body, &self.buffers.scratch);
+                            self.buffers.held.hold(row);
                         }
                         RowAction::DropHeld => self.buffers.held.clear(),
                         RowAction::Skip => {}
@@ -844,17 +840,11 @@ impl TableSync {
         let sql_type = &self.plan.table.columns[cursor].sql_type;
         let cell = self.buffers.cells[self.buffers.position_indexes[0]];
         self.buffers.group_key.clear();
-        group_key(
-            sql_type,
-            &cell,
-            row,
-            &self.buffers.scratch,
-            &mut self.buffers.group_key,
-        );
-        let scratch = &self.buffers.scratch;
+        let decoded = DecodedRow::new(&self.buffers.cells, row, &self.buffers.scratch);
+        group_key(sql_type, &cell, &decoded, &mut self.buffers.group_key);
         self.progress
             .row(&self.buffers.group_key, row.len() as u64, || {
-                let bytes = cell.bytes(row, scratch);
+                let bytes = decoded.bytes(&cell);
                 let cell = match cell {
                     Cell::Row { .. } | Cell::Scratch { .. } => Cell::Row {
                         start: 0,
@@ -875,10 +865,8 @@ impl TableSync {
         if std::mem::take(&mut self.batch.truncate_pending) {
             self.batch.encoder.push_truncate();
         }
-        for (cells, row, scratch) in self.buffers.held.rows() {
-            self.batch
-                .encoder
-                .push_upsert(&cells[..emitted], row, scratch);
+        for row in self.buffers.held.rows() {
+            self.batch.encoder.push_upsert(row.first(emitted));
             self.batch.uncommitted_rows += 1;
             while let Some(message) = self.batch.encoder.take_ready() {
                 self.batch.bytes += message.bytes.len();
@@ -905,25 +893,18 @@ impl TableSync {
         if std::mem::take(&mut self.batch.truncate_pending) {
             self.batch.encoder.push_truncate();
         }
-        let cells = &self.buffers.cells[..self.plan.emitted.len()];
+        let decoded = DecodedRow::new(&self.buffers.cells, row, &self.buffers.scratch);
+        let sent = decoded.first(self.plan.emitted.len());
         match &self.plan.soft_delete {
-            Some(soft_delete) if soft_delete.marks(cells) => {
-                self.batch
-                    .encoder
-                    .push_delete(&soft_delete.key, cells, row, &self.buffers.scratch);
+            Some(soft_delete) if soft_delete.marks(sent.cells()) => {
+                self.batch.encoder.push_delete(&soft_delete.key, sent);
             }
-            _ => self
-                .batch
-                .encoder
-                .push_upsert(cells, row, &self.buffers.scratch),
+            _ => self.batch.encoder.push_upsert(sent),
         }
         if !self.plan.key.is_empty() {
-            self.buffers.saved.save(
-                &self.buffers.position_indexes,
-                &self.buffers.cells,
-                row,
-                &self.buffers.scratch,
-            );
+            self.buffers
+                .saved
+                .save(&self.buffers.position_indexes, decoded);
         }
         self.batch.uncommitted_rows += 1;
         self.collect_finished();
