@@ -1,5 +1,9 @@
 //! What a table's sync tells the user once per Update, and the checks it makes once: each flag
-//! here turns a Warning or a query that could repeat with every attempt into one.
+//! here turns a Warning or a query that could repeat with every attempt into one. The checks
+//! themselves (rows beyond the cursor's bound, repeated key values, a tied cursor group, many
+//! NULL cursors) are here too.
+
+use super::*;
 
 pub(super) struct Notices {
     /// Changes to its columns the table goes on through, for Warnings.
@@ -26,5 +30,129 @@ impl Notices {
             counted_repeated_keys: false,
             export_considered: false,
         }
+    }
+}
+
+impl TableSync {
+    /// The NULL-cursor rows were all read again: the scan goes on from its own position, and
+    /// a Warning says what re-reading them costs when they are many.
+    pub(super) async fn end_null_rescan(&mut self, shared: &Shared) -> Result<(), SyncError> {
+        let Some(scan) = self.after_null_rescan.take() else {
+            return Ok(());
+        };
+        self.progress = scan;
+        let rows = self.stats.null_rescan_rows;
+        tracing::info!(table = %self.plan.table.name, rows, "rows with a NULL cursor read again");
+        if rows < NULL_RESCAN_WARNING_ROWS {
+            return Ok(());
+        }
+        let column = self.plan.cursor_column().unwrap_or_default();
+        let message = format!(
+            "table {}: {rows} rows have a NULL `{column}`; nothing says when such a row changes, so they are read again on every sync; set `{column}` when rows are written (or choose another `cursor_column`) to sync only what changed",
+            self.plan.table.name
+        );
+        self.warning(&shared.output, message).await
+    }
+
+    /// Once the pass is done: a Warning, once per Update, when rows wait beyond the cursor's
+    /// upper bound, saying how many and up to when. One query per table and Update.
+    pub(super) async fn warn_of_rows_beyond_bound(
+        &mut self,
+        shared: &Shared,
+        session: &mut Session,
+        cursor: usize,
+        bound: &str,
+    ) -> Result<(), SyncError> {
+        if std::mem::replace(&mut self.notices.counted_beyond_bound, true) {
+            return Ok(());
+        }
+        let table = &self.plan.table;
+        let beyond = match source::scan::beyond_bound(session, table, cursor, bound).await {
+            Ok(beyond) => beyond,
+            Err(err) => {
+                // Only a Warning's worth of information: never a reason to fail the table.
+                tracing::warn!(table = %table.name, error = %err, "cannot count the rows beyond the cursor's bound");
+                return Ok(());
+            }
+        };
+        if beyond.rows == 0 {
+            return Ok(());
+        }
+        let column = &table.columns[cursor].name;
+        let (rows, verb) = match beyond.rows {
+            1 => ("1 row".to_string(), "is"),
+            n => (format!("{n} rows"), "are"),
+        };
+        let message = format!(
+            "table {}: {rows} with `{column}` later than the database's clock minus `cursor_lag_s` ({bound}) {verb} left for the syncs after that time comes (the latest: {}); rows dated in the future usually come from a typo, a test row, or local time written into a TIMESTAMP column (the clock is read in UTC)",
+            table.name,
+            beyond.greatest.as_deref().unwrap_or("?"),
+        );
+        tracing::warn!(table = %table.name, rows = beyond.rows, %bound, "rows beyond the cursor's bound");
+        self.warning(&shared.output, message).await
+    }
+
+    /// At a pass from scratch of a table with a key: a Warning, once per Update, when key
+    /// values repeat (Redshift does not enforce primary keys), saying how many and what the
+    /// destination then holds. One aggregate query; never a reason to fail the table.
+    pub(super) async fn warn_of_repeated_keys(
+        &mut self,
+        shared: &Shared,
+        session: &mut Session,
+    ) -> Result<(), SyncError> {
+        if self.plan.key.is_empty()
+            || std::mem::replace(&mut self.notices.counted_repeated_keys, true)
+        {
+            return Ok(());
+        }
+        let table = &self.plan.table;
+        let repeated = match source::scan::repeated_keys(session, table, &self.plan.key).await {
+            Ok(repeated) => repeated,
+            Err(err) => {
+                tracing::warn!(table = %table.name, error = %err, "cannot count repeated key values");
+                return Ok(());
+            }
+        };
+        if repeated.values == 0 {
+            return Ok(());
+        }
+        tracing::warn!(table = %table.name, values = repeated.values, rows = repeated.rows, "key values repeat");
+        let key = self.plan.key_columns().join(", ");
+        let keeps = match self.plan.mode {
+            Mode::Incremental { .. } => {
+                "the one sent last, which is the one with the latest cursor"
+            }
+            Mode::Full { .. } => "the one sent last",
+        };
+        let message = format!(
+            "table {}: {} values of its primary key ({key}) are each held by more than one row ({} rows in all); Redshift does not enforce primary keys. Every row is read, and the destination keeps one row per key value: {keeps}. Name columns that are unique in `primary_key`, or remove the duplicates",
+            table.name, repeated.values, repeated.rows
+        );
+        self.warning(&shared.output, message).await
+    }
+
+    /// After the rows sharing one cursor value were read by one query without a limit: a
+    /// Warning, once, saying why a query read more rows than `max_rows_per_query`.
+    pub(super) async fn warn_of_a_tied_group(
+        &mut self,
+        shared: &Shared,
+        query: &NextQuery,
+        rows: u64,
+        rows_per_query: u64,
+    ) -> Result<(), SyncError> {
+        let Resume::OnlyCursor(cursor) = &query.resume else {
+            return Ok(());
+        };
+        if rows <= rows_per_query || std::mem::replace(&mut self.notices.warned_tied, true) {
+            return Ok(());
+        }
+        let value = cursor
+            .as_deref()
+            .map_or("NULL".to_string(), |c| format!("`{c}`"));
+        let message = format!(
+            "table {} has no primary key and {rows} rows share the cursor value {value}, more than one query may read ({rows_per_query} rows): they were read by one query without a row limit; a primary key (or a finer cursor) keeps every query bounded",
+            self.plan.table.name,
+        );
+        self.warning(&shared.output, message).await
     }
 }
