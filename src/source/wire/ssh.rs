@@ -82,11 +82,19 @@ pub enum SshError {
         target: String,
         reason: String,
     },
-    #[error("the SSH session with the bastion {bastion} failed: {reason}")]
-    Session { bastion: String, reason: String },
+    #[error("the SSH session with the bastion {bastion} failed: {source}")]
+    Session {
+        bastion: String,
+        #[source]
+        source: russh::Error,
+    },
     /// No cipher, MAC or key exchange both sides support: retrying cannot help.
-    #[error("the SSH bastion {bastion} and this connector share no algorithm: {reason}")]
-    Incompatible { bastion: String, reason: String },
+    #[error("the SSH bastion {bastion} and this connector share no algorithm: {source}")]
+    Incompatible {
+        bastion: String,
+        #[source]
+        source: russh::Error,
+    },
 }
 
 impl SshError {
@@ -154,13 +162,15 @@ pub async fn open(
     });
     let mut connection = client::connect_stream(config, tcp, check)
         .await
-        .map_err(
-            |err| match (&err, offered.lock().expect("host key lock").take()) {
-                (russh::Error::UnknownKey, Some(offered)) => SshError::HostKeyMismatch {
-                    bastion: bastion.clone(),
-                    offered,
-                    expected: fingerprint(&target.host_key),
-                },
+        .map_err(|err| {
+            let offered = offered.lock().expect("host key lock").take();
+            let mismatch = |offered| SshError::HostKeyMismatch {
+                bastion: bastion.clone(),
+                offered,
+                expected: fingerprint(&target.host_key),
+            };
+            match (err, offered) {
+                (russh::Error::UnknownKey, Some(offered)) => mismatch(offered),
                 (
                     russh::Error::NoCommonAlgo {
                         kind: russh::AlgorithmKind::Key,
@@ -168,25 +178,21 @@ pub async fn open(
                         ..
                     },
                     _,
-                ) => SshError::HostKeyMismatch {
+                ) => mismatch(format!("only keys of type {}", theirs.join(", "))),
+                (err @ russh::Error::NoCommonAlgo { .. }, _) => SshError::Incompatible {
                     bastion: bastion.clone(),
-                    offered: format!("only keys of type {}", theirs.join(", ")),
-                    expected: fingerprint(&target.host_key),
+                    source: err,
                 },
-                (russh::Error::NoCommonAlgo { .. }, _) => SshError::Incompatible {
+                (err, _) => SshError::Session {
                     bastion: bastion.clone(),
-                    reason: err.to_string(),
+                    source: err,
                 },
-                _ => SshError::Session {
-                    bastion: bastion.clone(),
-                    reason: err.to_string(),
-                },
-            },
-        )?;
+            }
+        })?;
 
     let session_error = |err: russh::Error| SshError::Session {
         bastion: bastion.clone(),
-        reason: err.to_string(),
+        source: err,
     };
     let hash = match target.private_key.algorithm() {
         // RSA keys sign with the SHA-2 hash the server accepts (never SHA-1 if it can).
