@@ -10,7 +10,7 @@
 //! One module per concern: [`keys`] (every key), [`connection`] (host, TLS, timeouts), [`auth`]
 //! (password or IAM), [`sync`] (what to sync and how), [`unload`] (the staging location of
 //! exports), [`names`] (identifiers as Redshift
-//! resolves them), [`secret`], and [`reader`] (the request's map).
+//! resolves them), [`secret`], and `reader` (the request's map).
 
 pub mod auth;
 pub mod connection;

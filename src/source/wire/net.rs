@@ -5,8 +5,8 @@
 //! sort before the first byte arrives, and NATs, load balancers and firewalls drop flows that
 //! stay idle that long ("Query hangs" in Redshift's troubleshooting guide). Linux's default
 //! keepalive starts probing after two hours, which makes a dropped flow a two-hour hang. With
-//! [`KEEPALIVE`] a dead peer is detected within [`DEAD_PEER_AFTER`], while a live but busy
-//! server is never mistaken for a dead one (its kernel answers the probes).
+//! keepalives after [`KEEPALIVE_IDLE`] a dead peer is detected within [`DEAD_PEER_AFTER`],
+//! while a live but busy server is never mistaken for a dead one (its kernel answers the probes).
 
 use std::io;
 use std::net::SocketAddr;
