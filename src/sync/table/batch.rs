@@ -97,11 +97,11 @@ impl TableSync {
         let key_columns = self.plan.key_columns();
         let (table_id, columns) = (self.plan.table.id, Some(self.synced_columns.clone()));
         match self.plan.cursor_column() {
-            Some(cursor) => match &self.after_null_rescan {
-                Some(scan) => TableState::Incremental {
+            Some(cursor) => match &self.null_rescan {
+                Some(rescan) => TableState::Incremental {
                     cursor_column: cursor.to_string(),
                     key_columns,
-                    position: scan.position().cloned(),
+                    position: rescan.scan.position().cloned(),
                     export: None,
                     null_rescan: Some(
                         self.progress

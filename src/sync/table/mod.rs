@@ -19,7 +19,7 @@
 //! count, the key snapshot, the export, the NULL-cursor re-read, the cursor scan) and decides
 //! after each failure, by `sync::policy`, what comes next. The parts, a module each:
 //! - `scan`: the queries of the cursor scan and of the NULL-cursor re-read, and each row's way
-//!   into the batch;
+//!   into the batch; `null_rescan`: the re-read's own state (the scan's progress it set aside);
 //! - `export`: an initial sync or a full pass through UNLOAD; `deletes`: hard deletes by key
 //!   snapshot;
 //! - `batch`: the records since the last checkpoint, and the commit that sends them with it;
@@ -31,6 +31,7 @@ mod buffers;
 mod deletes;
 mod export;
 mod notices;
+mod null_rescan;
 mod scan;
 mod statistics;
 
@@ -60,6 +61,7 @@ use crate::state::{ExportState, KeySnapshot, Position, ResyncState, SyncedColumn
 use batch::Batch;
 use buffers::RowBuffers;
 use notices::Notices;
+use null_rescan::NullRescan;
 use scan::{Fetching, RowsPass};
 use statistics::Statistics;
 
@@ -67,8 +69,6 @@ pub(super) use deletes::{prepare_work_schema, WorkSchema};
 pub(super) use export::{clean_abandoned, new_export_id, readers as export_readers};
 
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
-/// Rows with a NULL cursor, read again by every sync, from which a Warning says so.
-const NULL_RESCAN_WARNING_ROWS: u64 = 10_000;
 /// Redshift's single-node clusters fetch at most this many rows at a time.
 pub const SINGLE_NODE_FETCH_LIMIT: u32 = 1000;
 
@@ -299,7 +299,7 @@ pub(super) async fn sync_table(
         // (The re-read of NULL-cursor rows never does: sending them again is idempotent.)
         if table.progress.attempt_failed(table.stats.rows)
             && table.export.is_none()
-            && table.after_null_rescan.is_none()
+            && table.null_rescan.is_none()
         {
             table.batch.truncate_pending = true;
         }
@@ -365,11 +365,11 @@ pub(super) async fn sync_table(
 struct TableSync {
     plan: Arc<TablePlan>,
     /// Where the scan stands, as last committed. While the rows whose cursor is NULL are
-    /// re-read, the progress of that re-read, with the scan's own kept in `after_null_rescan`.
+    /// re-read, the progress of that re-read, with the scan's own kept in `null_rescan`.
     progress: Progress,
-    /// The scan's progress, while the NULL-cursor rows are re-read first (see
+    /// The re-read of the rows whose cursor is NULL, while it is under way (see
     /// `position::null_rescan_due`); `None` otherwise.
-    after_null_rescan: Option<Progress>,
+    null_rescan: Option<NullRescan>,
     /// With `delete_capture = resync`: the table's latest sync from scratch.
     resync: Option<ResyncState>,
     /// With `delete_capture = keys`: the table's key snapshot and its pass's stage.
@@ -412,10 +412,10 @@ impl TableSync {
                 ),
                 None => Progress::new(Shape::of(plan), start.position.clone()),
             },
-            after_null_rescan: start
+            null_rescan: start
                 .null_rescan
                 .is_some()
-                .then(|| Progress::new(Shape::of(plan), start.position)),
+                .then(|| NullRescan::new(Progress::new(Shape::of(plan), start.position))),
             resync: start.resync,
             key_snapshot: start.key_snapshot,
             export: start.export,
@@ -508,7 +508,7 @@ impl TableSync {
             shared.release(session);
             return Ok(());
         }
-        if self.after_null_rescan.is_some() {
+        if self.null_rescan.is_some() {
             self.run_pass(shared, &mut session, RowsPass::NullCursorRows, fetching)
                 .await?;
             self.end_null_rescan(shared).await?;

@@ -1,7 +1,7 @@
 //! What a table's sync tells the user once per Update, and the checks it makes once: each flag
 //! here turns a Warning or a query that could repeat with every attempt into one. The checks
-//! themselves (rows beyond the cursor's bound, repeated key values, a tied cursor group, many
-//! NULL cursors) are here too.
+//! themselves (rows beyond the cursor's bound, repeated key values, a tied cursor group) are
+//! here too.
 
 use super::*;
 
@@ -34,26 +34,6 @@ impl Notices {
 }
 
 impl TableSync {
-    /// The NULL-cursor rows were all read again: the scan goes on from its own position, and
-    /// a Warning says what re-reading them costs when they are many.
-    pub(super) async fn end_null_rescan(&mut self, shared: &Shared) -> Result<(), SyncError> {
-        let Some(scan) = self.after_null_rescan.take() else {
-            return Ok(());
-        };
-        self.progress = scan;
-        let rows = self.stats.null_rescan_rows;
-        tracing::info!(table = %self.plan.table.name, rows, "rows with a NULL cursor read again");
-        if rows < NULL_RESCAN_WARNING_ROWS {
-            return Ok(());
-        }
-        let column = self.plan.cursor_column().unwrap_or_default();
-        let message = format!(
-            "table {}: {rows} rows have a NULL `{column}`; nothing says when such a row changes, so they are read again on every sync; set `{column}` when rows are written (or choose another `cursor_column`) to sync only what changed",
-            self.plan.table.name
-        );
-        self.warning(&shared.output, message).await
-    }
-
     /// Once the pass is done: a Warning, once per Update, when rows wait beyond the cursor's
     /// upper bound, saying how many and up to when. One query per table and Update.
     pub(super) async fn warn_of_rows_beyond_bound(

@@ -69,9 +69,9 @@ impl TableSync {
             };
             let rows_before = self.stats.rows + self.batch.uncommitted_rows;
             let (after, rows) = self.run_query(shared, session, &query, fetch_rows).await?;
-            if only_null_cursor {
-                self.stats.null_rescan_rows +=
-                    self.stats.rows + self.batch.uncommitted_rows - rows_before;
+            let sent = self.stats.rows + self.batch.uncommitted_rows - rows_before;
+            if let (true, Some(rescan)) = (only_null_cursor, &mut self.null_rescan) {
+                rescan.rows += sent;
             }
             self.warn_of_a_tied_group(shared, &next, rows, rows_per_query)
                 .await?;

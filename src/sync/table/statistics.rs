@@ -8,8 +8,6 @@ use crate::sync::output::Counters;
 pub(super) struct Statistics {
     /// Rows sent in this Update (across attempts).
     pub rows: u64,
-    /// Rows the NULL-cursor re-read sent in this Update.
-    pub null_rescan_rows: u64,
     /// `DataRow` bytes and rows read so far: the average sizes the next query.
     pub wire_bytes: u64,
     pub wire_rows: u64,
@@ -22,7 +20,6 @@ impl Statistics {
     pub fn new(now: Instant) -> Self {
         Self {
             rows: 0,
-            null_rescan_rows: 0,
             wire_bytes: 0,
             wire_rows: 0,
             counters: Counters::default(),
