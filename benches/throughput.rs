@@ -1427,12 +1427,7 @@ impl ServerProcess {
     }
 
     fn port(&self) -> u16 {
-        self.0
-            .addr()
-            .rsplit(':')
-            .next()
-            .and_then(|port| port.parse().ok())
-            .expect("the server's port")
+        self.0.port()
     }
 
     fn cpu(&self) -> Option<Duration> {

@@ -9,9 +9,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use fivetran_source::proto::SchemaRequest;
-use support::aws::{AccessKey, AwsEmulator, FrontSettings, CLUSTER, REGION, WORKGROUP};
+use support::aws::{
+    credentials_env, isolated_env, AwsEmulator, FrontSettings, CLUSTER, REGION, WORKGROUP,
+};
 use support::redshift::{Faults, RedshiftProxy, Settings};
-use support::{cluster, own_proxy, stream, ServerProcess, TestDb};
+use support::{own_proxy, stream, ServerProcess, TestDb};
 use tonic::Code;
 
 /// A database with two small tables, its proxy, and the emulator in front of moto.
@@ -28,9 +30,7 @@ async fn setup() -> (TestDb, RedshiftProxy, AwsEmulator) {
         .unwrap();
     let proxy = own_proxy(Settings::default());
     let port = proxy.port();
-    let aws = tokio::task::spawn_blocking(move || AwsEmulator::start(cluster(), port))
-        .await
-        .unwrap();
+    let aws = AwsEmulator::launch(port).await;
     (db, proxy, aws)
 }
 
@@ -57,28 +57,6 @@ fn iam_config(db: &TestDb, aws: &AwsEmulator, target: &[(&str, &str)]) -> HashMa
     config
 }
 
-/// The environment a host gives the connector: an access key and nothing else to find.
-fn credentials_env(key: &AccessKey, home: &std::path::Path) -> Vec<(String, String)> {
-    let mut env = isolated_env(home);
-    env.push(("AWS_ACCESS_KEY_ID".into(), key.id.clone()));
-    env.push(("AWS_SECRET_ACCESS_KEY".into(), key.secret.clone()));
-    env
-}
-
-/// No credentials anywhere: no profile files, no instance metadata service to wait for.
-fn isolated_env(home: &std::path::Path) -> Vec<(String, String)> {
-    vec![
-        // ~/.aws under an empty temporary home: no profile files.
-        ("HOME".into(), home.display().to_string()),
-        ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
-    ]
-}
-
-fn start(env: &[(String, String)]) -> ServerProcess {
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    ServerProcess::start(&env)
-}
-
 /// A provisioned cluster with `db_user`, found by DescribeClusters (no host): syncs, keeps the
 /// temporary password while it is valid, and fetches a new one for any session opened after
 /// it expired, including a reconnect in the middle of a table.
@@ -86,7 +64,7 @@ fn start(env: &[(String, String)]) -> ServerProcess {
 async fn a_cluster_sync_signs_in_and_renews_expired_passwords() {
     let (db, proxy, aws) = setup().await;
     let home = tempfile::tempdir().unwrap();
-    let server = start(&credentials_env(&aws.syncer, home.path()));
+    let server = ServerProcess::start_in(&credentials_env(&aws.syncer, home.path()));
     let mut client = server.client().await;
     let user = db_user(&db);
     let config = iam_config(
@@ -172,7 +150,7 @@ async fn a_refused_temporary_password_is_fetched_again() {
         ..FrontSettings::default()
     });
     let home = tempfile::tempdir().unwrap();
-    let server = start(&credentials_env(&aws.syncer, home.path()));
+    let server = ServerProcess::start_in(&credentials_env(&aws.syncer, home.path()));
     let mut client = server.client().await;
     let config = iam_config(
         &db,
@@ -190,7 +168,7 @@ async fn a_refused_temporary_password_is_fetched_again() {
 async fn access_denied_names_the_missing_permission() {
     let (db, _proxy, aws) = setup().await;
     let home = tempfile::tempdir().unwrap();
-    let server = start(&credentials_env(&aws.outsider, home.path()));
+    let server = ServerProcess::start_in(&credentials_env(&aws.outsider, home.path()));
     let mut client = server.client().await;
     let config = iam_config(
         &db,
@@ -240,7 +218,7 @@ async fn access_denied_names_the_missing_permission() {
 async fn missing_aws_credentials_say_where_to_put_them() {
     let (db, _proxy, aws) = setup().await;
     let home = tempfile::tempdir().unwrap();
-    let server = start(&isolated_env(home.path()));
+    let server = ServerProcess::start_in(&isolated_env(home.path()));
     let mut client = server.client().await;
     let config = iam_config(
         &db,
@@ -288,7 +266,7 @@ async fn serverless_and_iam_identity_sign_in_with_profile_credentials() {
         credentials.display().to_string(),
     ));
     env.push(("AWS_PROFILE".into(), "sync".into()));
-    let server = start(&env);
+    let server = ServerProcess::start_in(&env);
     let mut client = server.client().await;
 
     let serverless = iam_config(&db, &aws, &[("workgroup", WORKGROUP)]);

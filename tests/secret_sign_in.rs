@@ -7,9 +7,9 @@ use crate::support;
 
 use std::collections::HashMap;
 
-use support::aws::{AccessKey, AwsEmulator};
+use support::aws::{credentials_env, AwsEmulator};
 use support::redshift::{RedshiftProxy, Settings};
-use support::{cluster, own_proxy, stream, ServerProcess, TestDb};
+use support::{own_proxy, stream, ServerProcess, TestDb};
 
 /// A database with a small table, a database user of the test's own that may read it, its
 /// proxy, and the emulator in front of moto.
@@ -28,9 +28,7 @@ async fn setup(password: &str) -> (TestDb, RedshiftProxy, AwsEmulator, String) {
         .unwrap();
     let proxy = own_proxy(Settings::default());
     let port = proxy.port();
-    let aws = tokio::task::spawn_blocking(move || AwsEmulator::start(cluster(), port))
-        .await
-        .unwrap();
+    let aws = AwsEmulator::launch(port).await;
     (db, proxy, aws, user)
 }
 
@@ -67,17 +65,6 @@ fn secret_config(db: &TestDb, aws: &AwsEmulator, arn: &str) -> HashMap<String, S
     config
 }
 
-/// A host's environment: this access key, no profile files, no instance metadata to wait for.
-fn start(key: &AccessKey, home: &std::path::Path) -> ServerProcess {
-    let home = home.display().to_string();
-    ServerProcess::start(&[
-        ("HOME", &home),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("AWS_ACCESS_KEY_ID", &key.id),
-        ("AWS_SECRET_ACCESS_KEY", &key.secret),
-    ])
-}
-
 /// The endpoint, database, user and password all come from the secret, which is read once for
 /// every session of two syncs; after a rotation (the database's password and the secret's
 /// changed together) the refused password makes the connector read the secret again, once.
@@ -91,7 +78,7 @@ async fn a_sync_signs_in_with_the_secret_and_reads_it_again_after_a_rotation() {
         )
         .await;
     let home = tempfile::tempdir().unwrap();
-    let server = start(&aws.syncer, home.path());
+    let server = ServerProcess::start_in(&credentials_env(&aws.syncer, home.path()));
     let mut client = server.client().await;
     let config = secret_config(&db, &aws, &arn);
 
@@ -147,7 +134,7 @@ async fn a_missing_permission_a_wrong_arn_and_a_malformed_secret_are_named() {
         .await;
     let home = tempfile::tempdir().unwrap();
 
-    let outsider = start(&aws.outsider, home.path());
+    let outsider = ServerProcess::start_in(&credentials_env(&aws.outsider, home.path()));
     let mut client = outsider.client().await;
     let config = secret_config(&db, &aws, &arn);
     let denied = support::connect_test_failure(&mut client, &config).await;
@@ -159,7 +146,7 @@ async fn a_missing_permission_a_wrong_arn_and_a_malformed_secret_are_named() {
     let task = tasks[0].to_string();
     assert!(task.contains("secretsmanager:GetSecretValue"), "{task}");
 
-    let syncer = start(&aws.syncer, home.path());
+    let syncer = ServerProcess::start_in(&credentials_env(&aws.syncer, home.path()));
     let mut client = syncer.client().await;
     let missing = arn.replace("redshift/denied", "redshift/absent");
     let not_found =

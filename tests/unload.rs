@@ -15,7 +15,7 @@ use support::aws::{AccessKey, AwsEmulator};
 use support::redshift::unload::{self, UnloadEmulation};
 use support::redshift::{RedshiftProxy, Settings};
 use support::stream::{self, Op, UpdateLog};
-use support::{cluster, fresh_database, own_proxy, ServerProcess, TestDb};
+use support::{fresh_database, own_proxy, ServerProcess, TestDb};
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/redshift-unload";
 
@@ -28,9 +28,7 @@ struct Setup {
 async fn setup() -> Setup {
     let db = fresh_database().await;
     let proxy = own_proxy(Settings::default());
-    let aws = tokio::task::spawn_blocking(|| AwsEmulator::start(cluster(), 0))
-        .await
-        .unwrap();
+    let aws = AwsEmulator::launch(0).await;
     proxy.set(emulation(&aws));
     Setup { db, proxy, aws }
 }

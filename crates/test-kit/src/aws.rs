@@ -20,6 +20,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -41,6 +42,23 @@ pub const WORKGROUP: &str = "sync-workgroup";
 pub struct AccessKey {
     pub id: String,
     pub secret: String,
+}
+
+/// The environment a host gives the connector: an access key and nothing else to find.
+pub fn credentials_env(key: &AccessKey, home: &Path) -> Vec<(String, String)> {
+    let mut env = isolated_env(home);
+    env.push(("AWS_ACCESS_KEY_ID".into(), key.id.clone()));
+    env.push(("AWS_SECRET_ACCESS_KEY".into(), key.secret.clone()));
+    env
+}
+
+/// No credentials anywhere: no profile files (`HOME` is `home`, an empty temporary directory),
+/// no instance metadata service to wait for.
+pub fn isolated_env(home: &Path) -> Vec<(String, String)> {
+    vec![
+        ("HOME".into(), home.display().to_string()),
+        ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+    ]
 }
 
 /// How the front bends the answers, for one test.
@@ -84,6 +102,14 @@ pub struct AwsEmulator {
 impl AwsEmulator {
     /// Starts moto, sets up its account, and starts the front. Endpoints it reports point
     /// at `database_port` on localhost (the test's Redshift-shaped proxy).
+    /// [`AwsEmulator::start`] on the test's PostgreSQL ([`crate::cluster`]), off the async
+    /// workers (moto takes seconds to start).
+    pub async fn launch(database_port: u16) -> AwsEmulator {
+        tokio::task::spawn_blocking(move || Self::start(crate::cluster(), database_port))
+            .await
+            .expect("the emulator's start")
+    }
+
     pub fn start(postgres: &'static LocalPostgres, database_port: u16) -> AwsEmulator {
         let python = super::python::python();
         let moto_port = free_port();

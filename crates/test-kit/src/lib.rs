@@ -304,6 +304,13 @@ impl ServerProcess {
         Self::start_with(&["serve", "--port", "0"], env)
     }
 
+    /// As [`ServerProcess::start`], with an environment of owned pairs (as
+    /// [`aws::credentials_env`] builds).
+    pub fn start_in(env: &[(String, String)]) -> ServerProcess {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Self::start(&env)
+    }
+
     /// Started with the arguments `args` (which must make it listen on a free port); its log
     /// is passed on to this process's output (a test's output shows it on failure).
     pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> ServerProcess {
@@ -399,6 +406,11 @@ impl ServerProcess {
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// Where it listens: `127.0.0.1:<port>`.
