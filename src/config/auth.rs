@@ -225,12 +225,7 @@ fn parse_secret(reader: &MapReader<'_>, iam_keys: &[&str]) -> Result<Authenticat
         ));
     }
     let secret = reader.required(keys::SECRET_ARN)?;
-    if secret.contains(char::is_whitespace) {
-        return Err(ConfigError::new(
-            keys::SECRET_ARN,
-            "must be a secret's ARN, e.g. arn:aws:secretsmanager:us-east-1:123456789012:secret:redshift-sync-AbCdEf (no spaces)",
-        ));
-    }
+    check_secret_arn(&secret)?;
     let region = match (reader.optional(keys::REGION), arn_region(&secret)) {
         (Some(region), _) => region,
         (None, Some(region)) => region.to_string(),
@@ -249,9 +244,19 @@ fn parse_secret(reader: &MapReader<'_>, iam_keys: &[&str]) -> Result<Authenticat
     }))
 }
 
+pub(super) fn check_secret_arn(secret: &str) -> Result<(), ConfigError> {
+    if secret.contains(char::is_whitespace) {
+        return Err(ConfigError::new(
+            keys::SECRET_ARN,
+            "must be a secret's ARN, e.g. arn:aws:secretsmanager:us-east-1:123456789012:secret:redshift-sync-AbCdEf (no spaces)",
+        ));
+    }
+    Ok(())
+}
+
 /// Whether a key of another sign-in method is given a value that means something: `auto_create`
 /// = false is the form's default, and means nothing outside IAM sign-in.
-fn is_set(reader: &MapReader<'_>, key: &str) -> bool {
+pub(super) fn is_set(reader: &MapReader<'_>, key: &str) -> bool {
     match reader.optional(key) {
         Some(value) => !(key == keys::AUTO_CREATE && value.eq_ignore_ascii_case("false")),
         None => false,
@@ -269,7 +274,7 @@ fn arn_region(arn: &str) -> Option<&str> {
     (!region.is_empty()).then_some(region)
 }
 
-fn check_region(region: &str) -> Result<(), ConfigError> {
+pub(super) fn check_region(region: &str) -> Result<(), ConfigError> {
     if region
         .chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
@@ -285,7 +290,7 @@ fn check_region(region: &str) -> Result<(), ConfigError> {
     ))
 }
 
-fn endpoint_url(reader: &MapReader<'_>) -> Result<Option<String>, ConfigError> {
+pub(super) fn endpoint_url(reader: &MapReader<'_>) -> Result<Option<String>, ConfigError> {
     let endpoint_url = reader.optional(keys::AWS_ENDPOINT_URL);
     if let Some(url) = &endpoint_url {
         if !(url.starts_with("https://") || url.starts_with("http://")) {

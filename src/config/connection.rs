@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::auth::{self, Authentication};
 use super::reader::MapReader;
+use super::transport::{self, Transport};
 use super::{keys, shorten, ConfigError};
 
 pub const DEFAULT_PORT: u16 = 5439;
@@ -30,6 +31,9 @@ pub struct ConnectionConfig {
     pub query_timeout: Duration,
     /// The bastion every session tunnels through; `None`: sessions connect directly.
     pub ssh: Option<super::SshConfig>,
+    /// How sessions reach the cluster: with the Data API, `host`, `port`, the TLS settings
+    /// and `ssh` are unused (empty or their defaults).
+    pub transport: Transport,
 }
 
 impl ConnectionConfig {
@@ -37,6 +41,9 @@ impl ConnectionConfig {
     /// the endpoint's name (`<name>.<id>.<region>.redshift.amazonaws.com`, and Serverless's
     /// `<workgroup>.<account>.<region>.redshift-serverless.amazonaws.com`).
     pub fn aws_region(&self) -> Option<String> {
+        if let Transport::DataApi(data_api) = &self.transport {
+            return Some(data_api.region.clone());
+        }
         if let Authentication::Iam(iam) = &self.authentication {
             return Some(iam.region.clone());
         }
@@ -106,6 +113,24 @@ pub enum RootCertificates {
 
 /// The connection keys of the request.
 pub(super) fn parse(reader: &MapReader<'_>) -> Result<ConnectionConfig, ConfigError> {
+    let query_timeout = reader
+        .seconds(keys::QUERY_TIMEOUT_S, 0, 7 * 24 * 3600)?
+        .unwrap_or(DEFAULT_QUERY_TIMEOUT);
+    if transport::parse_name(reader)? {
+        let (data_api, authentication, database) = transport::parse_data_api(reader)?;
+        return Ok(ConnectionConfig {
+            host: String::new(),
+            port: None,
+            database,
+            authentication,
+            sslmode: SslMode::VerifyFull,
+            root_certificates: RootCertificates::System,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            query_timeout,
+            ssh: None,
+            transport: Transport::DataApi(data_api),
+        });
+    }
     let authentication = auth::parse(reader)?;
     let host = match (&authentication, reader.optional(keys::HOST)) {
         (_, Some(host)) => host,
@@ -166,9 +191,6 @@ pub(super) fn parse(reader: &MapReader<'_>) -> Result<ConnectionConfig, ConfigEr
     let connect_timeout = reader
         .seconds(keys::CONNECT_TIMEOUT_S, 1, 3600)?
         .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-    let query_timeout = reader
-        .seconds(keys::QUERY_TIMEOUT_S, 0, 7 * 24 * 3600)?
-        .unwrap_or(DEFAULT_QUERY_TIMEOUT);
     Ok(ConnectionConfig {
         host,
         port,
@@ -179,6 +201,7 @@ pub(super) fn parse(reader: &MapReader<'_>) -> Result<ConnectionConfig, ConfigEr
         connect_timeout,
         query_timeout,
         ssh: super::ssh::parse(reader)?,
+        transport: Transport::Direct,
     })
 }
 

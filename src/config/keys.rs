@@ -3,6 +3,7 @@
 pub const HOST: &str = "host";
 pub const PORT: &str = "port";
 pub const DATABASE: &str = "database";
+pub const TRANSPORT: &str = "transport";
 pub const AUTH: &str = "auth";
 pub const USER: &str = "user";
 pub const PASSWORD: &str = "password";
@@ -50,6 +51,7 @@ pub const ALL: &[&str] = &[
     HOST,
     PORT,
     DATABASE,
+    TRANSPORT,
     AUTH,
     USER,
     PASSWORD,

@@ -21,6 +21,7 @@ mod reader;
 pub mod secret;
 pub mod ssh;
 pub mod sync;
+pub mod transport;
 pub mod unload;
 
 use std::collections::HashMap;
@@ -35,6 +36,7 @@ pub use names::{Identifier, TableName, TablePattern};
 pub use secret::Secret;
 pub use ssh::SshConfig;
 pub use sync::*;
+pub use transport::{DataApiConfig, DataApiTarget, Transport};
 pub use unload::{UnloadConfig, UnloadRole, DEFAULT_UNLOAD_MIN_ROWS};
 
 use reader::MapReader;

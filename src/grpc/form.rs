@@ -71,6 +71,22 @@ pub fn configuration_form() -> ConfigurationFormResponse {
         default_value: Some("password".to_string()),
         placeholder: None,
     };
+    let transport = FormField {
+        name: keys::TRANSPORT.to_string(),
+        label: "Transport".to_string(),
+        required: Some(false),
+        description: Some(
+            "direct: the PostgreSQL protocol to host and port (or through an SSH bastion). data_api: the Redshift Data API over HTTPS, for a cluster or workgroup with no network path; needs region, cluster_identifier or workgroup, database, and secret_arn, db_user or neither (the IAM identity); host, port, user, password, TLS and SSH settings must then be empty.".to_string(),
+        ),
+        r#type: Some(form_field::Type::DropdownField(DropdownField {
+            dropdown_field: crate::config::transport::NAMES
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        })),
+        default_value: Some("direct".to_string()),
+        placeholder: None,
+    };
     let mut auto_create = text(
         keys::AUTO_CREATE,
         "Create the database user",
@@ -98,6 +114,7 @@ pub fn configuration_form() -> ConfigurationFormResponse {
             host,
             text(keys::PORT, "Port", false, "The cluster's port; empty = 5439, or the endpoint's with auth = iam and no host.", Some(&port)),
             text(keys::DATABASE, "Database", false, "The database to sync from, e.g. dev (required, unless auth = secret and the secret holds its dbname).", None),
+            transport,
             auth,
             text(keys::USER, "User", false, "With auth = password: a user with USAGE on the schemas and SELECT on the tables. With auth = iam on a provisioned cluster: the database user to sign in as, when db_user is empty.", None),
             password,

@@ -45,8 +45,14 @@ fn source_code(err: &SourceError) -> Code {
         }
         SourceError::Database {
             transient: true, ..
+        }
+        | SourceError::StatementFailed {
+            transient: true, ..
         } => Code::Unavailable,
-        SourceError::Iam(iam) => match iam.as_ref() {
+        SourceError::DataApiRowTooLarge { .. } | SourceError::DataApiResultTooLarge { .. } => {
+            Code::FailedPrecondition
+        }
+        SourceError::Iam(iam) | SourceError::DataApi(iam) => match iam.as_ref() {
             IamError::AccessDenied { .. } => Code::PermissionDenied,
             IamError::NotFound { .. }
             | IamError::SecretNotFound { .. }
@@ -96,7 +102,8 @@ fn source_code(err: &SourceError) -> Code {
         | SourceError::Decode { .. }
         | SourceError::UnexpectedAnswer { .. }
         | SourceError::Internal { .. }
-        | SourceError::Database { .. } => Code::Internal,
+        | SourceError::Database { .. }
+        | SourceError::StatementFailed { .. } => Code::Internal,
     }
 }
 

@@ -433,6 +433,8 @@ where
                 | "ThrottlingException"
                 | "RequestLimitExceeded"
                 | "TooManyRequestsException"
+                | "ActiveStatementsExceededException"
+                | "ActiveSessionsExceededException"
                 | "ServiceUnavailable"
                 | "InternalFailure" => IamError::Request {
                     action,

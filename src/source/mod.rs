@@ -17,6 +17,7 @@
 
 pub mod aws;
 pub mod catalog;
+pub mod data_api;
 pub mod iam;
 pub mod scan;
 pub mod secret;
@@ -142,6 +143,19 @@ pub enum SourceError {
     /// Boxed: the AWS error's texts would otherwise make every `Result` of this layer large.
     #[error("IAM sign-in: {0}")]
     Iam(Box<IamError>),
+    /// A call of the Redshift Data API failed (boxed as [`Iam`](Self::Iam), whose
+    /// classification of AWS's answers it shares).
+    #[error("Redshift Data API: {0}")]
+    DataApi(Box<IamError>),
+    /// A statement sent through the Data API failed; its text is Redshift's, without a SQLSTATE.
+    #[error("a statement failed on the cluster: {message}")]
+    StatementFailed { message: String, transient: bool },
+    /// A row over the Data API's limit per row: the table cannot be read through it.
+    #[error("a row is larger than the Data API's limit of 64 KB per row ({message}); read this table with `transport` = direct, or deselect its widest columns")]
+    DataApiRowTooLarge { message: String },
+    /// A result over the Data API's cap per statement.
+    #[error("a query's result exceeded the Data API's limit per statement ({message}); set `max_rows_per_query` to fewer rows, or export the table through UNLOAD (`unload_s3_uri`)")]
+    DataApiResultTooLarge { message: String },
     /// Boxed as [`Iam`](Self::Iam).
     #[error("UNLOAD export: {0}")]
     Unload(Box<UnloadError>),
@@ -171,7 +185,8 @@ impl SourceError {
             | Self::ConnectTimeout { .. }
             | Self::ConnectionLost { .. } => true,
             Self::Database { transient, .. } => *transient,
-            Self::Iam(iam) => iam.is_transient(),
+            Self::Iam(iam) | Self::DataApi(iam) => iam.is_transient(),
+            Self::StatementFailed { transient, .. } => *transient,
             Self::Unload(unload) => unload.is_transient(),
             Self::Tunnel(ssh) => ssh.is_transient(),
             _ => false,
@@ -181,7 +196,7 @@ impl SourceError {
     /// Whether the user must change something (credentials, grants, TLS settings, the host)
     /// before any retry can succeed. In Update these end the sync with a `Task` for the user.
     pub fn needs_user_action(&self) -> bool {
-        if let Self::Iam(iam) = self {
+        if let Self::Iam(iam) | Self::DataApi(iam) = self {
             return iam.needs_user_action();
         }
         if let Self::Unload(unload) = self {

@@ -26,10 +26,12 @@
 //! server's `CommandComplete`, never a short batch.
 
 use super::catalog::TableInfo;
-use super::session::{Flavour, Prepared, Session};
+use super::data_api::{self, Page, PageReader};
+use super::session::{Flavour, Link, Prepared, Session};
 use super::sql::{exact_terms, quote_ident};
-use super::wire::{oid, Column, Fetched, Format};
+use super::wire::{oid, Column, Connection, Fetched, Format};
 use super::SourceError;
+use aws_sdk_redshiftdata::types::Field;
 
 /// Where a query starts, in the scan's order (the cursor NULLS FIRST, then the key). Which one a
 /// table's next query uses is decided by `sync::position`; this module only writes its SQL.
@@ -427,13 +429,19 @@ pub enum ScanEvent<'a> {
     End,
 }
 
-/// One scan query running on a session: a read-only transaction, a portal fetched a batch at
-/// a time. Dropping it mid-query leaves the session unusable: drop the session too (and
-/// cancel the statement, see [`Session::canceller`]).
+/// One scan query running on a session: on the wire, a read-only transaction and a portal
+/// fetched a batch at a time; through the Data API, one statement whose result pages are read
+/// (the next requested while this one is read) and cut into batches of the same size. Dropping
+/// it mid-query leaves a wire session unusable: drop the session too (and cancel the
+/// statement, see [`Session::canceller`]).
 pub struct Portal<'s> {
     session: &'s mut Session,
-    fetch_rows: i32,
-    state: PortalState,
+    reading: Reading,
+}
+
+enum Reading {
+    Wire { fetch_rows: i32, state: PortalState },
+    DataApi(DataApiRows),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -441,6 +449,30 @@ enum PortalState {
     Fetching,
     Suspended,
     Done,
+}
+
+/// A Data API statement's result being read.
+struct DataApiRows {
+    id: String,
+    columns: Vec<Column>,
+    formats: Vec<Format>,
+    records: std::vec::IntoIter<Vec<Field>>,
+    /// The next page, requested while this one is read.
+    ahead: Option<tokio::task::JoinHandle<Result<Page, SourceError>>>,
+    pages: PageReader,
+    /// The current row as a `DataRow` body.
+    row: Vec<u8>,
+    fetch_rows: u32,
+    in_batch: u32,
+    done: bool,
+}
+
+impl Drop for DataApiRows {
+    fn drop(&mut self) {
+        if let Some(ahead) = self.ahead.take() {
+            ahead.abort();
+        }
+    }
 }
 
 impl Session {
@@ -453,23 +485,70 @@ impl Session {
         formats: impl FnOnce(&[Column]) -> Result<Vec<Format>, SourceError>,
         fetch_rows: u32,
     ) -> Result<(Portal<'s>, Vec<Column>), SourceError> {
+        if let Link::DataApi(data_api) = &mut self.link {
+            // One statement, its own transaction: nothing to begin or commit.
+            let finished = data_api.run(&query.sql, &query.params).await?;
+            let first = if finished.has_result_set {
+                data_api.page(&finished.id, None).await?
+            } else {
+                Page::default()
+            };
+            let columns = first.columns;
+            let formats = formats(&columns)?;
+            let pages = data_api.pages();
+            let ahead = first
+                .next_token
+                .map(|token| pages.ahead(&finished.id, token));
+            let rows = DataApiRows {
+                id: finished.id,
+                columns: columns.clone(),
+                formats,
+                records: first.records.into_iter(),
+                ahead,
+                pages,
+                row: Vec::new(),
+                fetch_rows,
+                in_batch: 0,
+                done: false,
+            };
+            return Ok((
+                Portal {
+                    session: self,
+                    reading: Reading::DataApi(rows),
+                },
+                columns,
+            ));
+        }
         let Prepared { name, columns } = self.prepare(&query.sql, &query.param_types).await?;
         let formats = formats(&columns)?;
         self.simple("BEGIN READ ONLY").await?;
         let params: Vec<&str> = query.params.iter().map(String::as_str).collect();
         let fetch_rows = i32::try_from(fetch_rows).unwrap_or(i32::MAX);
-        self.connection
+        self.wire()?
             .start_portal(PORTAL, &name, &params, &formats, fetch_rows)
             .await
             .map_err(SourceError::from_wire)?;
         Ok((
             Portal {
                 session: self,
-                fetch_rows,
-                state: PortalState::Fetching,
+                reading: Reading::Wire {
+                    fetch_rows,
+                    state: PortalState::Fetching,
+                },
             },
             columns,
         ))
+    }
+
+    /// The wire connection under a session the caller knows is one.
+    fn wire(&mut self) -> Result<&mut Connection, SourceError> {
+        match &mut self.link {
+            Link::Wire(connection) => Ok(connection),
+            Link::DataApi(_) => Err(SourceError::Internal {
+                during: "a scan",
+                detail: "a wire portal on a Data API session".to_string(),
+            }),
+        }
     }
 }
 
@@ -477,12 +556,22 @@ impl Portal<'_> {
     /// Ends the query after a batch, before its last row (the rest is left to a later query):
     /// closes the portal and ends its transaction, leaving the session ready for the next.
     pub async fn close_early(&mut self) -> Result<(), SourceError> {
-        match self.state {
+        let state = match &mut self.reading {
+            Reading::DataApi(rows) => {
+                rows.done = true;
+                if let Some(ahead) = rows.ahead.take() {
+                    ahead.abort();
+                }
+                return Ok(());
+            }
+            Reading::Wire { state, .. } => state,
+        };
+        match *state {
             PortalState::Done => Ok(()),
             PortalState::Suspended => {
-                self.state = PortalState::Done;
+                *state = PortalState::Done;
                 self.session
-                    .connection
+                    .wire()?
                     .close_portal(PORTAL)
                     .await
                     .map_err(SourceError::from_wire)?;
@@ -497,34 +586,38 @@ impl Portal<'_> {
 
     /// The next row, the end of a batch, or the end of the query (its transaction committed).
     pub async fn next(&mut self) -> Result<ScanEvent<'_>, SourceError> {
-        match self.state {
+        let (fetch_rows, state) = match &mut self.reading {
+            Reading::DataApi(rows) => return rows.next().await,
+            Reading::Wire { fetch_rows, state } => (*fetch_rows, state),
+        };
+        match *state {
             PortalState::Done => return Ok(ScanEvent::End),
             PortalState::Suspended => {
                 self.session
-                    .connection
-                    .continue_portal(PORTAL, self.fetch_rows)
+                    .wire()?
+                    .continue_portal(PORTAL, fetch_rows)
                     .await
                     .map_err(SourceError::from_wire)?;
-                self.state = PortalState::Fetching;
+                *state = PortalState::Fetching;
             }
             PortalState::Fetching => {}
         }
         let fetched = self
             .session
-            .connection
+            .wire()?
             .next_row()
             .await
             .map_err(SourceError::from_wire)?;
         match fetched {
-            Fetched::Row => Ok(ScanEvent::Row(self.session.connection.current_row())),
+            Fetched::Row => Ok(ScanEvent::Row(self.session.wire()?.current_row())),
             Fetched::Suspended => {
-                self.state = PortalState::Suspended;
+                *state = PortalState::Suspended;
                 Ok(ScanEvent::BatchEnd)
             }
             Fetched::Complete => {
-                self.state = PortalState::Done;
+                *state = PortalState::Done;
                 self.session
-                    .connection
+                    .wire()?
                     .close_portal(PORTAL)
                     .await
                     .map_err(SourceError::from_wire)?;
@@ -532,6 +625,49 @@ impl Portal<'_> {
                 Ok(ScanEvent::End)
             }
         }
+    }
+}
+
+impl DataApiRows {
+    async fn next(&mut self) -> Result<ScanEvent<'_>, SourceError> {
+        if self.done {
+            return Ok(ScanEvent::End);
+        }
+        if self.fetch_rows > 0 && self.in_batch == self.fetch_rows {
+            self.in_batch = 0;
+            return Ok(ScanEvent::BatchEnd);
+        }
+        let record = loop {
+            if let Some(record) = self.records.next() {
+                break record;
+            }
+            let Some(ahead) = self.ahead.take() else {
+                self.done = true;
+                return Ok(ScanEvent::End);
+            };
+            let page = ahead.await.map_err(|err| SourceError::Internal {
+                during: "reading a Data API result page",
+                detail: err.to_string(),
+            })??;
+            if let Some(token) = page.next_token {
+                self.ahead = Some(self.pages.ahead(&self.id, token));
+            }
+            self.records = page.records.into_iter();
+        };
+        data_api::values::data_row(&record, &self.columns, &self.formats, &mut self.row).map_err(
+            |err| SourceError::UnexpectedAnswer {
+                query: "a Data API result",
+                detail: format!(
+                    "column `{}`: {}",
+                    self.columns
+                        .get(err.column)
+                        .map_or("?", |c| c.name.as_str()),
+                    err.reason
+                ),
+            },
+        )?;
+        self.in_batch += 1;
+        Ok(ScanEvent::Row(&self.row))
     }
 }
 

@@ -15,10 +15,11 @@
 
 use std::collections::HashMap;
 
+use super::data_api::{self, DataApiCanceller, DataApiSession};
 use super::wire::tls::{Roots, TlsMode};
 use super::wire::{self, CancelToken, Column, ConnectOptions, Connection};
 use super::{iam, SourceError};
-use crate::config::{Authentication, ConnectionConfig, RootCertificates, SslMode};
+use crate::config::{Authentication, ConnectionConfig, RootCertificates, SslMode, Transport};
 
 /// Shown in Redshift's STL_CONNECTION_LOG / pg_stat_activity so DBAs can tell whose queries these are.
 pub const APPLICATION_NAME: &str = "redshift-sync";
@@ -50,8 +51,11 @@ pub struct Prepared {
 }
 
 /// One authenticated connection with its settings applied. Dropping it closes the connection.
+///
+/// The rest of the connector does not know which transport carries it: the methods below (and
+/// [`Session::open_scan`]) are the seam, each answered by the wire protocol or the Data API.
 pub struct Session {
-    pub(super) connection: Connection,
+    pub(super) link: Link,
     flavour: Flavour,
     /// The database user signed in as (with IAM, the one AWS named, e.g. `IAM:alice`).
     user: String,
@@ -60,6 +64,14 @@ pub struct Session {
     prepared: HashMap<String, Prepared>,
     /// Statements prepared so far, for their names.
     statements: u64,
+}
+
+/// What carries a session's statements.
+pub(super) enum Link {
+    /// A PostgreSQL protocol connection (direct or through an SSH tunnel).
+    Wire(Connection),
+    /// A Redshift Data API session.
+    DataApi(DataApiSession),
 }
 
 /// Statements a session keeps prepared at most (a table's scan uses a few).
@@ -71,6 +83,19 @@ const MAX_PREPARED: usize = 16;
 /// fetched and tried: it may have expired early (clocks disagree) or been superseded. With a
 /// secret, the secret is read again once: it may have been rotated since it was read.
 pub async fn connect(config: &ConnectionConfig) -> Result<Session, SourceError> {
+    if let Transport::DataApi(target) = &config.transport {
+        let data_api = data_api::open(config, target).await?;
+        let mut session = Session {
+            user: data_api.user(),
+            link: Link::DataApi(data_api),
+            // The Data API reaches Redshift only.
+            flavour: Flavour::Redshift,
+            prepared: HashMap::new(),
+            statements: 0,
+        };
+        session.apply_settings(config).await?;
+        return Ok(session);
+    }
     match connect_once(config).await {
         Err(SourceError::AuthenticationFailed { user, .. })
             if !matches!(config.authentication, Authentication::Password { .. }) =>
@@ -113,7 +138,7 @@ async fn connect_once(config: &ConnectionConfig) -> Result<Session, SourceError>
     let flavour =
         Flavour::from_server_version(connection.parameter("server_version").unwrap_or(""));
     let mut session = Session {
-        connection,
+        link: Link::Wire(connection),
         flavour,
         user: sign_in.user,
         prepared: HashMap::new(),
@@ -151,31 +176,49 @@ impl Session {
     }
 
     async fn apply_settings(&mut self, config: &ConnectionConfig) -> Result<(), SourceError> {
-        let mut settings = String::from("SET DateStyle TO 'ISO, MDY'; SET timezone TO 'UTC'");
+        let mut settings = vec![
+            "SET DateStyle TO 'ISO, MDY'".to_string(),
+            "SET timezone TO 'UTC'".to_string(),
+        ];
         match self.flavour {
             Flavour::Redshift => {
-                settings.push_str("; SET enable_case_sensitive_identifier TO true");
+                settings.push("SET enable_case_sensitive_identifier TO true".to_string());
             }
             // PostgreSQL's BYTEA and INTERVAL text depend on these; Redshift's VARBYTE is hex.
             Flavour::PostgreSql => {
-                settings.push_str("; SET bytea_output TO 'hex'; SET IntervalStyle TO 'postgres'");
+                settings.push("SET bytea_output TO 'hex'".to_string());
+                settings.push("SET IntervalStyle TO 'postgres'".to_string());
             }
         }
         if !config.query_timeout.is_zero() {
-            settings.push_str(&format!(
-                "; SET statement_timeout TO {}",
+            settings.push(format!(
+                "SET statement_timeout TO {}",
                 config.query_timeout.as_millis()
             ));
         }
-        self.simple(&settings).await
+        match &mut self.link {
+            // One round trip.
+            Link::Wire(_) => self.simple(&settings.join("; ")).await,
+            // The Data API runs one statement per call.
+            Link::DataApi(_) => {
+                for setting in &settings {
+                    self.simple(setting).await?;
+                }
+                Ok(())
+            }
+        }
     }
 
-    /// Runs statements without results (settings, transaction control).
+    /// Runs a statement without results (a setting, transaction control, DDL); on the wire
+    /// path, several separated by `;`.
     pub async fn simple(&mut self, sql: &str) -> Result<(), SourceError> {
-        self.connection
-            .simple_query(sql)
-            .await
-            .map_err(SourceError::from_wire)
+        match &mut self.link {
+            Link::Wire(connection) => connection
+                .simple_query(sql)
+                .await
+                .map_err(SourceError::from_wire),
+            Link::DataApi(data_api) => data_api.run(sql, &[]).await.map(drop),
+        }
     }
 
     /// A query with text parameters, every value as text: for the catalog.
@@ -184,10 +227,16 @@ impl Session {
         sql: &str,
         params: &[&str],
     ) -> Result<Vec<Vec<Option<String>>>, SourceError> {
-        self.connection
-            .query(sql, params)
-            .await
-            .map_err(SourceError::from_wire)
+        match &mut self.link {
+            Link::Wire(connection) => connection
+                .query(sql, params)
+                .await
+                .map_err(SourceError::from_wire),
+            Link::DataApi(data_api) => {
+                let params: Vec<String> = params.iter().map(|p| p.to_string()).collect();
+                data_api.query_text(sql, &params).await
+            }
+        }
     }
 
     /// The first value of the first row of a query without parameters (`None`: no row, or
@@ -201,11 +250,18 @@ impl Session {
     }
 
     /// The statement for `sql`, prepared on first use (parameters typed as `param_types`).
-    pub async fn prepare(
+    /// The wire path only: the Data API has no prepared statements.
+    pub(super) async fn prepare(
         &mut self,
         sql: &str,
         param_types: &[u32],
     ) -> Result<Prepared, SourceError> {
+        let Link::Wire(connection) = &mut self.link else {
+            return Err(SourceError::Internal {
+                during: "preparing a statement",
+                detail: "the Data API has no prepared statements".to_string(),
+            });
+        };
         if let Some(prepared) = self.prepared.get(sql) {
             return Ok(prepared.clone());
         }
@@ -213,15 +269,14 @@ impl Session {
             // A session lives through many tables: release their statements, in one round
             // trip, rather than keep one per query text on the server for good.
             let names: Vec<String> = self.prepared.drain().map(|(_, p)| p.name).collect();
-            self.connection
+            connection
                 .close_statements(&names)
                 .await
                 .map_err(SourceError::from_wire)?;
         }
         self.statements += 1;
         let name = format!("s{}", self.statements);
-        let columns = self
-            .connection
+        let columns = connection
             .prepare(&name, sql, param_types)
             .await
             .map_err(SourceError::from_wire)?;
@@ -232,25 +287,32 @@ impl Session {
 
     /// A handle that can stop this session's running statement from elsewhere.
     pub fn canceller(&self) -> Canceller {
-        Canceller {
-            token: self.connection.cancel_token(),
+        match &self.link {
+            Link::Wire(connection) => Canceller::Wire(connection.cancel_token()),
+            Link::DataApi(data_api) => Canceller::DataApi(data_api.canceller()),
         }
     }
 }
 
-/// Cancels a session's running statement over a separate connection, as the protocol requires.
+/// Cancels a session's running statement from elsewhere: over a separate connection, as the
+/// PostgreSQL protocol requires, or by `CancelStatement`.
 #[derive(Clone)]
-pub struct Canceller {
-    token: Option<CancelToken>,
+pub enum Canceller {
+    Wire(Option<CancelToken>),
+    DataApi(DataApiCanceller),
 }
 
 impl Canceller {
     /// Best effort: the session is being abandoned anyway.
     pub async fn cancel(&self) {
-        if let Some(token) = &self.token {
-            if let Err(err) = token.cancel().await {
-                tracing::debug!(error = %err, "cancel request failed");
+        match self {
+            Self::Wire(Some(token)) => {
+                if let Err(err) = token.cancel().await {
+                    tracing::debug!(error = %err, "cancel request failed");
+                }
             }
+            Self::Wire(None) => {}
+            Self::DataApi(data_api) => data_api.cancel().await,
         }
     }
 }

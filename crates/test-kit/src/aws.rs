@@ -31,6 +31,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
+use crate::data_api::{Answer, DataApi, DatabaseLogin};
 use crate::local_postgres::LocalPostgres;
 
 pub const REGION: &str = "us-east-1";
@@ -82,6 +83,10 @@ struct Shared {
     calls: Mutex<HashMap<String, usize>>,
     /// Access key id -> IAM user name, for the answers the front gives itself.
     users: HashMap<String, String>,
+    /// The Redshift Data API, emulated here (moto's runs no SQL).
+    data_api: Arc<DataApi>,
+    /// Reads secrets for the Data API's `SecretArn` sign-in.
+    rotator: AccessKey,
 }
 
 /// moto and its front; both stop when this is dropped.
@@ -165,6 +170,8 @@ impl AwsEmulator {
                 (syncer.id.clone(), "syncer".to_string()),
                 (outsider.id.clone(), "outsider".to_string()),
             ]),
+            data_api: Arc::new(DataApi::default()),
+            rotator: rotator.clone(),
         });
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the front");
         listener.set_nonblocking(true).unwrap();
@@ -247,6 +254,11 @@ impl AwsEmulator {
         format!("http://{}", self.front)
     }
 
+    /// The emulated Redshift Data API: its settings, sessions and the statements it ran.
+    pub fn data_api(&self) -> &DataApi {
+        &self.shared.data_api
+    }
+
     pub fn set(&self, settings: FrontSettings) {
         *self.shared.settings.lock().unwrap() = settings;
     }
@@ -319,6 +331,15 @@ impl Received {
             .is_some_and(|target| target.starts_with("secretsmanager."))
     }
 
+    /// Whether this is a call of the Redshift Data API (the front answers it: see [`crate::data_api`]).
+    fn data_api(&self) -> bool {
+        self.parts
+            .headers
+            .get("x-amz-target")
+            .and_then(|target| target.to_str().ok())
+            .is_some_and(|target| target.starts_with("RedshiftData."))
+    }
+
     /// The JSON protocol's operation (Redshift Serverless's API), from `X-Amz-Target`.
     fn json_target(&self) -> Option<String> {
         let target = self.parts.headers.get("x-amz-target")?.to_str().ok()?;
@@ -357,6 +378,9 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<By
     if received.secrets_manager() {
         let (status, body) = forward(shared, &received).await;
         return reply(status, "application/x-amz-json-1.1", body);
+    }
+    if received.data_api() {
+        return answer_data_api(shared, &received, &action).await;
     }
     match (json, action.as_str()) {
         (true, _) | (false, "GetClusterCredentialsWithIAM") => {
@@ -529,6 +553,140 @@ async fn answer_emulated(
             r#"{"__type":"UnknownOperationException"}"#.into(),
         ),
     }
+}
+
+/// The Redshift Data API's calls: only `syncer` may make them.
+async fn answer_data_api(
+    shared: &Shared,
+    received: &Received,
+    action: &str,
+) -> Response<Full<Bytes>> {
+    shared.data_api.latency().await;
+    let json = "application/x-amz-json-1.1";
+    let Some(user) = received.user(shared) else {
+        return reply(403, json, r#"{"__type":"UnrecognizedClientException","message":"The security token included in the request is invalid."}"#.into());
+    };
+    if user != "syncer" {
+        let message = format!(
+            "User: arn:aws:iam::123456789012:user/{user} is not authorized to perform: redshift-data:{action}"
+        );
+        return reply(
+            400,
+            json,
+            serde_json::json!({ "__type": "AccessDeniedException", "message": message })
+                .to_string()
+                .into(),
+        );
+    }
+    let request: serde_json::Value = serde_json::from_slice(&received.body).unwrap_or_default();
+    let data_api = &shared.data_api;
+    let (status, body) = match action {
+        "ExecuteStatement" => {
+            data_api
+                .execute(
+                    &request,
+                    data_api_login(shared, &request, &user),
+                    shared.database_port,
+                )
+                .await
+        }
+        "DescribeStatement" => data_api.describe(&request),
+        "GetStatementResult" => data_api.result(&request),
+        "CancelStatement" => data_api.cancel(&request).await,
+        _ => (400, r#"{"__type":"UnknownOperationException"}"#.to_string()),
+    };
+    reply(status, json, body.into())
+}
+
+/// Who a new Data API session signs in as: the secret's user, the `DbUser` or the IAM
+/// identity (these two with a temporary password installed, as `GetClusterCredentials` does).
+async fn data_api_login(
+    shared: &Shared,
+    request: &serde_json::Value,
+    iam_user: &str,
+) -> Result<DatabaseLogin, Answer> {
+    let refuse = |code: &str, message: &str| {
+        Err((
+            400,
+            serde_json::json!({ "__type": code, "message": message }).to_string(),
+        ))
+    };
+    let Some(database) = request["Database"].as_str() else {
+        return refuse("ValidationException", "Database is required");
+    };
+    match (
+        request["ClusterIdentifier"].as_str(),
+        request["WorkgroupName"].as_str(),
+    ) {
+        (Some(CLUSTER), None) | (None, Some(WORKGROUP)) => {}
+        (Some(cluster), None) => {
+            return refuse(
+                "ValidationException",
+                &format!("Redshift endpoint doesn't exist in this region: cluster {cluster}"),
+            )
+        }
+        (None, Some(workgroup)) => {
+            return refuse(
+                "ResourceNotFoundException",
+                &format!("Workgroup {workgroup} not found"),
+            )
+        }
+        _ => {
+            return refuse(
+                "ValidationException",
+                "Either ClusterIdentifier or WorkgroupName is required",
+            )
+        }
+    }
+    if let Some(arn) = request["SecretArn"].as_str() {
+        let Some(secret) = read_secret(shared, arn).await else {
+            return refuse(
+                "ValidationException",
+                "Secrets Manager can't find the specified secret.",
+            );
+        };
+        let value: serde_json::Value = serde_json::from_str(&secret).unwrap_or_default();
+        return Ok(DatabaseLogin {
+            user: value["username"].as_str().unwrap_or_default().to_string(),
+            password: value["password"].as_str().unwrap_or_default().to_string(),
+            database: database.to_string(),
+        });
+    }
+    let user = match request["DbUser"].as_str() {
+        Some(db_user) => db_user.to_string(),
+        None => format!("IAM:{iam_user}"),
+    };
+    let password = random_password();
+    install(shared, &user, &password, database).await;
+    Ok(DatabaseLogin {
+        user,
+        password,
+        database: database.to_string(),
+    })
+}
+
+/// A secret's current value, read from moto as the account's administrator.
+async fn read_secret(shared: &Shared, arn: &str) -> Option<String> {
+    use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+    let config = aws_sdk_secretsmanager::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(format!("http://{}", shared.moto))
+        .credentials_provider(Credentials::new(
+            &shared.rotator.id,
+            &shared.rotator.secret,
+            None,
+            None,
+            "test",
+        ))
+        .build();
+    aws_sdk_secretsmanager::Client::from_conf(config)
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .ok()?
+        .secret_string
 }
 
 fn reply(status: u16, content_type: &str, body: Bytes) -> Response<Full<Bytes>> {

@@ -27,6 +27,7 @@ use tonic::transport::{Channel, Endpoint};
 pub use local_postgres;
 
 pub mod aws;
+pub mod data_api;
 pub mod interrupt;
 pub mod python;
 pub mod redshift;
