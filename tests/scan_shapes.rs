@@ -117,6 +117,30 @@ async fn five_row_tables_of_every_shape_send_each_row_once_with_two_rows_a_query
     assert_eq!(second.upserts_of("no_key_one_cursor").len(), 5);
     assert_eq!(second.upserts_of("no_key_no_cursor").len(), 5);
     assert_eq!(second.truncates_of("no_key_no_cursor"), 1);
+
+    // Batches larger than a query (the default batch is 5000 rows, and `max_rows_per_query`
+    // is often set lower): a query ends before its batch does, and the next must still start
+    // after its last row.
+    let config = with(&config, &[("batch_size", "7")]);
+    let log = stream::update_ok(&mut client, &config, None, None).await;
+    assert!(
+        log.warnings().iter().all(|w| !w.contains("skipped")),
+        "{:?}",
+        log.warnings()
+    );
+    for table in [
+        "no_key_no_cursor",
+        "no_key_one_cursor",
+        "no_key_null_cursors",
+        "keyed_three_per_cursor",
+    ] {
+        let expected = table_rows(&db, table).await;
+        assert_eq!(
+            counts(&log.upserts_of(table)),
+            counts(&expected).into_keys().map(|r| (r, 1)).collect(),
+            "{table}: every row exactly once with batches larger than a query"
+        );
+    }
 }
 
 /// A keyless table with NULL cursors, runs of equal values longer than the limit and text

@@ -93,6 +93,7 @@ impl TableSync {
             config.sync.max_rows_per_query,
             config.sync.max_parallel_tables,
             row_bytes,
+            position::statement_cap(&config.connection.transport),
         )
     }
 
@@ -179,6 +180,12 @@ impl TableSync {
             }
         }
         self.stats.wire_rows += rows;
+        if !self.plan.key.is_empty() {
+            // A keyed table's position moves when its rows are committed, and the query's end
+            // is judged from that position: the rows read since the last batch (all of them,
+            // when a query reads fewer rows than a batch) are committed first.
+            self.commit(shared).await?;
+        }
         let end = self.progress.query_ended().map_err(|err| {
             Stop::Source(SourceError::Internal {
                 during: "reading a table",
