@@ -333,6 +333,39 @@ async fn a_run_stopped_anywhere_is_healed_by_the_next() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_binary_killed_mid_sync_resumes_where_it_stopped() {
     let db = support::fresh_database().await;
+    let config = db.config.clone();
+    killed_three_times_then_healed(&db, config, &[]).await;
+}
+
+/// The same through the Redshift Data API (the emulator in `support::data_api`): the binary
+/// finds AWS credentials in its environment, as hosts run it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_binary_killed_mid_sync_through_the_data_api_resumes_where_it_stopped() {
+    use support::aws::{credentials_env, AwsEmulator};
+    let db = support::fresh_database().await;
+    let aws = AwsEmulator::launch(support::proxy().port()).await;
+    // Small pages, so that a kill can come between two of them.
+    aws.data_api().set(support::data_api::DataApiSettings {
+        page_rows: 100,
+        ..Default::default()
+    });
+    let home = tempfile::tempdir().unwrap();
+    let config = support::data_api::connector_configuration(&aws.endpoint_url(), &db.name);
+    killed_three_times_then_healed(&db, config, &credentials_env(&aws.syncer, home.path())).await;
+    assert!(
+        aws.data_api().statements().len() > 10,
+        "the rows came through the Data API"
+    );
+}
+
+/// Fills `public.all_types` with 3000 rows, kills the debug runner's binary (configured with
+/// `config`, its environment `env`) three times at growing moments after a new checkpoint,
+/// changes the source, and lets a last run finish: the warehouse must equal the source.
+async fn killed_three_times_then_healed(
+    db: &support::TestDb,
+    mut config: HashMap<String, String>,
+    env: &[(String, String)],
+) {
     db.client
         .batch_execute(&format!(
             "{CREATE_ALL_TYPES}; {}",
@@ -344,7 +377,6 @@ async fn the_binary_killed_mid_sync_resumes_where_it_stopped() {
     let dir = files.state.parent().expect("a files dir").to_path_buf();
     std::fs::create_dir_all(&dir).expect("files dir");
     let configuration = dir.join("configuration.json");
-    let mut config = db.config.clone();
     config.insert("batch_size".into(), BATCH_SIZE.into());
     std::fs::write(
         &configuration,
@@ -362,6 +394,7 @@ async fn the_binary_killed_mid_sync_resumes_where_it_stopped() {
             .arg(&files.state)
             .arg("--warehouse")
             .arg(&files.warehouse)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null());
         command
     };
@@ -419,6 +452,9 @@ async fn the_binary_killed_mid_sync_resumes_where_it_stopped() {
         !stdout.contains(&db.config["password"]),
         "the password was printed"
     );
+    if let Some(password) = config.get("password") {
+        assert!(!stdout.contains(password), "the password was printed");
+    }
     println!("{stdout}");
     assert_warehouse_equals_source(&db.client, &files.warehouse).await;
 }

@@ -9,6 +9,7 @@ use test_kit as support;
 
 mod bad_input;
 mod conformance;
+mod data_api;
 mod debug_runner;
 mod delete_capture;
 mod harness;

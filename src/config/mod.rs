@@ -112,6 +112,119 @@ mod tests {
         Config::from_map(&map(&all))
     }
 
+    fn data_api(pairs: &[(&'static str, &'static str)]) -> Result<Config, ConfigError> {
+        let mut all = vec![
+            ("transport", "data_api"),
+            ("region", "eu-west-1"),
+            ("database", "dev"),
+        ];
+        all.extend_from_slice(pairs);
+        Config::from_map(&map(&all))
+    }
+
+    #[test]
+    fn the_data_api_takes_a_target_and_one_way_to_sign_in() {
+        let config = data_api(&[("cluster_identifier", "c1"), ("db_user", "alice")]).unwrap();
+        assert_eq!(
+            config.connection.transport,
+            Transport::DataApi(DataApiConfig {
+                region: "eu-west-1".into(),
+                target: DataApiTarget::Cluster {
+                    identifier: "c1".into()
+                },
+                endpoint_url: None,
+            })
+        );
+        assert_eq!(
+            config.connection.authentication.configured_user(),
+            Some("alice")
+        );
+        assert_eq!(config.connection.aws_region().as_deref(), Some("eu-west-1"));
+        let config = data_api(&[
+            ("workgroup", "wg"),
+            ("secret_arn", "arn:aws:secretsmanager:eu-west-1:1:secret:s"),
+            ("aws_endpoint_url", "https://vpce.example"),
+        ])
+        .unwrap();
+        assert!(matches!(
+            config.connection.authentication,
+            Authentication::Secret(_)
+        ));
+        // The IAM identity: neither a secret nor a user; `auth` may say so, and the form's
+        // untouched defaults of direct-only fields are no mistake.
+        let config = data_api(&[
+            ("cluster_identifier", "c1"),
+            ("auth", "iam"),
+            ("port", "5439"),
+            ("sslmode", "verify-full"),
+            ("ssh_port", "22"),
+            ("auto_create", "false"),
+            ("host", ""),
+        ])
+        .unwrap();
+        assert_eq!(config.connection.authentication.configured_user(), None);
+        // Direct-path configurations are unchanged.
+        let config = Config::from_map(&map(&minimal())).unwrap();
+        assert_eq!(config.connection.transport, Transport::Direct);
+    }
+
+    #[test]
+    fn the_data_api_refuses_what_means_nothing_to_it() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("cluster_identifier", "c"), ("host", "h")], "host"),
+            (&[("cluster_identifier", "c"), ("port", "5440")], "port"),
+            (&[("cluster_identifier", "c"), ("user", "u")], "user"),
+            (
+                &[("cluster_identifier", "c"), ("password", "p")],
+                "password",
+            ),
+            (
+                &[("cluster_identifier", "c"), ("sslmode", "require")],
+                "sslmode",
+            ),
+            (
+                &[("cluster_identifier", "c"), ("ssh_host", "b")],
+                "ssh_host",
+            ),
+            (
+                &[("cluster_identifier", "c"), ("db_groups", "g")],
+                "db_groups",
+            ),
+            (&[], "cluster_identifier"),
+            (
+                &[("cluster_identifier", "c"), ("workgroup", "w")],
+                "workgroup",
+            ),
+            (&[("workgroup", "w"), ("db_user", "u")], "db_user"),
+            (
+                &[
+                    ("cluster_identifier", "c"),
+                    ("db_user", "u"),
+                    ("secret_arn", "arn:x"),
+                ],
+                "db_user",
+            ),
+            (&[("cluster_identifier", "c"), ("auth", "password")], "auth"),
+            (&[("cluster_identifier", "c"), ("auth", "secret")], "auth"),
+        ];
+        for (pairs, key) in cases {
+            let err = data_api(pairs).expect_err(&format!("{pairs:?} accepted"));
+            assert_eq!(err.key, *key, "{pairs:?}: {err}");
+        }
+        let err = Config::from_map(&map(&[("transport", "http"), ("database", "d")]))
+            .expect_err("an unknown transport");
+        assert_eq!(err.key, "transport");
+        let mut no_region = map(&[
+            ("transport", "data_api"),
+            ("database", "dev"),
+            ("cluster_identifier", "c"),
+        ]);
+        assert_eq!(Config::from_map(&no_region).unwrap_err().key, "region");
+        no_region.insert("region".into(), "eu-west-1".into());
+        no_region.remove("database");
+        assert_eq!(Config::from_map(&no_region).unwrap_err().key, "database");
+    }
+
     #[test]
     fn iam_sign_in_takes_a_cluster_or_a_workgroup() {
         let config = iam(&[

@@ -75,6 +75,23 @@ const DIRECT_ONLY: &[&str] = &[
     keys::CONNECT_TIMEOUT_S,
 ];
 
+/// Whether a direct-only key is given a value of its own: the form's defaults (`port` 5439,
+/// `sslmode` verify-full, `ssh_port` 22, `connect_timeout_s` 30, `auto_create` false), which a
+/// host may send for fields the user never touched, mean nothing.
+fn means_something(reader: &MapReader<'_>, key: &str) -> bool {
+    let default = match key {
+        keys::PORT => "5439",
+        keys::SSLMODE => "verify-full",
+        keys::SSH_PORT => "22",
+        keys::CONNECT_TIMEOUT_S => "30",
+        keys::AUTO_CREATE => "false",
+        _ => return reader.optional(key).is_some(),
+    };
+    reader
+        .optional(key)
+        .is_some_and(|value| !value.eq_ignore_ascii_case(default))
+}
+
 /// `transport`, defaulting to direct.
 pub(super) fn parse_name(reader: &MapReader<'_>) -> Result<bool, ConfigError> {
     match reader.optional(keys::TRANSPORT).as_deref() {
@@ -91,7 +108,7 @@ pub(super) fn parse_name(reader: &MapReader<'_>) -> Result<bool, ConfigError> {
 pub(super) fn parse_data_api(
     reader: &MapReader<'_>,
 ) -> Result<(DataApiConfig, Authentication, String), ConfigError> {
-    if let Some(key) = DIRECT_ONLY.iter().find(|key| auth::is_set(reader, key)) {
+    if let Some(key) = DIRECT_ONLY.iter().find(|key| means_something(reader, key)) {
         return Err(ConfigError::new(
             key,
             "is not used with `transport` = data_api (AWS's HTTPS endpoint replaces the host, port, TLS and tunnel, and the database user comes from `secret_arn`, `db_user` or the IAM identity); leave it empty, or set `transport` to direct",

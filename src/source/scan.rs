@@ -440,8 +440,12 @@ pub struct Portal<'s> {
 }
 
 enum Reading {
-    Wire { fetch_rows: i32, state: PortalState },
-    DataApi(DataApiRows),
+    Wire {
+        fetch_rows: i32,
+        state: PortalState,
+    },
+    /// Boxed: a result being read is much larger than a portal's state.
+    DataApi(Box<DataApiRows>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -514,7 +518,7 @@ impl Session {
             return Ok((
                 Portal {
                     session: self,
-                    reading: Reading::DataApi(rows),
+                    reading: Reading::DataApi(Box::new(rows)),
                 },
                 columns,
             ));

@@ -233,7 +233,7 @@ impl Session {
                 .await
                 .map_err(SourceError::from_wire),
             Link::DataApi(data_api) => {
-                let params: Vec<String> = params.iter().map(|p| p.to_string()).collect();
+                let params: Vec<String> = params.iter().map(ToString::to_string).collect();
                 data_api.query_text(sql, &params).await
             }
         }

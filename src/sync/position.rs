@@ -46,6 +46,9 @@ use super::schema_change::ColumnChanges;
 pub const QUERY_RESULT_BUDGET: u64 = 1 << 30;
 /// The least budget a query gets, however many tables run at once.
 const MIN_QUERY_RESULT_BUDGET: u64 = 64 << 20;
+/// The Redshift Data API's cap on one statement's result: AWS's pages have said 100 MB and
+/// 500 MB; the smaller holds either way (a query over it fails, and is not cut short).
+pub const DATA_API_RESULT_CAP: u64 = 100 << 20;
 
 /// How a table is read, from its plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -710,15 +713,30 @@ impl Progress {
 }
 
 /// How many rows a query may read: the configured number, or as many as fit the result
-/// budget at `row_bytes` a row, shared by `parallel` tables.
-pub fn rows_per_query(setting: RowsPerQuery, parallel: usize, row_bytes: u64) -> u64 {
+/// budget at `row_bytes` a row, shared by `parallel` tables, and within the transport's cap on
+/// one statement's result (`statement_cap`: the Data API's), if it has one.
+pub fn rows_per_query(
+    setting: RowsPerQuery,
+    parallel: usize,
+    row_bytes: u64,
+    statement_cap: Option<u64>,
+) -> u64 {
     match setting {
         RowsPerQuery::AtMost(rows) => rows.max(1),
         RowsPerQuery::Auto => {
-            let budget =
+            let shared =
                 (QUERY_RESULT_BUDGET / parallel.max(1) as u64).max(MIN_QUERY_RESULT_BUDGET);
+            let budget = statement_cap.map_or(shared, |cap| shared.min(cap));
             (budget / row_bytes.max(1)).max(1)
         }
+    }
+}
+
+/// The cap on one statement's result that `transport` imposes.
+pub fn statement_cap(transport: &crate::config::Transport) -> Option<u64> {
+    match transport {
+        crate::config::Transport::Direct => None,
+        crate::config::Transport::DataApi(_) => Some(DATA_API_RESULT_CAP),
     }
 }
 

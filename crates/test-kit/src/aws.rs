@@ -85,8 +85,9 @@ struct Shared {
     users: HashMap<String, String>,
     /// The Redshift Data API, emulated here (moto's runs no SQL).
     data_api: Arc<DataApi>,
-    /// Reads secrets for the Data API's `SecretArn` sign-in.
-    rotator: AccessKey,
+    /// The one identity the Data API serves: it reads a `SecretArn`'s secret as the caller,
+    /// as the service does.
+    syncer: AccessKey,
 }
 
 /// moto and its front; both stop when this is dropped.
@@ -171,7 +172,7 @@ impl AwsEmulator {
                 (outsider.id.clone(), "outsider".to_string()),
             ]),
             data_api: Arc::new(DataApi::default()),
-            rotator: rotator.clone(),
+            syncer: syncer.clone(),
         });
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the front");
         listener.set_nonblocking(true).unwrap();
@@ -255,8 +256,8 @@ impl AwsEmulator {
     }
 
     /// The emulated Redshift Data API: its settings, sessions and the statements it ran.
-    pub fn data_api(&self) -> &DataApi {
-        &self.shared.data_api
+    pub fn data_api(&self) -> Arc<DataApi> {
+        Arc::clone(&self.shared.data_api)
     }
 
     pub fn set(&self, settings: FrontSettings) {
@@ -665,7 +666,7 @@ async fn data_api_login(
     })
 }
 
-/// A secret's current value, read from moto as the account's administrator.
+/// A secret's current value, read from moto as the caller (`syncer`), as the Data API reads it.
 async fn read_secret(shared: &Shared, arn: &str) -> Option<String> {
     use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
     let config = aws_sdk_secretsmanager::Config::builder()
@@ -673,12 +674,13 @@ async fn read_secret(shared: &Shared, arn: &str) -> Option<String> {
         .region(Region::new(REGION))
         .endpoint_url(format!("http://{}", shared.moto))
         .credentials_provider(Credentials::new(
-            &shared.rotator.id,
-            &shared.rotator.secret,
+            &shared.syncer.id,
+            &shared.syncer.secret,
             None,
             None,
             "test",
         ))
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
         .build();
     aws_sdk_secretsmanager::Client::from_conf(config)
         .get_secret_value()

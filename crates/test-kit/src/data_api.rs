@@ -95,6 +95,8 @@ pub struct DataApi {
     ids: AtomicU64,
     /// Every statement's SQL, in order of arrival.
     log: Mutex<Vec<String>>,
+    /// Statements refused because their session had ended.
+    ended_session_refusals: AtomicU64,
 }
 
 /// The connector's configuration for `database` through the emulated Data API at
@@ -139,6 +141,11 @@ impl DataApi {
     /// How many sessions are open.
     pub fn open_sessions(&self) -> usize {
         self.sessions.lock().unwrap().len()
+    }
+
+    /// How many statements named a session that had ended.
+    pub fn ended_session_refusals(&self) -> u64 {
+        self.ended_session_refusals.load(Ordering::SeqCst)
     }
 
     /// Every statement's SQL so far.
@@ -203,10 +210,11 @@ impl DataApi {
                 match self.sessions.lock().unwrap().get(id) {
                     Some(connection) => (Arc::clone(connection), Some(id.to_string())),
                     None => {
+                        self.ended_session_refusals.fetch_add(1, Ordering::SeqCst);
                         return error(
                             "ValidationException",
                             &format!("Session {id} is not available: it ended or expired"),
-                        )
+                        );
                     }
                 }
             }

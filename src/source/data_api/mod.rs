@@ -35,7 +35,7 @@ use aws_sdk_redshiftdata::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_redshiftdata::types::{Field, ResultFormatString, SqlParameter, StatusString};
 use aws_sdk_redshiftdata::Client;
 
-use super::iam::classify;
+use super::iam::{classify, IamError};
 use super::wire::Column;
 use super::SourceError;
 use crate::config::{Authentication, ConnectionConfig, DataApiConfig, DataApiTarget, IamTarget};
@@ -308,6 +308,15 @@ impl DataApiSession {
                         _ => super::PasswordFrom::Iam,
                     },
                 };
+            }
+            if let SignedBy::Secret(secret) = &self.signed_by {
+                if service.err().code() == Some("ValidationException") && message.contains("secret")
+                {
+                    return SourceError::DataApi(Box::new(IamError::SecretNotFound {
+                        secret: secret.clone(),
+                        region: self.region.clone(),
+                    }));
+                }
             }
         }
         let needs = needs(full_action, &self.target, &self.signed_by);

@@ -97,7 +97,7 @@ mod tests {
     use super::*;
 
     fn strings(values: &[&str]) -> Vec<String> {
-        values.iter().map(|v| v.to_string()).collect()
+        values.iter().map(ToString::to_string).collect()
     }
 
     #[test]

@@ -141,7 +141,7 @@ fn binary(field: &Field, type_oid: u32, out: &mut Vec<u8>) -> Result<Option<()>,
         },
         Field::StringValue(text) => match type_oid {
             oid::TIMESTAMP | oid::TIMESTAMPTZ => {
-                out.extend_from_slice(&timestamp_micros(text)?.to_be_bytes())
+                out.extend_from_slice(&timestamp_micros(text)?.to_be_bytes());
             }
             oid::FLOAT4 => out.extend_from_slice(&(parse_float(text)? as f32).to_be_bytes()),
             oid::FLOAT8 => out.extend_from_slice(&parse_float(text)?.to_be_bytes()),

@@ -421,22 +421,41 @@ fn a_group_larger_than_may_be_held_ends_the_query_for_a_query_of_its_own() {
 
 #[test]
 fn queries_are_sized_by_the_setting_or_the_result_budget() {
-    assert_eq!(rows_per_query(RowsPerQuery::AtMost(90), 4, 1000), 90);
+    assert_eq!(rows_per_query(RowsPerQuery::AtMost(90), 4, 1000, None), 90);
     assert_eq!(
-        rows_per_query(RowsPerQuery::Auto, 1, 128),
+        rows_per_query(RowsPerQuery::Auto, 1, 128, None),
         QUERY_RESULT_BUDGET / 128
     );
     // The budget is shared by the tables read at once, down to a floor.
     assert_eq!(
-        rows_per_query(RowsPerQuery::Auto, 4, 128),
+        rows_per_query(RowsPerQuery::Auto, 4, 128, None),
         QUERY_RESULT_BUDGET / 4 / 128
     );
     assert_eq!(
-        rows_per_query(RowsPerQuery::Auto, 32, 1 << 20),
+        rows_per_query(RowsPerQuery::Auto, 32, 1 << 20, None),
         MIN_QUERY_RESULT_BUDGET >> 20
     );
     // Rows larger than the whole budget still go, one a query.
-    assert_eq!(rows_per_query(RowsPerQuery::Auto, 1, 1 << 40), 1);
+    assert_eq!(rows_per_query(RowsPerQuery::Auto, 1, 1 << 40, None), 1);
+    // The Data API's cap on a statement's result bounds every query, shared or not.
+    assert_eq!(
+        rows_per_query(RowsPerQuery::Auto, 1, 128, Some(DATA_API_RESULT_CAP)),
+        DATA_API_RESULT_CAP / 128
+    );
+    assert_eq!(
+        rows_per_query(RowsPerQuery::Auto, 32, 128, Some(DATA_API_RESULT_CAP)),
+        MIN_QUERY_RESULT_BUDGET / 128
+    );
+    // A setting is the user's: kept as it is.
+    assert_eq!(
+        rows_per_query(
+            RowsPerQuery::AtMost(1 << 30),
+            1,
+            128,
+            Some(DATA_API_RESULT_CAP)
+        ),
+        1 << 30
+    );
 }
 
 proptest! {

@@ -178,6 +178,7 @@ impl TableSync {
             config.max_rows_per_query,
             config.max_parallel_tables,
             KEY_ROW_BYTES,
+            crate::sync::position::statement_cap(&shared.config.connection.transport),
         );
         let fetch_rows = shared.fetch_rows();
         let mut saved = SavedValues::default();
