@@ -393,3 +393,152 @@ async fn refusals_are_named_and_the_secret_never_shows() {
         .iter()
         .any(|sql| sql.contains("Good-pass-1")));
 }
+
+/// `delete_capture = keys` through the Data API: the key snapshot, its bound and the deleted
+/// keys are statements of one Data API session (its transaction holds across them), and the
+/// second sync sends exactly the deleted keys, then the changed rows.
+#[tokio::test(flavor = "multi_thread")]
+async fn deleted_rows_are_captured_through_the_data_api() {
+    let setup = setup().await;
+    support::create_items(&setup.db, "items", 40).await;
+    // The IAM identity the emulator signs in as, with CREATE on the work schema.
+    setup
+        .db
+        .client
+        .batch_execute(
+            "DO $$ BEGIN
+               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'IAM:syncer') THEN
+                 CREATE ROLE \"IAM:syncer\" LOGIN;
+               END IF;
+             END $$;
+             CREATE SCHEMA sync_work;
+             GRANT USAGE, CREATE ON SCHEMA sync_work TO \"IAM:syncer\";",
+        )
+        .await
+        .unwrap();
+    let mut client = setup.server.client().await;
+    let config = setup.config(&[
+        ("delete_capture", "keys"),
+        ("work_schema", "sync_work"),
+        ("batch_size", "6"),
+    ]);
+    let first = stream::update_ok(&mut client, &config, None, None).await;
+    assert_eq!(synced_ids(&first, "items").len(), 40);
+    setup
+        .db
+        .client
+        .batch_execute(
+            "DELETE FROM public.items WHERE id IN (4, 17, 40);
+             UPDATE public.items SET note = 'changed', updated_at = TIMESTAMP '2024-06-01' WHERE id = 1;",
+        )
+        .await
+        .unwrap();
+    let second = stream::update_ok(&mut client, &config, None, first.last_state()).await;
+    let deleted: BTreeSet<String> = second
+        .records_of("items")
+        .into_iter()
+        .filter(|r| r.kind == fivetran_source::proto::RecordType::Delete)
+        .map(|r| r.get("id").to_string())
+        .collect();
+    assert_eq!(deleted, ["17", "4", "40"].map(String::from).into());
+    assert_eq!(synced_ids(&second, "items"), ["1"].map(String::from).into());
+    let statements = setup.aws.data_api().statements();
+    assert!(
+        statements.iter().any(|sql| sql.contains("sync_work")),
+        "the snapshot was taken through the Data API"
+    );
+}
+
+/// A table over `unload_min_rows` is exported through UNLOAD, sent as plain SQL through the
+/// Data API, and read back from S3 as on the direct path: the same records.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_table_is_exported_through_unload_over_the_data_api() {
+    use support::redshift::unload::UnloadEmulation;
+    use support::redshift::Settings;
+    let db = support::fresh_database().await;
+    support::create_items(&db, "items", 300).await;
+    let proxy = support::own_proxy(Settings::default());
+    let aws = AwsEmulator::launch(proxy.port()).await;
+    let role = "arn:aws:iam::123456789012:role/redshift-unload";
+    proxy.set(Settings {
+        unload: Some(UnloadEmulation {
+            s3_endpoint: aws.moto_url(),
+            role_key: (aws.unloader.id.clone(), aws.unloader.secret.clone()),
+            roles: vec![role.to_string()],
+            default_role: None,
+            cluster_region: "us-east-1".to_string(),
+            bucket_regions: Vec::new(),
+            slices: 2,
+            rows_per_file: 70,
+            miscount: false,
+        }),
+        ..Settings::default()
+    });
+    let home = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start_in(&credentials_env(&aws.syncer, home.path()));
+    let mut client = server.client().await;
+    let mut config = support::data_api::connector_configuration(&aws.endpoint_url(), &db.name);
+    for (key, value) in [
+        ("unload_s3_uri", "s3://sync-staging/exports/".to_string()),
+        ("unload_iam_role", role.to_string()),
+        ("unload_min_rows", "100".to_string()),
+        ("unload_s3_endpoint_url", aws.moto_url()),
+    ] {
+        config.insert(key.into(), value);
+    }
+    let exported = stream::update_ok(&mut client, &config, None, None).await;
+    assert!(
+        aws.data_api()
+            .statements()
+            .iter()
+            .any(|sql| sql.trim_start().starts_with("UNLOAD")),
+        "no UNLOAD went through the Data API"
+    );
+    let mut direct_config = proxy.connector_configuration(&db.name);
+    direct_config.insert("batch_size".into(), "50".into());
+    let direct = stream::update_ok(&mut client, &direct_config, None, None).await;
+    assert_eq!(
+        stream::by_key(&exported.upserts_of("items"), &["id"]),
+        stream::by_key(&direct.upserts_of("items"), &["id"]),
+        "the export's records differ from the direct path's"
+    );
+    assert_eq!(synced_ids(&exported, "items").len(), 300);
+}
+
+/// A statement the host no longer waits for is cancelled (`CancelStatement`): the host leaves
+/// while the table's slow query runs, and the emulator sees it aborted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_statement_the_host_leaves_is_cancelled() {
+    let setup = setup().await;
+    support::create_items(&setup.db, "items", 10).await;
+    let data_api = setup.aws.data_api();
+    let scan = "FROM \"public\".\"items\"";
+    data_api.set(DataApiSettings {
+        run_time: std::time::Duration::from_secs(60),
+        slow_sql: Some(scan.to_string()),
+        ..Default::default()
+    });
+    let mut client = setup.server.client().await;
+    let config = setup.config(&[]);
+    let updates = stream::start_update(&mut client, &config, None, None)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !data_api.statements().iter().any(|sql| sql.contains(scan)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the scan never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // The host leaves.
+    drop(updates);
+    drop(client);
+    while data_api.aborted() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the running statement was not cancelled"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -50,6 +50,10 @@ pub struct DataApiSettings {
     pub max_row_bytes: usize,
     /// The service's cap on one statement's result (500 MB).
     pub max_result_bytes: usize,
+    /// How long each statement whose SQL contains [`slow_sql`](Self::slow_sql) runs at least
+    /// (a slow query), before its SQL is executed.
+    pub run_time: Duration,
+    pub slow_sql: Option<String>,
 }
 
 impl Default for DataApiSettings {
@@ -61,6 +65,8 @@ impl Default for DataApiSettings {
             page_rows: 1000,
             max_row_bytes: 64 * 1024,
             max_result_bytes: 500 * 1024 * 1024,
+            run_time: Duration::ZERO,
+            slow_sql: None,
         }
     }
 }
@@ -146,6 +152,16 @@ impl DataApi {
     /// How many statements named a session that had ended.
     pub fn ended_session_refusals(&self) -> u64 {
         self.ended_session_refusals.load(Ordering::SeqCst)
+    }
+
+    /// How many statements were cancelled (`CancelStatement`) while they ran.
+    pub fn aborted(&self) -> usize {
+        self.statements
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|statement| statement.lock().unwrap().status == "ABORTED")
+            .count()
     }
 
     /// Every statement's SQL so far.
@@ -345,13 +361,14 @@ impl DataApi {
             return error("ResourceNotFoundException", "Query does not exist.");
         };
         let token = {
-            let statement = statement.lock().unwrap();
+            let mut statement = statement.lock().unwrap();
             if statement.status != "STARTED" {
                 return error(
                     "ValidationException",
                     "Could not cancel a query that is already in FINISHED, FAILED or ABORTED state.",
                 );
             }
+            statement.status = "ABORTED";
             statement.cancel.clone()
         };
         if let Some(token) = token {
@@ -392,6 +409,16 @@ async fn run(
     params: Vec<String>,
     limits: DataApiSettings,
 ) {
+    let slow = limits
+        .slow_sql
+        .as_ref()
+        .is_some_and(|pattern| sql.contains(pattern.as_str()));
+    if slow && !limits.run_time.is_zero() {
+        tokio::time::sleep(limits.run_time).await;
+        if statement.lock().unwrap().status != "STARTED" {
+            return;
+        }
+    }
     let mut connection = connection.lock().await;
     statement.lock().unwrap().cancel = connection.cancel_token();
     let outcome = execute_on(&mut connection, &sql, &params).await;
