@@ -40,6 +40,40 @@ async fn the_hosts_checker_accepts_initial_and_incremental_syncs() {
         .await
         .unwrap();
     let db = support::fresh_database().await;
+    let server = support::TestServer::start().await;
+    let config = db.config.clone();
+    checker_accepts_initial_and_incremental_syncs(&db, &server.addr().to_string(), config).await;
+}
+
+/// The same through the Redshift Data API (`support::data_api`), the connector as its own
+/// process with AWS credentials in its environment.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_hosts_checker_accepts_syncs_through_the_data_api() {
+    use support::aws::{credentials_env, AwsEmulator};
+    tokio::task::spawn_blocking(support::python::venv)
+        .await
+        .unwrap();
+    let db = support::fresh_database().await;
+    let aws = AwsEmulator::launch(support::proxy().port()).await;
+    aws.data_api().set(support::data_api::DataApiSettings {
+        page_rows: 300,
+        ..Default::default()
+    });
+    let home = tempfile::tempdir().unwrap();
+    let server = support::ServerProcess::start_in(&credentials_env(&aws.syncer, home.path()));
+    let config = support::data_api::connector_configuration(&aws.endpoint_url(), &db.name);
+    let addr = format!("127.0.0.1:{}", server.port());
+    checker_accepts_initial_and_incremental_syncs(&db, &addr, config).await;
+    assert!(aws.data_api().statements().len() > 10);
+}
+
+/// Three tables of several types and shapes; the checker runs an initial sync (with the form
+/// and both tests), then one from its last state after changes.
+async fn checker_accepts_initial_and_incremental_syncs(
+    db: &support::TestDb,
+    addr: &str,
+    mut config: std::collections::HashMap<String, String>,
+) {
     db.client
         .batch_execute(
             "CREATE SCHEMA sales;
@@ -66,11 +100,9 @@ async fn the_hosts_checker_accepts_initial_and_incremental_syncs() {
         .await
         .expect("create the tables");
 
-    let server = support::TestServer::start().await;
-    let addr = server.addr().to_string();
+    let addr = addr.to_string();
     let dir = tempfile::tempdir().expect("temp dir");
     let config_path = dir.path().join("configuration.json");
-    let mut config = db.config.clone();
     config.insert("batch_size".into(), "500".into());
     // Tables synced at once, so the checker also sees records of several tables interleave.
     config.insert("max_parallel_tables".into(), "3".into());

@@ -103,6 +103,9 @@ pub struct DataApi {
     log: Mutex<Vec<String>>,
     /// Statements refused because their session had ended.
     ended_session_refusals: AtomicU64,
+    /// Held from a new session's temporary password to its sign-in: PostgreSQL keeps one
+    /// password a user, so sessions opened at once would otherwise replace each other's.
+    signing_in: tokio::sync::Mutex<()>,
 }
 
 /// The connector's configuration for `database` through the emulated Data API at
@@ -235,6 +238,7 @@ impl DataApi {
                 }
             }
             None => {
+                let _one_at_a_time = self.signing_in.lock().await;
                 let login = match login.await {
                     Ok(login) => login,
                     Err(answer) => return answer,
