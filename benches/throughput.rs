@@ -18,6 +18,10 @@
 //!   runs it into moto's S3, four slices writing Parquet), its export phase (here the
 //!   emulation's; Redshift's compute nodes on a cluster) and its read phase (manifest to last
 //!   record) apart, against the direct path and COPY;
+//! - `data_api`: the narrow table through the Redshift Data API (the tests' emulator, which runs
+//!   each statement through the Redshift-shaped proxy), with no added latency and with 50 ms
+//!   added to every call (`BENCH_DATA_API_LATENCY_MS`), against the direct path through the
+//!   same proxy, at `BENCH_DATA_API_ROWS`;
 //! - `tables`: 200 and 2,000 small tables in one Update (`BENCH_TABLES`);
 //! - `debug`: the debug runner (`fivetran_source debug`, its SQLite warehouse) syncing the
 //!   demo's `customers` table, its keys out of order as a cursor delivers them (and in order,
@@ -101,7 +105,7 @@ impl Params {
             repeat: number("BENCH_REPEAT", 3usize).max(1),
             suites: list(
                 "BENCH_SUITES",
-                "narrow,bounded,wide,parallel,unload,tables,debug",
+                "narrow,bounded,wide,parallel,unload,data_api,tables,debug",
             ),
         }
     }
@@ -187,6 +191,10 @@ async fn run(postgres: &'static LocalPostgres, params: &Params) -> Result<(), Bo
         if params.runs("unload") {
             unload(postgres, rows, params).await?;
         }
+    }
+    // The Data API suite has its own size (BENCH_DATA_API_ROWS).
+    if params.runs("data_api") {
+        data_api(postgres, params).await?;
     }
     // The debug suite has scales of its own (BENCH_DEBUG_SCALES).
     if params.runs("debug") {
@@ -937,6 +945,135 @@ async fn unload(
     Ok(())
 }
 
+/// The narrow table through the Redshift Data API (the tests' emulator on the same PostgreSQL,
+/// through the same Redshift-shaped proxy as the direct line), with no latency added and with
+/// a per-call latency as a region away would add: what each round trip costs, and how much of
+/// it requesting the next page while this one is decoded hides.
+async fn data_api(postgres: &'static LocalPostgres, params: &Params) -> Result<(), BoxError> {
+    const DATA_API_DATABASE: &str = "bench_data_api";
+    let rows: u64 = std::env::var("BENCH_DATA_API_ROWS")
+        .ok()
+        .and_then(|text| text.replace('_', "").parse().ok())
+        .unwrap_or(200_000);
+    let latency_ms: u64 = std::env::var("BENCH_DATA_API_LATENCY_MS")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(50);
+    let admin = postgres.connect(DATABASE).await?;
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {DATA_API_DATABASE}"))
+        .await?;
+    postgres.create_database(DATA_API_DATABASE).await?;
+    admin
+        .batch_execute(&format!("ALTER DATABASE {DATA_API_DATABASE} SET search_path = \"$user\", public, catalog_history, pg_catalog"))
+        .await?;
+    postgres
+        .connect(DATA_API_DATABASE)
+        .await?
+        .batch_execute(redshift::EMULATION_SQL)
+        .await?;
+    let client = postgres.connect(DATA_API_DATABASE).await?;
+    fill_narrow(&client, "orders", rows).await?;
+    let proxy = redshift::RedshiftProxy::start(postgres, redshift::Settings::default());
+    let port = proxy.port();
+    let aws = tokio::task::spawn_blocking(move || aws::AwsEmulator::start(postgres, port)).await?;
+    let tables = [(keys::TABLES, "public.orders")];
+    let direct = with(&proxy.connector_configuration(DATA_API_DATABASE), &tables);
+    let through_api = with(
+        &test_kit::data_api::connector_configuration(&aws.endpoint_url(), DATA_API_DATABASE),
+        &tables,
+    );
+    let environment = [
+        ("AWS_ACCESS_KEY_ID", aws.syncer.id.clone()),
+        ("AWS_SECRET_ACCESS_KEY", aws.syncer.secret.clone()),
+        ("AWS_REGION", "us-east-1".to_string()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+    ];
+    for (key, value) in &environment {
+        std::env::set_var(key, value);
+    }
+    // Pages of 5,000 records (about 1.5 MB of JSON here).
+    let settings = |latency| test_kit::data_api::DataApiSettings {
+        latency,
+        page_rows: 5000,
+        ..Default::default()
+    };
+    let sql = scan_sql(&direct).await?;
+    copy_out(&client, &sql).await?;
+    let mut lines: Vec<Line> = [
+        "COPY TO STDOUT (baseline)",
+        "direct path through the proxy",
+        "Data API, no added latency",
+    ]
+    .into_iter()
+    .chain([format!("Data API, {latency_ms} ms a call").as_str()])
+    .map(|label| Line {
+        label: label.to_string(),
+        runs: Vec::new(),
+    })
+    .collect();
+    let mut calls = Vec::new();
+    for round in 1..=params.repeat {
+        lines[0]
+            .runs
+            .push(checked(copy_out(&client, &sql).await?, rows)?);
+        lines[1]
+            .runs
+            .push(checked(connector(&direct, Host::Framing).await?, rows)?);
+        for (line, latency) in [(2, 0), (3, latency_ms)] {
+            aws.data_api().set(settings(Duration::from_millis(latency)));
+            let before = (
+                aws.calls("ExecuteStatement"),
+                aws.calls("DescribeStatement"),
+                aws.calls("GetStatementResult"),
+            );
+            lines[line].runs.push(checked(
+                connector(&through_api, Host::Framing).await?,
+                rows,
+            )?);
+            if round == 1 {
+                calls.push((
+                    lines[line].label.clone(),
+                    aws.calls("ExecuteStatement") - before.0,
+                    aws.calls("DescribeStatement") - before.1,
+                    aws.calls("GetStatementResult") - before.2,
+                ));
+            }
+        }
+        eprintln!("data api {rows}: round {round}/{} done", params.repeat);
+    }
+    report(
+        &format!("the Redshift Data API transport, {rows} rows"),
+        &lines,
+    );
+    let rate = |line: &Line| {
+        let wall = median(line.runs.iter().map(|s| s.wall)).unwrap_or_default();
+        rows as f64 / wall.as_secs_f64().max(1e-9)
+    };
+    let cpu = |line: &Line| median(line.runs.iter().filter_map(|s| s.work_cpu));
+    for line in &lines[2..] {
+        println!(
+            "  {}: {:.2}x the direct path's rows/s, {:.2}x its server CPU",
+            line.label,
+            rate(line) / rate(&lines[1]),
+            cpu(line).unwrap_or_default().as_secs_f64()
+                / cpu(&lines[1]).unwrap_or_default().as_secs_f64().max(1e-9),
+        );
+    }
+    for (label, execute, describe, pages) in calls {
+        println!("  {label}: {execute} statements, {describe} descriptions, {pages} result pages");
+    }
+    println!();
+    for (key, _) in &environment {
+        std::env::remove_var(key);
+    }
+    drop(client);
+    admin
+        .batch_execute(&format!("DROP DATABASE {DATA_API_DATABASE} WITH (FORCE)"))
+        .await?;
+    Ok(())
+}
+
 /// Wide rows at default settings: memory must stay bounded whatever the width.
 async fn wide(
     admin: &Client,
@@ -1417,12 +1554,24 @@ struct ServerProcess(test_kit::ServerProcess);
 impl ServerProcess {
     fn start(compression: &str) -> Result<ServerProcess, BoxError> {
         let args = ["serve", "--port", "0", "--compression", compression];
+        // The kit starts the server with an empty environment; the AWS suites (unload,
+        // data_api) set the emulator's credentials in this process's, and pass them on.
+        let aws: Vec<(String, String)> = std::env::vars()
+            .filter(|(key, _)| key.starts_with("AWS_"))
+            .collect();
+        let mut env: Vec<(&str, &str)> = aws
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.as_str()))
+            .collect();
         Ok(ServerProcess(match std::env::var("BENCH_SERVER_LOG") {
-            Ok(filter) => test_kit::ServerProcess::start_with(&args, &[("RUST_LOG", &filter)]),
-            Err(_) => test_kit::ServerProcess::start_silent(
-                &args,
-                &[("RUST_LOG", "warn,fivetran_source::server=info")],
-            ),
+            Ok(filter) => {
+                env.push(("RUST_LOG", &filter));
+                test_kit::ServerProcess::start_with(&args, &env)
+            }
+            Err(_) => {
+                env.push(("RUST_LOG", "warn,fivetran_source::server=info"));
+                test_kit::ServerProcess::start_silent(&args, &env)
+            }
         }))
     }
 

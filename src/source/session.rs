@@ -199,13 +199,8 @@ impl Session {
         match &mut self.link {
             // One round trip.
             Link::Wire(_) => self.simple(&settings.join("; ")).await,
-            // The Data API runs one statement per call.
-            Link::DataApi(_) => {
-                for setting in &settings {
-                    self.simple(setting).await?;
-                }
-                Ok(())
-            }
+            // The Data API runs one statement a call, or a batch of them.
+            Link::DataApi(data_api) => data_api.run_batch(&settings).await,
         }
     }
 

@@ -582,7 +582,7 @@ async fn answer_data_api(
     let request: serde_json::Value = serde_json::from_slice(&received.body).unwrap_or_default();
     let data_api = &shared.data_api;
     let (status, body) = match action {
-        "ExecuteStatement" => {
+        "ExecuteStatement" | "BatchExecuteStatement" => {
             data_api
                 .execute(
                     &request,

@@ -206,8 +206,25 @@ impl DataApi {
                 );
             }
         }
-        let Some(sql) = request["Sql"].as_str() else {
-            return error("ValidationException", "Sql is required");
+        // `BatchExecuteStatement`: several statements, run in order as one transaction (one
+        // query string of the simple protocol is one implicit transaction).
+        let batch = request["Sqls"].as_array().map(|batch| {
+            batch
+                .iter()
+                .map(|sql| sql.as_str().map(str::to_string))
+                .collect::<Option<Vec<String>>>()
+        });
+        let joined;
+        let (sql, is_batch) = match (batch, request["Sql"].as_str()) {
+            (Some(Some(sqls)), None) if (1..=40).contains(&sqls.len()) => {
+                joined = sqls.join("; ");
+                (joined.as_str(), true)
+            }
+            (Some(_), _) => {
+                return error("ValidationException", "Sqls must hold 1 to 40 statements")
+            }
+            (None, Some(sql)) => (sql, false),
+            (None, None) => return error("ValidationException", "Sql is required"),
         };
         if sql.len() > 100 * 1024 {
             return error(
@@ -287,7 +304,7 @@ impl DataApi {
             .unwrap()
             .insert(id.clone(), Arc::clone(&statement));
         let limits = self.settings();
-        tokio::spawn(run(connection, statement, sql, params, limits));
+        tokio::spawn(run(connection, statement, sql, params, is_batch, limits));
         let mut answer = json!({
             "Id": id,
             "CreatedAt": epoch_seconds(SystemTime::now()),
@@ -411,6 +428,7 @@ async fn run(
     statement: Arc<Mutex<Statement>>,
     sql: String,
     params: Vec<String>,
+    is_batch: bool,
     limits: DataApiSettings,
 ) {
     let slow = limits
@@ -425,7 +443,7 @@ async fn run(
     }
     let mut connection = connection.lock().await;
     statement.lock().unwrap().cancel = connection.cancel_token();
-    let outcome = execute_on(&mut connection, &sql, &params).await;
+    let outcome = execute_on(&mut connection, &sql, &params, is_batch).await;
     let mut statement = statement.lock().unwrap();
     if statement.status != "STARTED" {
         return;
@@ -489,12 +507,13 @@ async fn execute_on(
     connection: &mut Connection,
     sql: &str,
     params: &[String],
+    is_batch: bool,
 ) -> Result<Option<Rows>, String> {
     let text = |err: fivetran_source::source::wire::WireError| match err {
         fivetran_source::source::wire::WireError::Db(db) => db.full_message(),
         other => other.to_string(),
     };
-    if params.is_empty() && !returns_rows(sql) {
+    if params.is_empty() && (is_batch || !returns_rows(sql)) {
         connection.simple_query(sql).await.map_err(text)?;
         return Ok(None);
     }

@@ -48,6 +48,32 @@ const SESSION_KEEP_ALIVE_S: i32 = 600;
 const FIRST_POLL: Duration = Duration::from_millis(5);
 const LONGEST_POLL: Duration = Duration::from_millis(200);
 
+/// A request of `ExecuteStatement` or `BatchExecuteStatement` in the session: the session's
+/// id, or, for the first, where the statements go and who signs them, and that a session
+/// should stay open. (A macro: the two operations' builders are types of their own.)
+macro_rules! with_session {
+    ($session:expr, $request:expr) => {{
+        let session = &$session;
+        match &session.session_id {
+            Some(id) => $request.session_id(id),
+            None => {
+                let request = $request
+                    .database(&session.database)
+                    .session_keep_alive_seconds(SESSION_KEEP_ALIVE_S);
+                let request = match &session.target {
+                    DataApiTarget::Cluster { identifier } => request.cluster_identifier(identifier),
+                    DataApiTarget::Workgroup { name } => request.workgroup_name(name),
+                };
+                match &session.signed_by {
+                    SignedBy::Secret(arn) => request.secret_arn(arn),
+                    SignedBy::DbUser(user) => request.db_user(user),
+                    SignedBy::Identity => request,
+                }
+            }
+        }
+    }};
+}
+
 /// Who the statements run as.
 #[derive(Debug, Clone)]
 enum SignedBy {
@@ -151,42 +177,57 @@ impl DataApiSession {
                     })?,
             );
         }
-        request = match &self.session_id {
-            Some(id) => request.session_id(id),
-            None => {
-                let request = request
-                    .database(&self.database)
-                    .session_keep_alive_seconds(SESSION_KEEP_ALIVE_S);
-                let request = match &self.target {
-                    DataApiTarget::Cluster { identifier } => request.cluster_identifier(identifier),
-                    DataApiTarget::Workgroup { name } => request.workgroup_name(name),
-                };
-                match &self.signed_by {
-                    SignedBy::Secret(arn) => request.secret_arn(arn),
-                    SignedBy::DbUser(user) => request.db_user(user),
-                    SignedBy::Identity => request,
-                }
-            }
-        };
-        let output = request.send().await.map_err(|err| {
-            if self.session_id.is_some() && is_session_gone(&err) {
-                return SourceError::ConnectionLost {
-                    reason: format!(
-                        "the Data API session ended ({})",
-                        err.message().unwrap_or("expired")
-                    ),
-                };
-            }
-            self.aws_error("ExecuteStatement", err)
-        })?;
+        let output = with_session!(self, request)
+            .send()
+            .await
+            .map_err(|err| self.send_error("ExecuteStatement", err))?;
         if self.session_id.is_none() {
             self.session_id = output.session_id().map(str::to_string);
         }
-        let id = output.id().unwrap_or_default().to_string();
-        *self.running.lock().unwrap() = Some(id.clone());
-        let finished = self.wait(&id).await;
+        self.wait_for(output.id().unwrap_or_default()).await
+    }
+
+    /// Runs statements without parameters or results in order, as one transaction and one
+    /// call (`BatchExecuteStatement`): a session's settings cost one round trip, not one each.
+    pub async fn run_batch(&mut self, statements: &[String]) -> Result<(), SourceError> {
+        let request = self
+            .client
+            .batch_execute_statement()
+            .set_sqls(Some(statements.to_vec()));
+        let output = with_session!(self, request)
+            .send()
+            .await
+            .map_err(|err| self.send_error("BatchExecuteStatement", err))?;
+        if self.session_id.is_none() {
+            self.session_id = output.session_id().map(str::to_string);
+        }
+        self.wait_for(output.id().unwrap_or_default())
+            .await
+            .map(drop)
+    }
+
+    /// Waits for the statement `id` to end, cancellable from elsewhere while it runs.
+    async fn wait_for(&self, id: &str) -> Result<Finished, SourceError> {
+        *self.running.lock().unwrap() = Some(id.to_string());
+        let finished = self.wait(id).await;
         *self.running.lock().unwrap() = None;
         finished
+    }
+
+    /// A refused statement: a session that is gone is a lost connection, anything else AWS's.
+    fn send_error<E>(&self, action: &'static str, err: SdkError<E>) -> SourceError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        if self.session_id.is_some() && is_session_gone(&err) {
+            return SourceError::ConnectionLost {
+                reason: format!(
+                    "the Data API session ended ({})",
+                    err.message().unwrap_or("expired")
+                ),
+            };
+        }
+        self.aws_error(action, err)
     }
 
     /// Describes the statement until it ends.
@@ -292,6 +333,7 @@ impl DataApiSession {
     {
         let full_action = match action {
             "ExecuteStatement" => "redshift-data:ExecuteStatement",
+            "BatchExecuteStatement" => "redshift-data:BatchExecuteStatement",
             "DescribeStatement" => "redshift-data:DescribeStatement",
             "GetStatementResult" => "redshift-data:GetStatementResult",
             _ => "redshift-data:CancelStatement",
@@ -412,7 +454,7 @@ fn needs(action: &str, target: &DataApiTarget, signed_by: &SignedBy) -> String {
             format!("redshift-serverless:GetCredentials on workgroup {name}")
         }
     };
-    format!("{action} (with redshift-data:DescribeStatement and redshift-data:GetStatementResult) on the {}, and {sign_in}", target.describe())
+    format!("{action}: the connector calls redshift-data:ExecuteStatement, redshift-data:BatchExecuteStatement, redshift-data:DescribeStatement, redshift-data:GetStatementResult and redshift-data:CancelStatement on the {}, and needs {sign_in}", target.describe())
 }
 
 /// Whether the Data API refused a statement because its session is gone.
