@@ -369,7 +369,11 @@ async fn refusals_are_named_and_the_secret_never_shows() {
         .put_secret("redshift/data-api", &secret("Wrong-pass-2"))
         .await;
     let config = setup.config(&[("secret_arn", &arn)]);
-    let mut client = setup.server.client().await;
+    // A server that logs everything it may: the password must still be in no line.
+    let mut env = credentials_env(&setup.aws.syncer, home.path());
+    env.push(("RUST_LOG".into(), "debug".into()));
+    let verbose = ServerProcess::start_in(&env);
+    let mut client = verbose.client().await;
     let failure = support::connect_test_failure(&mut client, &config).await;
     assert!(failure.contains("secret"), "{failure}");
     assert!(!failure.contains("Wrong-pass-2"), "{failure}");
@@ -392,6 +396,14 @@ async fn refusals_are_named_and_the_secret_never_shows() {
         .statements()
         .iter()
         .any(|sql| sql.contains("Good-pass-1")));
+    let log = verbose.log();
+    assert!(log.len() > 10, "the server logged {} lines", log.len());
+    for password in ["Good-pass-1", "Wrong-pass-2"] {
+        assert!(
+            !log.iter().any(|line| line.contains(password)),
+            "a log line holds the secret's password"
+        );
+    }
 }
 
 /// `delete_capture = keys` through the Data API: the key snapshot, its bound and the deleted
@@ -541,4 +553,31 @@ async fn a_statement_the_host_leaves_is_cancelled() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+/// A column added between two syncs through the Data API: the second declares it (a
+/// SchemaChange first) and re-sends the table's rows with its values, as the direct path does.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_column_is_declared_and_backfilled_through_the_data_api() {
+    let setup = setup().await;
+    support::create_items(&setup.db, "items", 30).await;
+    let mut client = setup.server.client().await;
+    let config = setup.config(&[("batch_size", "7")]);
+    let first = stream::update_ok(&mut client, &config, None, None).await;
+    assert_eq!(synced_ids(&first, "items").len(), 30);
+    setup
+        .db
+        .client
+        .batch_execute("ALTER TABLE public.items ADD COLUMN region VARCHAR(8) DEFAULT 'eu'")
+        .await
+        .unwrap();
+    let second = stream::update_ok(&mut client, &config, None, first.last_state()).await;
+    assert!(
+        matches!(second.ops.first(), Some(stream::Op::SchemaChange(_))),
+        "{:?}",
+        second.ops.first()
+    );
+    let rows = second.upserts_of("items");
+    assert_eq!(synced_ids(&second, "items").len(), 30);
+    assert!(rows.iter().all(|row| row["region"] == "eu"), "{rows:?}");
 }

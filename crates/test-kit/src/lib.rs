@@ -297,6 +297,8 @@ pub struct ServerProcess {
     child: std::process::Child,
     port: u16,
     listening: String,
+    /// Its log lines after the one that said where it listens.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl ServerProcess {
@@ -359,19 +361,29 @@ impl ServerProcess {
                 break (addr, port);
             }
         };
-        // Read its log to the end either way, so that its writes never block on a full pipe.
+        // Read its log to the end either way, so that its writes never block on a full pipe;
+        // kept for tests that check what it says (and never says).
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = std::sync::Arc::clone(&log);
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
                 if forward_log {
                     println!("server: {line}");
                 }
+                kept.lock().unwrap().push(line);
             }
         });
         ServerProcess {
             child,
             port,
             listening,
+            log,
         }
+    }
+
+    /// Its log so far (stdout; the lines after the one saying where it listens).
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
     }
 
     /// Its process id (for `/proc/<pid>/...`).
