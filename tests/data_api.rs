@@ -581,3 +581,42 @@ async fn a_new_column_is_declared_and_backfilled_through_the_data_api() {
     assert_eq!(synced_ids(&second, "items").len(), 30);
     assert!(rows.iter().all(|row| row["region"] == "eu"), "{rows:?}");
 }
+
+/// A Serverless workgroup (signed in as the IAM identity) and a provisioned cluster with a
+/// `db_user` (temporary credentials for that user) both sync; a workgroup the account does not
+/// have is named.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workgroup_and_a_database_user_are_targets_too() {
+    let setup = setup().await;
+    support::create_items(&setup.db, "items", 12).await;
+    let mut client = setup.server.client().await;
+    let mut workgroup = setup.config(&[("workgroup", support::aws::WORKGROUP)]);
+    workgroup.remove("cluster_identifier");
+    let log = stream::update_ok(&mut client, &workgroup, None, None).await;
+    assert_eq!(synced_ids(&log, "items").len(), 12);
+
+    let db_user = setup.config(&[("db_user", "sync_reader")]);
+    let log = stream::update_ok(&mut client, &db_user, None, None).await;
+    assert_eq!(synced_ids(&log, "items").len(), 12);
+    let signed_in: Vec<String> = setup
+        .db
+        .client
+        .query(
+            "SELECT usename::TEXT FROM pg_stat_activity WHERE application_name = 'redshift-data'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(
+        signed_in.iter().any(|user| user == "sync_reader"),
+        "{signed_in:?}"
+    );
+
+    let mut unknown = workgroup.clone();
+    unknown.insert("workgroup".into(), "no-such-workgroup".into());
+    let failure = support::connect_test_failure(&mut client, &unknown).await;
+    assert!(failure.contains("no-such-workgroup"), "{failure}");
+}
