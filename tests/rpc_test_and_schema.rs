@@ -33,6 +33,7 @@ const KEYS: &[&str] = &[
     "host",
     "port",
     "database",
+    "transport",
     "auth",
     "user",
     "password",
