@@ -615,8 +615,38 @@ async fn a_workgroup_and_a_database_user_are_targets_too() {
         "{signed_in:?}"
     );
 
+    let mut no_database = workgroup.clone();
+    no_database.insert("database".into(), "no_such_database".into());
+    let failure = support::connect_test_failure(&mut client, &no_database).await;
+    assert!(
+        failure.contains("database `no_such_database` does not exist"),
+        "{failure}"
+    );
+
     let mut unknown = workgroup.clone();
     unknown.insert("workgroup".into(), "no-such-workgroup".into());
     let failure = support::connect_test_failure(&mut client, &unknown).await;
     assert!(failure.contains("no-such-workgroup"), "{failure}");
+}
+
+/// Throttling that outlasts `retry_timeout_s` ends the Update with UNAVAILABLE naming it (the
+/// host retries later), not with a Task for the user.
+#[tokio::test(flavor = "multi_thread")]
+async fn throttling_beyond_the_retry_budget_ends_the_update_for_the_host_to_retry() {
+    let setup = setup().await;
+    support::create_items(&setup.db, "items", 5).await;
+    setup.aws.data_api().set(DataApiSettings {
+        throttle_next: u32::MAX,
+        ..Default::default()
+    });
+    let mut client = setup.server.client().await;
+    let config = setup.config(&[("retry_timeout_s", "2")]);
+    let outcome = stream::try_update(&mut client, &config, None, None).await;
+    let status = outcome.error.expect("the Update failed");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(
+        status.message().contains("ThrottlingException"),
+        "{status:?}"
+    );
+    assert!(outcome.log.tasks().is_empty(), "{:?}", outcome.log.tasks());
 }

@@ -639,6 +639,12 @@ async fn data_api_login(
             )
         }
     }
+    if shared.postgres.connect(database).await.is_err() {
+        return refuse(
+            "DatabaseConnectionException",
+            &format!("Database connection failed: FATAL: database \"{database}\" does not exist"),
+        );
+    }
     if let Some(arn) = request["SecretArn"].as_str() {
         let Some(secret) = read_secret(shared, arn).await else {
             return refuse(

@@ -351,6 +351,14 @@ impl DataApiSession {
                     },
                 };
             }
+            if service.err().code() == Some("DatabaseConnectionException")
+                && message.contains("database")
+                && message.contains("does not exist")
+            {
+                return SourceError::UnknownDatabase {
+                    database: self.database.clone(),
+                };
+            }
             if let SignedBy::Secret(secret) = &self.signed_by {
                 if service.err().code() == Some("ValidationException") && message.contains("secret")
                 {
