@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use fivetran_source::proto::source_connector_client::SourceConnectorClient;
 use fivetran_source::proto::{
-    form_field, schema_response, ConfigurationFormRequest, Schema, SchemaRequest, TestRequest,
-    TextField,
+    form_field, schema_response, ConfigurationFormRequest, FormField, Schema, SchemaRequest,
+    TestRequest, TextField,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -29,6 +29,19 @@ type Pairs<'a> = &'a [(&'a str, &'a str)];
 
 /// The keys the connector documents (config.rs), spelled out here so that a key dropped from
 /// the form or renamed shows up as a test failure rather than following along silently.
+/// The form's fields as a host fills them in: those of a conditional group in its place (the
+/// group itself is no key).
+fn leaves(fields: &[FormField]) -> Vec<FormField> {
+    let mut out = Vec::new();
+    for field in fields {
+        match &field.r#type {
+            Some(form_field::Type::ConditionalFields(group)) => out.extend(leaves(&group.fields)),
+            _ => out.push(field.clone()),
+        }
+    }
+    out
+}
+
 const KEYS: &[&str] = &[
     "host",
     "port",
@@ -250,7 +263,22 @@ async fn the_form_has_every_key_the_tests_and_selection() {
     assert!(form.schema_selection_supported);
     assert!(form.table_selection_supported);
 
-    let names: Vec<&str> = form.fields.iter().map(|f| f.name.as_str()).collect();
+    // The direct transport's fields come in a group shown while `transport` is direct.
+    let group = form
+        .fields
+        .iter()
+        .find(|f| f.name == "direct_transport_settings")
+        .expect("the direct transport's group");
+    match &group.r#type {
+        Some(form_field::Type::ConditionalFields(conditional)) => {
+            let condition = conditional.condition.as_ref().expect("a condition");
+            assert_eq!(condition.condition_field, "transport");
+            assert!(conditional.fields.iter().any(|f| f.name == "host"));
+        }
+        other => panic!("the group is not conditional: {other:?}"),
+    }
+    let form_fields = leaves(&form.fields);
+    let names: Vec<&str> = form_fields.iter().map(|f| f.name.as_str()).collect();
     let unique: BTreeSet<&str> = names.iter().copied().collect();
     assert_eq!(
         unique.len(),
@@ -267,7 +295,7 @@ async fn the_form_has_every_key_the_tests_and_selection() {
             .collect::<BTreeSet<_>>()
     );
 
-    for field in &form.fields {
+    for field in &form_fields {
         assert!(
             !field.label.trim().is_empty(),
             "`{}` has no label",
@@ -283,7 +311,7 @@ async fn the_form_has_every_key_the_tests_and_selection() {
             field.name
         );
     }
-    let password = form.fields.iter().find(|f| f.name == "password").unwrap();
+    let password = form_fields.iter().find(|f| f.name == "password").unwrap();
     assert_eq!(
         password.r#type,
         Some(form_field::Type::TextField(TextField::Password as i32))
@@ -292,15 +320,14 @@ async fn the_form_has_every_key_the_tests_and_selection() {
     // The secrets hide what the user types; nothing else does.
     const SECRETS: &[&str] = &["password", "ssh_private_key", "ssh_private_key_passphrase"];
     for name in SECRETS {
-        let field = form.fields.iter().find(|f| f.name == *name).unwrap();
+        let field = form_fields.iter().find(|f| f.name == *name).unwrap();
         assert_eq!(
             field.r#type,
             Some(form_field::Type::TextField(TextField::Password as i32)),
             "`{name}`"
         );
     }
-    for field in form
-        .fields
+    for field in form_fields
         .iter()
         .filter(|f| !SECRETS.contains(&f.name.as_str()))
     {
@@ -311,7 +338,7 @@ async fn the_form_has_every_key_the_tests_and_selection() {
             field.name
         );
     }
-    let sslmode = form.fields.iter().find(|f| f.name == "sslmode").unwrap();
+    let sslmode = form_fields.iter().find(|f| f.name == "sslmode").unwrap();
     match &sslmode.r#type {
         Some(form_field::Type::DropdownField(dropdown)) => assert_eq!(
             dropdown.dropdown_field,
@@ -339,8 +366,7 @@ async fn the_forms_default_values_are_a_working_configuration() {
         .unwrap()
         .into_inner();
     // What a user gets who fills in only the required fields and keeps every default shown.
-    let mut config: Config = form
-        .fields
+    let mut config: Config = leaves(&form.fields)
         .iter()
         .filter_map(|f| Some((f.name.clone(), f.default_value.clone()?)))
         .collect();

@@ -48,21 +48,16 @@ pub const RETRY_TIMEOUT_S: &str = "retry_timeout_s";
 
 /// All keys the connector understands; anything else is rejected as a probable typo.
 pub const ALL: &[&str] = &[
-    HOST,
-    PORT,
     DATABASE,
     TRANSPORT,
+    // The direct transport's (the form groups them, shown while `transport` is direct).
+    HOST,
+    PORT,
     AUTH,
     USER,
     PASSWORD,
-    REGION,
-    CLUSTER_IDENTIFIER,
-    WORKGROUP,
-    DB_USER,
     AUTO_CREATE,
     DB_GROUPS,
-    AWS_ENDPOINT_URL,
-    SECRET_ARN,
     SSLMODE,
     SSLROOTCERT,
     SSH_HOST,
@@ -71,6 +66,14 @@ pub const ALL: &[&str] = &[
     SSH_PRIVATE_KEY,
     SSH_PRIVATE_KEY_PASSPHRASE,
     SSH_HOST_KEY,
+    CONNECT_TIMEOUT_S,
+    // AWS: IAM sign-in, Secrets Manager sign-in, the Data API.
+    REGION,
+    CLUSTER_IDENTIFIER,
+    WORKGROUP,
+    DB_USER,
+    AWS_ENDPOINT_URL,
+    SECRET_ARN,
     SCHEMAS,
     TABLES,
     CURSOR_COLUMN,
@@ -90,7 +93,6 @@ pub const ALL: &[&str] = &[
     UNLOAD_REGION,
     UNLOAD_MIN_ROWS,
     UNLOAD_S3_ENDPOINT_URL,
-    CONNECT_TIMEOUT_S,
     QUERY_TIMEOUT_S,
     RETRY_TIMEOUT_S,
 ];

@@ -2,8 +2,8 @@
 
 use crate::config::{keys, SslMode, DEFAULT_BATCH_SIZE, DEFAULT_MAX_BATCH_BYTES, DEFAULT_PORT};
 use crate::proto::{
-    form_field, ConfigurationFormResponse, ConfigurationTest, DropdownField, FormField, TextField,
-    ToggleField,
+    form_field, visibility_condition, ConditionalFields, ConfigurationFormResponse,
+    ConfigurationTest, DropdownField, FormField, TextField, ToggleField, VisibilityCondition,
 };
 
 pub const TEST_CONNECT: &str = "connect";
@@ -25,6 +25,77 @@ fn text(
         default_value: default.map(str::to_string),
         placeholder: None,
     }
+}
+
+/// The keys only the direct transport uses: the form shows them while `transport` is direct
+/// (the Data API has no host, port, password, TLS settings or tunnel of its own to configure).
+pub const DIRECT_TRANSPORT_KEYS: &[&str] = &[
+    keys::HOST,
+    keys::PORT,
+    keys::AUTH,
+    keys::USER,
+    keys::PASSWORD,
+    keys::AUTO_CREATE,
+    keys::DB_GROUPS,
+    keys::SSLMODE,
+    keys::SSLROOTCERT,
+    keys::SSH_HOST,
+    keys::SSH_PORT,
+    keys::SSH_USER,
+    keys::SSH_PRIVATE_KEY,
+    keys::SSH_PRIVATE_KEY_PASSPHRASE,
+    keys::SSH_HOST_KEY,
+    keys::CONNECT_TIMEOUT_S,
+];
+
+/// The name of the group of [`DIRECT_TRANSPORT_KEYS`]: a container on the form, never a key.
+pub const DIRECT_TRANSPORT_GROUP: &str = "direct_transport_settings";
+
+/// Moves the direct transport's fields into one group, shown while `transport` is direct,
+/// right after the `transport` field.
+fn with_direct_fields_grouped(fields: Vec<FormField>) -> Vec<FormField> {
+    let (direct, mut rest): (Vec<FormField>, Vec<FormField>) = fields
+        .into_iter()
+        .partition(|field| DIRECT_TRANSPORT_KEYS.contains(&field.name.as_str()));
+    let group = FormField {
+        name: DIRECT_TRANSPORT_GROUP.to_string(),
+        label: "Direct connection".to_string(),
+        required: Some(false),
+        description: Some(
+            "With transport = direct: where the cluster listens, how to sign in and secure the session, and an optional SSH bastion.".to_string(),
+        ),
+        r#type: Some(form_field::Type::ConditionalFields(ConditionalFields {
+            condition: Some(VisibilityCondition {
+                condition_field: keys::TRANSPORT.to_string(),
+                visible_when: Some(visibility_condition::VisibleWhen::StringValue(
+                    "direct".to_string(),
+                )),
+            }),
+            fields: direct,
+        })),
+        default_value: None,
+        placeholder: None,
+    };
+    let at = rest
+        .iter()
+        .position(|field| field.name == keys::TRANSPORT)
+        .map_or(0, |index| index + 1);
+    rest.insert(at, group);
+    rest
+}
+
+/// Every field of the form, those inside groups in their place.
+pub fn leaf_fields(fields: &[FormField]) -> Vec<&FormField> {
+    let mut leaves = Vec::new();
+    for field in fields {
+        match &field.r#type {
+            Some(form_field::Type::ConditionalFields(group)) => {
+                leaves.extend(leaf_fields(&group.fields));
+            }
+            _ => leaves.push(field),
+        }
+    }
+    leaves
 }
 
 pub fn configuration_form() -> ConfigurationFormResponse {
@@ -107,10 +178,7 @@ pub fn configuration_form() -> ConfigurationFormResponse {
     );
     host.placeholder =
         Some("examplecluster.abc123xyz789.us-west-2.redshift.amazonaws.com".to_string());
-    ConfigurationFormResponse {
-        schema_selection_supported: true,
-        table_selection_supported: true,
-        fields: vec![
+    let fields = vec![
             host,
             text(keys::PORT, "Port", false, "The cluster's port; empty = 5439, or the endpoint's with auth = iam and no host.", Some(&port)),
             text(keys::DATABASE, "Database", false, "The database to sync from, e.g. dev (required, unless auth = secret and the secret holds its dbname).", None),
@@ -156,7 +224,11 @@ pub fn configuration_form() -> ConfigurationFormResponse {
             text(keys::CONNECT_TIMEOUT_S, "Connect timeout (s)", false, "Seconds to wait for a connection.", Some("30")),
             text(keys::QUERY_TIMEOUT_S, "Query timeout (s)", false, "statement_timeout in seconds (includes WLM queue time on Redshift); 0 = none.", Some("0")),
             text(keys::RETRY_TIMEOUT_S, "Retry for (s)", false, "How long a sync keeps reconnecting and resuming after transient failures (a reboot, failover, resize or maintenance window) before it fails; the time starts over whenever rows arrive. 0 = fail at the first one.", Some("1800")),
-        ],
+        ];
+    ConfigurationFormResponse {
+        schema_selection_supported: true,
+        table_selection_supported: true,
+        fields: with_direct_fields_grouped(fields),
         tests: vec![
             ConfigurationTest {
                 name: TEST_CONNECT.to_string(),
@@ -177,16 +249,45 @@ mod tests {
     #[test]
     fn every_configuration_key_is_on_the_form() {
         let form = configuration_form();
-        let names: Vec<&str> = form.fields.iter().map(|f| f.name.as_str()).collect();
+        let leaves = leaf_fields(&form.fields);
+        let names: Vec<&str> = leaves.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, keys::ALL);
-        let password = form
-            .fields
-            .iter()
-            .find(|f| f.name == keys::PASSWORD)
-            .unwrap();
+        let password = leaves.iter().find(|f| f.name == keys::PASSWORD).unwrap();
         assert_eq!(
             password.r#type,
             Some(form_field::Type::TextField(TextField::Password as i32))
         );
+    }
+
+    #[test]
+    fn the_direct_transports_fields_show_only_with_it() {
+        let form = configuration_form();
+        let names: Vec<&str> = form.fields.iter().map(|f| f.name.as_str()).collect();
+        let transport = names.iter().position(|n| *n == keys::TRANSPORT).unwrap();
+        assert_eq!(names[transport + 1], DIRECT_TRANSPORT_GROUP);
+        assert!(!keys::ALL.contains(&DIRECT_TRANSPORT_GROUP));
+        let Some(form_field::Type::ConditionalFields(group)) = &form.fields[transport + 1].r#type
+        else {
+            panic!("the group is not conditional");
+        };
+        let condition = group.condition.as_ref().unwrap();
+        assert_eq!(condition.condition_field, keys::TRANSPORT);
+        assert_eq!(
+            condition.visible_when,
+            Some(visibility_condition::VisibleWhen::StringValue(
+                "direct".into()
+            ))
+        );
+        let grouped: Vec<&str> = group.fields.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(grouped, DIRECT_TRANSPORT_KEYS);
+        // What the Data API needs stays in view.
+        for key in [
+            keys::REGION,
+            keys::CLUSTER_IDENTIFIER,
+            keys::WORKGROUP,
+            keys::DATABASE,
+        ] {
+            assert!(names.contains(&key), "{key}");
+        }
     }
 }
