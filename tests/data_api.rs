@@ -650,3 +650,20 @@ async fn throttling_beyond_the_retry_budget_ends_the_update_for_the_host_to_retr
     );
     assert!(outcome.log.tasks().is_empty(), "{:?}", outcome.log.tasks());
 }
+
+/// A host that sends the form's defaults for every field, the hidden direct-transport ones too,
+/// with the Data API's keys filled in: a working configuration.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_forms_defaults_with_the_data_api_keys_are_a_working_configuration() {
+    let setup = setup().await;
+    support::create_items(&setup.db, "items", 3).await;
+    let mut client = setup.server.client().await;
+    let mut config = support::form_defaults(&mut client).await;
+    assert_eq!(config["transport"], "direct");
+    config.extend(setup.config(&[]));
+    support::run_test(&mut client, "connect", &config)
+        .await
+        .unwrap_or_else(|failure| panic!("connect: {failure}"));
+    let log = stream::update_ok(&mut client, &config, None, None).await;
+    assert_eq!(synced_ids(&log, "items").len(), 3);
+}

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use fivetran_source::proto::source_connector_client::SourceConnectorClient;
 use fivetran_source::proto::{
-    form_field, schema_response, ConfigurationFormRequest, FormField, Schema, SchemaRequest,
-    TestRequest, TextField,
+    form_field, schema_response, ConfigurationFormRequest, Schema, SchemaRequest, TestRequest,
+    TextField,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -29,19 +29,6 @@ type Pairs<'a> = &'a [(&'a str, &'a str)];
 
 /// The keys the connector documents (config.rs), spelled out here so that a key dropped from
 /// the form or renamed shows up as a test failure rather than following along silently.
-/// The form's fields as a host fills them in: those of a conditional group in its place (the
-/// group itself is no key).
-fn leaves(fields: &[FormField]) -> Vec<FormField> {
-    let mut out = Vec::new();
-    for field in fields {
-        match &field.r#type {
-            Some(form_field::Type::ConditionalFields(group)) => out.extend(leaves(&group.fields)),
-            _ => out.push(field.clone()),
-        }
-    }
-    out
-}
-
 const KEYS: &[&str] = &[
     "host",
     "port",
@@ -277,7 +264,7 @@ async fn the_form_has_every_key_the_tests_and_selection() {
         }
         other => panic!("the group is not conditional: {other:?}"),
     }
-    let form_fields = leaves(&form.fields);
+    let form_fields = support::form_leaves(&form.fields);
     let names: Vec<&str> = form_fields.iter().map(|f| f.name.as_str()).collect();
     let unique: BTreeSet<&str> = names.iter().copied().collect();
     assert_eq!(
@@ -366,7 +353,7 @@ async fn the_forms_default_values_are_a_working_configuration() {
         .unwrap()
         .into_inner();
     // What a user gets who fills in only the required fields and keeps every default shown.
-    let mut config: Config = leaves(&form.fields)
+    let mut config: Config = support::form_leaves(&form.fields)
         .iter()
         .filter_map(|f| Some((f.name.clone(), f.default_value.clone()?)))
         .collect();

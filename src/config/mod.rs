@@ -160,8 +160,15 @@ mod tests {
             ("ssh_port", "22"),
             ("auto_create", "false"),
             ("host", ""),
+            ("connect_timeout_s", "30"),
         ])
         .unwrap();
+        // The form hides `auth` with the Data API; its default may still arrive.
+        let config = data_api(&[("workgroup", "w"), ("auth", "password")]).unwrap();
+        assert!(matches!(
+            config.connection.authentication,
+            Authentication::Iam(_)
+        ));
         assert_eq!(config.connection.authentication.configured_user(), None);
         // Direct-path configurations are unchanged.
         let config = Config::from_map(&map(&minimal())).unwrap();
@@ -204,7 +211,6 @@ mod tests {
                 ],
                 "db_user",
             ),
-            (&[("cluster_identifier", "c"), ("auth", "password")], "auth"),
             (&[("cluster_identifier", "c"), ("auth", "secret")], "auth"),
         ];
         for (pairs, key) in cases {

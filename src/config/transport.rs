@@ -141,12 +141,13 @@ pub(super) fn parse_data_api(
     let db_user = reader.optional(keys::DB_USER);
     // `auth` is implied; a value that contradicts the keys is a mistake worth naming.
     let implied = if secret.is_some() { "secret" } else { "iam" };
+    // `password` is the form's default for a field it hides with the Data API: no mistake.
     if let Some(method) = reader.optional(keys::AUTH) {
-        if !method.eq_ignore_ascii_case(implied) {
+        if !method.eq_ignore_ascii_case(implied) && !method.eq_ignore_ascii_case("password") {
             return Err(ConfigError::new(
                 keys::AUTH,
                 format!(
-                    "`{}` does not apply with `transport` = data_api: statements are signed with `secret_arn` (auth = secret), `db_user` or the caller's IAM identity (auth = iam); leave it empty",
+                    "`{}` does not match the keys given with `transport` = data_api: statements are signed with `secret_arn` (auth = secret), `db_user` or the caller's IAM identity (auth = iam); leave it empty",
                     shorten(&method)
                 ),
             ));

@@ -242,6 +242,36 @@ impl Drop for TestServer {
 #[allow(unused_imports)]
 pub use fivetran_source::source::error_chain as chain;
 
+/// The form's fields as a host fills them in: those of a conditional group in its place (the
+/// group itself is no key).
+pub fn form_leaves(
+    fields: &[fivetran_source::proto::FormField],
+) -> Vec<fivetran_source::proto::FormField> {
+    use fivetran_source::proto::form_field::Type;
+    let mut out = Vec::new();
+    for field in fields {
+        match &field.r#type {
+            Some(Type::ConditionalFields(group)) => out.extend(form_leaves(&group.fields)),
+            _ => out.push(field.clone()),
+        }
+    }
+    out
+}
+
+/// The form's default values, every field's (shown or not): what a host may send for fields
+/// the user never touched.
+pub async fn form_defaults(client: &mut SourceConnectorClient<Channel>) -> HashMap<String, String> {
+    let form = client
+        .configuration_form(fivetran_source::proto::ConfigurationFormRequest {})
+        .await
+        .expect("ConfigurationForm")
+        .into_inner();
+    form_leaves(&form.fields)
+        .into_iter()
+        .filter_map(|field| Some((field.name, field.default_value?)))
+        .collect()
+}
+
 /// Runs the named Test: `Ok` on success, the failure's text otherwise (never empty). A status
 /// instead of an answer fails the calling test: Test answers problems as failures.
 pub async fn run_test(
