@@ -163,13 +163,13 @@ mod tests {
             ("connect_timeout_s", "30"),
         ])
         .unwrap();
+        assert_eq!(config.connection.authentication.configured_user(), None);
         // The form hides `auth` with the Data API; its default may still arrive.
         let config = data_api(&[("workgroup", "w"), ("auth", "password")]).unwrap();
         assert!(matches!(
             config.connection.authentication,
             Authentication::Iam(_)
         ));
-        assert_eq!(config.connection.authentication.configured_user(), None);
         // Direct-path configurations are unchanged.
         let config = Config::from_map(&map(&minimal())).unwrap();
         assert_eq!(config.connection.transport, Transport::Direct);
