@@ -831,21 +831,7 @@ async fn unload(
 ) -> Result<(), BoxError> {
     const UNLOAD_DATABASE: &str = "bench_unload";
     const ROLE: &str = "arn:aws:iam::123456789012:role/redshift-unload";
-    let admin = postgres.connect(DATABASE).await?;
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {UNLOAD_DATABASE}"))
-        .await?;
-    postgres.create_database(UNLOAD_DATABASE).await?;
-    admin
-        .batch_execute(&format!("ALTER DATABASE {UNLOAD_DATABASE} SET search_path = \"$user\", public, catalog_history, pg_catalog"))
-        .await?;
-    postgres
-        .connect(UNLOAD_DATABASE)
-        .await?
-        .batch_execute(redshift::EMULATION_SQL)
-        .await?;
-    let client = postgres.connect(UNLOAD_DATABASE).await?;
-    fill_narrow(&client, "orders", rows).await?;
+    let (admin, client) = emulated_database(postgres, UNLOAD_DATABASE, rows).await?;
     let proxy = redshift::RedshiftProxy::start(postgres, redshift::Settings::default());
     let aws = tokio::task::spawn_blocking(move || aws::AwsEmulator::start(postgres, 0)).await?;
     proxy.set(redshift::Settings {
@@ -875,15 +861,7 @@ async fn unload(
             (keys::UNLOAD_S3_ENDPOINT_URL, &aws.moto_url()),
         ],
     );
-    let environment = [
-        ("AWS_ACCESS_KEY_ID", aws.syncer.id.clone()),
-        ("AWS_SECRET_ACCESS_KEY", aws.syncer.secret.clone()),
-        ("AWS_REGION", "us-east-1".to_string()),
-        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
-    ];
-    for (key, value) in &environment {
-        std::env::set_var(key, value);
-    }
+    let _credentials = AwsEnvironment::set(&aws);
     let sql = scan_sql(&direct).await?;
     copy_out(&client, &sql).await?;
     let mut copy = Vec::new();
@@ -935,14 +913,70 @@ async fn unload(
         std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8))
     );
     println!();
-    for (key, _) in &environment {
-        std::env::remove_var(key);
-    }
     drop(client);
     admin
         .batch_execute(&format!("DROP DATABASE {UNLOAD_DATABASE} WITH (FORCE)"))
         .await?;
     Ok(())
+}
+
+/// The emulator's `syncer` credentials in this process's environment, which the server
+/// processes started meanwhile are given (see [`ServerProcess::start`]); removed when dropped.
+struct AwsEnvironment;
+
+impl AwsEnvironment {
+    const KEYS: [&'static str; 4] = [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_REGION",
+        "AWS_EC2_METADATA_DISABLED",
+    ];
+
+    fn set(aws: &aws::AwsEmulator) -> AwsEnvironment {
+        let values = [
+            aws.syncer.id.as_str(),
+            aws.syncer.secret.as_str(),
+            "us-east-1",
+            "true",
+        ];
+        for (key, value) in Self::KEYS.iter().zip(values) {
+            std::env::set_var(key, value);
+        }
+        AwsEnvironment
+    }
+}
+
+impl Drop for AwsEnvironment {
+    fn drop(&mut self) {
+        for key in Self::KEYS {
+            std::env::remove_var(key);
+        }
+    }
+}
+
+/// A new database `name` with Redshift's emulation (for the proxy) and the narrow table of
+/// `rows` rows: an admin client of the main database, and a client of the new one.
+async fn emulated_database(
+    postgres: &'static LocalPostgres,
+    name: &str,
+    rows: u64,
+) -> Result<(Client, Client), BoxError> {
+    let admin = postgres.connect(DATABASE).await?;
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+        .await?;
+    postgres.create_database(name).await?;
+    admin
+        .batch_execute(&format!("ALTER DATABASE {name} SET search_path = \"$user\", public, catalog_history, pg_catalog"))
+        .await?;
+    postgres
+        .connect(name)
+        .await?
+        .batch_execute(redshift::EMULATION_SQL)
+        .await?;
+    let client = postgres.connect(name).await?;
+    fill_narrow(&client, "orders", rows).await?;
+    Ok((admin, client))
 }
 
 /// The narrow table through the Redshift Data API (the tests' emulator on the same PostgreSQL,
@@ -959,21 +993,7 @@ async fn data_api(postgres: &'static LocalPostgres, params: &Params) -> Result<(
         .ok()
         .and_then(|text| text.parse().ok())
         .unwrap_or(50);
-    let admin = postgres.connect(DATABASE).await?;
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {DATA_API_DATABASE}"))
-        .await?;
-    postgres.create_database(DATA_API_DATABASE).await?;
-    admin
-        .batch_execute(&format!("ALTER DATABASE {DATA_API_DATABASE} SET search_path = \"$user\", public, catalog_history, pg_catalog"))
-        .await?;
-    postgres
-        .connect(DATA_API_DATABASE)
-        .await?
-        .batch_execute(redshift::EMULATION_SQL)
-        .await?;
-    let client = postgres.connect(DATA_API_DATABASE).await?;
-    fill_narrow(&client, "orders", rows).await?;
+    let (admin, client) = emulated_database(postgres, DATA_API_DATABASE, rows).await?;
     let proxy = redshift::RedshiftProxy::start(postgres, redshift::Settings::default());
     let port = proxy.port();
     let aws = tokio::task::spawn_blocking(move || aws::AwsEmulator::start(postgres, port)).await?;
@@ -983,15 +1003,7 @@ async fn data_api(postgres: &'static LocalPostgres, params: &Params) -> Result<(
         &test_kit::data_api::connector_configuration(&aws.endpoint_url(), DATA_API_DATABASE),
         &tables,
     );
-    let environment = [
-        ("AWS_ACCESS_KEY_ID", aws.syncer.id.clone()),
-        ("AWS_SECRET_ACCESS_KEY", aws.syncer.secret.clone()),
-        ("AWS_REGION", "us-east-1".to_string()),
-        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
-    ];
-    for (key, value) in &environment {
-        std::env::set_var(key, value);
-    }
+    let _credentials = AwsEnvironment::set(&aws);
     // Pages of 5,000 records (about 1.5 MB of JSON here).
     let settings = |latency| test_kit::data_api::DataApiSettings {
         latency,
@@ -1064,9 +1076,6 @@ async fn data_api(postgres: &'static LocalPostgres, params: &Params) -> Result<(
         println!("  {label}: {execute} statements, {describe} descriptions, {pages} result pages");
     }
     println!();
-    for (key, _) in &environment {
-        std::env::remove_var(key);
-    }
     drop(client);
     admin
         .batch_execute(&format!("DROP DATABASE {DATA_API_DATABASE} WITH (FORCE)"))

@@ -39,6 +39,14 @@ async fn table_rows(db: &support::TestDb, table: &str) -> Vec<Row> {
     .await
 }
 
+/// The tables of [`five_row_tables_of_every_shape_send_each_row_once_with_two_rows_a_query`].
+const FIVE_ROW_TABLES: [&str; 4] = [
+    "no_key_no_cursor",
+    "no_key_one_cursor",
+    "no_key_null_cursors",
+    "keyed_three_per_cursor",
+];
+
 /// The five-row tables of the issue, synced with `max_rows_per_query` 2: each row arrives
 /// exactly once, TRUNCATE first, and the sync ends.
 #[tokio::test(flavor = "multi_thread")]
@@ -77,12 +85,7 @@ async fn five_row_tables_of_every_shape_send_each_row_once_with_two_rows_a_query
     );
     let log = stream::update_ok(&mut client, &config, None, None).await;
     assert!(log.tasks().is_empty(), "{:?}", log.tasks());
-    for table in [
-        "no_key_no_cursor",
-        "no_key_one_cursor",
-        "no_key_null_cursors",
-        "keyed_three_per_cursor",
-    ] {
+    for table in FIVE_ROW_TABLES {
         let expected = table_rows(&db, table).await;
         let received = log.upserts_of(table);
         assert_eq!(
@@ -128,12 +131,7 @@ async fn five_row_tables_of_every_shape_send_each_row_once_with_two_rows_a_query
         "{:?}",
         log.warnings()
     );
-    for table in [
-        "no_key_no_cursor",
-        "no_key_one_cursor",
-        "no_key_null_cursors",
-        "keyed_three_per_cursor",
-    ] {
+    for table in FIVE_ROW_TABLES {
         let expected = table_rows(&db, table).await;
         assert_eq!(
             counts(&log.upserts_of(table)),

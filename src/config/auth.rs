@@ -137,10 +137,8 @@ pub(super) fn parse(reader: &MapReader<'_>) -> Result<Authentication, ConfigErro
             let region = reader.required(keys::REGION)?;
             check_region(&region)?;
             let endpoint_url = endpoint_url(reader)?;
-            let cluster = reader.optional(keys::CLUSTER_IDENTIFIER);
-            let workgroup = reader.optional(keys::WORKGROUP);
-            let target = match (cluster, workgroup) {
-                (Some(identifier), None) => {
+            let target = match cluster_or_workgroup(reader, "`auth` = iam")? {
+                ClusterOrWorkgroup::Cluster(identifier) => {
                     // `db_user`, else `user`: AWS's drivers also take the user as DbUser.
                     let db_user = reader
                         .optional(keys::DB_USER)
@@ -153,7 +151,11 @@ pub(super) fn parse(reader: &MapReader<'_>) -> Result<Authentication, ConfigErro
                         .map(str::to_string)
                         .collect::<Vec<_>>();
                     if db_user.is_none() && (auto_create || !db_groups.is_empty()) {
-                        let key = if auto_create { keys::AUTO_CREATE } else { keys::DB_GROUPS };
+                        let key = if auto_create {
+                            keys::AUTO_CREATE
+                        } else {
+                            keys::DB_GROUPS
+                        };
                         return Err(ConfigError::new(
                             key,
                             "needs `db_user` (without one the database user is the IAM identity, which AWS creates and groups itself)",
@@ -166,8 +168,13 @@ pub(super) fn parse(reader: &MapReader<'_>) -> Result<Authentication, ConfigErro
                         db_groups,
                     }
                 }
-                (None, Some(name)) => {
-                    for key in [keys::DB_USER, keys::USER, keys::AUTO_CREATE, keys::DB_GROUPS] {
+                ClusterOrWorkgroup::Workgroup(name) => {
+                    for key in [
+                        keys::DB_USER,
+                        keys::USER,
+                        keys::AUTO_CREATE,
+                        keys::DB_GROUPS,
+                    ] {
                         if reader.optional(key).is_some() {
                             return Err(ConfigError::new(
                                 key,
@@ -176,18 +183,6 @@ pub(super) fn parse(reader: &MapReader<'_>) -> Result<Authentication, ConfigErro
                         }
                     }
                     IamTarget::Workgroup { name }
-                }
-                (Some(_), Some(_)) => {
-                    return Err(ConfigError::new(
-                        keys::WORKGROUP,
-                        "and `cluster_identifier` are both set; give the cluster (provisioned) or the workgroup (Serverless)",
-                    ))
-                }
-                (None, None) => {
-                    return Err(ConfigError::new(
-                        keys::CLUSTER_IDENTIFIER,
-                        "or `workgroup` is required with `auth` = iam",
-                    ))
                 }
             };
             Ok(Authentication::Iam(IamSignIn {
@@ -199,6 +194,35 @@ pub(super) fn parse(reader: &MapReader<'_>) -> Result<Authentication, ConfigErro
         other => Err(ConfigError::new(
             keys::AUTH,
             format!("`{}` is not one of: password, iam, secret", shorten(other)),
+        )),
+    }
+}
+
+/// A provisioned cluster or a Serverless workgroup, by the key that names it.
+pub(super) enum ClusterOrWorkgroup {
+    Cluster(String),
+    Workgroup(String),
+}
+
+/// `cluster_identifier` or `workgroup`: exactly one, which `needed_by` (a setting, for the
+/// message) needs.
+pub(super) fn cluster_or_workgroup(
+    reader: &MapReader<'_>,
+    needed_by: &str,
+) -> Result<ClusterOrWorkgroup, ConfigError> {
+    match (
+        reader.optional(keys::CLUSTER_IDENTIFIER),
+        reader.optional(keys::WORKGROUP),
+    ) {
+        (Some(identifier), None) => Ok(ClusterOrWorkgroup::Cluster(identifier)),
+        (None, Some(name)) => Ok(ClusterOrWorkgroup::Workgroup(name)),
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            keys::WORKGROUP,
+            "and `cluster_identifier` are both set; give the cluster (provisioned) or the workgroup (Serverless)",
+        )),
+        (None, None) => Err(ConfigError::new(
+            keys::CLUSTER_IDENTIFIER,
+            format!("or `workgroup` is required with {needed_by}"),
         )),
     }
 }

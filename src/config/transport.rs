@@ -12,7 +12,7 @@
 //! without a `db_user`), so that messages name the same user either way. Keys that mean
 //! nothing here are refused rather than ignored, as everywhere else.
 
-use super::auth::{self, Authentication, IamSignIn, IamTarget, SecretSignIn};
+use super::auth::{self, Authentication, ClusterOrWorkgroup, IamSignIn, IamTarget, SecretSignIn};
 use super::reader::MapReader;
 use super::{keys, shorten, ConfigError};
 
@@ -55,13 +55,17 @@ impl DataApiTarget {
 /// The `transport` names, in the form's order.
 pub const NAMES: &[&str] = &["direct", "data_api"];
 
-/// Keys the Data API has no use for: where the database listens and how a TCP session is
-/// secured are AWS's business there.
-const DIRECT_ONLY: &[&str] = &[
+/// Keys the Data API has no use for: where the database listens, how a TCP session signs in
+/// and is secured are AWS's business there. In the form's order (it groups them, shown while
+/// `transport` is direct).
+pub const DIRECT_ONLY: &[&str] = &[
     keys::HOST,
     keys::PORT,
+    keys::AUTH,
     keys::USER,
     keys::PASSWORD,
+    keys::AUTO_CREATE,
+    keys::DB_GROUPS,
     keys::SSLMODE,
     keys::SSLROOTCERT,
     keys::SSH_HOST,
@@ -70,8 +74,6 @@ const DIRECT_ONLY: &[&str] = &[
     keys::SSH_PRIVATE_KEY,
     keys::SSH_PRIVATE_KEY_PASSPHRASE,
     keys::SSH_HOST_KEY,
-    keys::AUTO_CREATE,
-    keys::DB_GROUPS,
     keys::CONNECT_TIMEOUT_S,
 ];
 
@@ -80,6 +82,8 @@ const DIRECT_ONLY: &[&str] = &[
 /// host may send for fields the user never touched, mean nothing.
 fn means_something(reader: &MapReader<'_>, key: &str) -> bool {
     let default = match key {
+        // Implied by the sign-in keys, and checked against them below.
+        keys::AUTH => return false,
         keys::PORT => "5439",
         keys::SSLMODE => "verify-full",
         keys::SSH_PORT => "22",
@@ -118,24 +122,9 @@ pub(super) fn parse_data_api(
     auth::check_region(&region)?;
     let endpoint_url = auth::endpoint_url(reader)?;
     let database = reader.required(keys::DATABASE)?;
-    let target = match (
-        reader.optional(keys::CLUSTER_IDENTIFIER),
-        reader.optional(keys::WORKGROUP),
-    ) {
-        (Some(identifier), None) => DataApiTarget::Cluster { identifier },
-        (None, Some(name)) => DataApiTarget::Workgroup { name },
-        (Some(_), Some(_)) => {
-            return Err(ConfigError::new(
-                keys::WORKGROUP,
-                "and `cluster_identifier` are both set; give the cluster (provisioned) or the workgroup (Serverless)",
-            ))
-        }
-        (None, None) => {
-            return Err(ConfigError::new(
-                keys::CLUSTER_IDENTIFIER,
-                "or `workgroup` is required with `transport` = data_api",
-            ))
-        }
+    let target = match auth::cluster_or_workgroup(reader, "`transport` = data_api")? {
+        ClusterOrWorkgroup::Cluster(identifier) => DataApiTarget::Cluster { identifier },
+        ClusterOrWorkgroup::Workgroup(name) => DataApiTarget::Workgroup { name },
     };
     let secret = reader.optional(keys::SECRET_ARN);
     let db_user = reader.optional(keys::DB_USER);

@@ -1,5 +1,6 @@
 //! The configuration form hosts show to users: every configuration key, and the tests.
 
+use crate::config::transport::DIRECT_ONLY;
 use crate::config::{keys, SslMode, DEFAULT_BATCH_SIZE, DEFAULT_MAX_BATCH_BYTES, DEFAULT_PORT};
 use crate::proto::{
     form_field, visibility_condition, ConditionalFields, ConfigurationFormResponse,
@@ -27,36 +28,16 @@ fn text(
     }
 }
 
-/// The keys only the direct transport uses: the form shows them while `transport` is direct
-/// (the Data API has no host, port, password, TLS settings or tunnel of its own to configure).
-pub const DIRECT_TRANSPORT_KEYS: &[&str] = &[
-    keys::HOST,
-    keys::PORT,
-    keys::AUTH,
-    keys::USER,
-    keys::PASSWORD,
-    keys::AUTO_CREATE,
-    keys::DB_GROUPS,
-    keys::SSLMODE,
-    keys::SSLROOTCERT,
-    keys::SSH_HOST,
-    keys::SSH_PORT,
-    keys::SSH_USER,
-    keys::SSH_PRIVATE_KEY,
-    keys::SSH_PRIVATE_KEY_PASSPHRASE,
-    keys::SSH_HOST_KEY,
-    keys::CONNECT_TIMEOUT_S,
-];
-
-/// The name of the group of [`DIRECT_TRANSPORT_KEYS`]: a container on the form, never a key.
+/// The name of the group of the direct transport's fields ([`DIRECT_ONLY`]): a container on
+/// the form, never a key.
 pub const DIRECT_TRANSPORT_GROUP: &str = "direct_transport_settings";
 
-/// Moves the direct transport's fields into one group, shown while `transport` is direct,
+/// Moves the direct transport's fields ([`DIRECT_ONLY`]) into one group, shown while `transport` is direct,
 /// right after the `transport` field.
 fn with_direct_fields_grouped(fields: Vec<FormField>) -> Vec<FormField> {
     let (direct, mut rest): (Vec<FormField>, Vec<FormField>) = fields
         .into_iter()
-        .partition(|field| DIRECT_TRANSPORT_KEYS.contains(&field.name.as_str()));
+        .partition(|field| DIRECT_ONLY.contains(&field.name.as_str()));
     let group = FormField {
         name: DIRECT_TRANSPORT_GROUP.to_string(),
         label: "Direct connection".to_string(),
@@ -279,7 +260,7 @@ mod tests {
             ))
         );
         let grouped: Vec<&str> = group.fields.iter().map(|f| f.name.as_str()).collect();
-        assert_eq!(grouped, DIRECT_TRANSPORT_KEYS);
+        assert_eq!(grouped, DIRECT_ONLY);
         // What the Data API needs stays in view.
         for key in [
             keys::REGION,
