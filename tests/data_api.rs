@@ -136,6 +136,13 @@ async fn every_table_shape_syncs_at_small_queries_and_resumes_exactly() {
     assert_eq!(first.upserts_of("keyed").len(), 45);
     assert_eq!(first.upserts_of("composite").len(), 31);
     assert_eq!(first.upserts_of("keyless").len(), 23);
+    // Long polling: one description a statement, answered when it ends.
+    let statements = setup.aws.calls("ExecuteStatement") + setup.aws.calls("BatchExecuteStatement");
+    assert_eq!(
+        setup.aws.calls("DescribeStatement"),
+        statements,
+        "a statement was described more than once"
+    );
     let direct = stream::update_ok(&mut client, &setup.db.config, None, None).await;
     for table in ["keyed", "composite", "keyless", "nocursor"] {
         assert_eq!(

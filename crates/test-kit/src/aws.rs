@@ -591,7 +591,7 @@ async fn answer_data_api(
                 )
                 .await
         }
-        "DescribeStatement" => data_api.describe(&request),
+        "DescribeStatement" => data_api.describe(&request).await,
         "GetStatementResult" => data_api.result(&request),
         "CancelStatement" => data_api.cancel(&request).await,
         _ => (400, r#"{"__type":"UnknownOperationException"}"#.to_string()),

@@ -10,7 +10,8 @@
 //! What it keeps of the real service:
 //! - statements run asynchronously: `ExecuteStatement` answers with an id at once, the
 //!   statement is `STARTED` until it ends `FINISHED`, `FAILED` (with Redshift's error text,
-//!   no SQLSTATE) or `ABORTED` (`CancelStatement`), which `DescribeStatement` reports;
+//!   no SQLSTATE) or `ABORTED` (`CancelStatement`), which `DescribeStatement` reports, at once
+//!   or, with `WaitTimeSeconds`, when the statement ends (long polling);
 //! - sessions (`SessionKeepAliveSeconds`, then `SessionId`): one database connection each, so
 //!   settings and transactions hold across statements; [`DataApi::expire_sessions`] ends them
 //!   all, and a statement naming one is refused (`ValidationException`), as an expired session is;
@@ -316,10 +317,21 @@ impl DataApi {
         (200, answer.to_string())
     }
 
-    pub(crate) fn describe(&self, request: &Value) -> Answer {
+    /// `DescribeStatement`; with `WaitTimeSeconds` (at most 30), it answers when the
+    /// statement ends or the time is up, whichever comes first (long polling).
+    pub(crate) async fn describe(&self, request: &Value) -> Answer {
         let Some(statement) = self.statement(request) else {
             return error("ResourceNotFoundException", "Query does not exist.");
         };
+        let wait = request["WaitTimeSeconds"].as_u64().unwrap_or(0);
+        if wait > 30 {
+            return error("ValidationException", "WaitTimeSeconds must be at most 30");
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(wait);
+        while statement.lock().unwrap().status == "STARTED" && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         let statement = statement.lock().unwrap();
         let mut answer = json!({
             "Id": request["Id"],

@@ -14,9 +14,10 @@
 //!   transaction (the key snapshot's `BEGIN ... COMMIT`) hold across statements as on one
 //!   connection; a session that expired is a lost connection (transient: the Update resumes
 //!   from its checkpoint on a new one);
-//! - the Data API has no waiting call: a statement is described until it ends, first after
-//!   5 ms, the pause doubling to 200 ms, so a short query costs a few round trips and a long one
-//!   five calls a second;
+//! - a statement is described until it ends by long polling (`WaitTimeSeconds`: each
+//!   `DescribeStatement` answers when the statement ends, or after 20 s), so a statement costs
+//!   two calls however long it runs, and its end is seen at once; `ExecuteStatement` itself does
+//!   not wait, so the statement's id is known (and it can be cancelled) from the start;
 //! - result pages become `DataRow` bodies in the formats the row decoder asked for
 //!   ([`values`]), so the values and the `Records` they are encoded into are the direct path's;
 //! - positional parameters become named ones ([`statement`]): values never enter SQL text;
@@ -44,7 +45,11 @@ use statement::with_named_parameters;
 /// How long a Data API session stays open between statements. A sync's statements follow each
 /// other within seconds; a session left behind (a killed process) closes itself after this.
 const SESSION_KEEP_ALIVE_S: i32 = 600;
-/// The first and the longest pause between two descriptions of a running statement.
+/// How long one `DescribeStatement` waits for the statement to end before it answers (long
+/// polling; AWS allows up to 30 s, and the SDK's attempt timeout is 60 s).
+const LONG_POLL_S: i32 = 20;
+/// A description that came back at once with the statement still running (a service that
+/// does not wait) is followed by a pause, from the first to the longest, doubling.
 const FIRST_POLL: Duration = Duration::from_millis(5);
 const LONGEST_POLL: Duration = Duration::from_millis(200);
 
@@ -230,14 +235,17 @@ impl DataApiSession {
         self.aws_error(action, err)
     }
 
-    /// Describes the statement until it ends.
+    /// Describes the statement until it ends, each description waiting for the end
+    /// (`WaitTimeSeconds`) rather than the connector sleeping between them.
     async fn wait(&self, id: &str) -> Result<Finished, SourceError> {
         let mut pause = FIRST_POLL;
         loop {
+            let asked = std::time::Instant::now();
             let described = self
                 .client
                 .describe_statement()
                 .id(id)
+                .wait_time_seconds(LONG_POLL_S)
                 .send()
                 .await
                 .map_err(|err| self.aws_error("DescribeStatement", err))?;
@@ -258,6 +266,9 @@ impl DataApiSession {
                         message: "the Data API statement was aborted".to_string(),
                     })
                 }
+                // Still running after the wait, or the service answered at once: ask again,
+                // after a pause only in the second case.
+                _ if asked.elapsed() >= Duration::from_secs(1) => pause = FIRST_POLL,
                 _ => {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(LONGEST_POLL);
