@@ -206,6 +206,21 @@ pub enum KeySnapshot {
     Done { generation: u64 },
 }
 
+/// What a table's key-snapshot pass does first in an attempt, from its state
+/// ([`KeySnapshot::next_step`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotStep {
+    /// Take snapshot `previous + 1` (and, unless `previous` is 0, the keys of `previous` it
+    /// lacks), then [`KeySnapshot::taken`].
+    Take { previous: u64 },
+    /// Go on sending the deleted keys (after the last one sent).
+    SendDeletes,
+    /// The pass reads its rows: its snapshot is taken and its deletes sent.
+    ReadRows,
+}
+
+/// The pass's state machine, as the module doc of `sync::table::deletes` draws it: each step a
+/// function of the state alone, so the table below can test every transition.
 impl KeySnapshot {
     /// The snapshot the destination's keys are compared with.
     pub fn generation(&self) -> u64 {
@@ -213,6 +228,73 @@ impl KeySnapshot {
             Self::Deleting { generation, .. }
             | Self::Reading { generation, .. }
             | Self::Done { generation } => *generation,
+        }
+    }
+
+    /// What an attempt does first, from the table's state (`None`: from scratch).
+    pub fn next_step(state: Option<&KeySnapshot>) -> SnapshotStep {
+        match state {
+            None => SnapshotStep::Take { previous: 0 },
+            Some(Self::Done { generation }) => SnapshotStep::Take {
+                previous: *generation,
+            },
+            Some(Self::Deleting { .. }) => SnapshotStep::SendDeletes,
+            Some(Self::Reading { .. }) => SnapshotStep::ReadRows,
+        }
+    }
+
+    /// Snapshot `previous + 1` was taken with the pass's `bound`: from scratch (`previous` 0)
+    /// the pass reads its rows at once (its TRUNCATE covers what was deleted); otherwise the
+    /// keys of `previous` missing from it are sent first.
+    pub fn taken(previous: u64, bound: Option<String>) -> KeySnapshot {
+        if previous == 0 {
+            Self::Reading {
+                generation: 1,
+                bound,
+            }
+        } else {
+            Self::Deleting {
+                generation: previous,
+                bound,
+                after: None,
+            }
+        }
+    }
+
+    /// The deleted keys up to `after` (in key order) were sent.
+    pub fn deleted_up_to(&self, after: Option<Vec<String>>) -> KeySnapshot {
+        match self {
+            Self::Deleting {
+                generation, bound, ..
+            } => Self::Deleting {
+                generation: *generation,
+                bound: bound.clone(),
+                after,
+            },
+            other => other.clone(),
+        }
+    }
+
+    /// Every deleted key was sent: the pass reads rows against the new snapshot.
+    pub fn deletes_sent(&self) -> KeySnapshot {
+        match self {
+            Self::Deleting {
+                generation, bound, ..
+            } => Self::Reading {
+                generation: generation + 1,
+                bound: bound.clone(),
+            },
+            other => other.clone(),
+        }
+    }
+
+    /// The pass read its last row: the next one begins with a new snapshot.
+    pub fn pass_complete(&self) -> KeySnapshot {
+        match self {
+            Self::Reading { generation, .. } => Self::Done {
+                generation: *generation,
+            },
+            other => other.clone(),
         }
     }
 }
@@ -426,6 +508,77 @@ fn nul_character_at(value: &serde_json::Value, path: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    /// Every transition of the key-snapshot pass, as a table: the state, the step, and the
+    /// state after it; and the invariant the DELETEs rest on along three passes.
+    #[test]
+    fn the_key_snapshot_pass_moves_through_its_states() {
+        use super::{KeySnapshot as K, SnapshotStep as S};
+        let bound = Some("2024-01-01 00:00:00.000000".to_string());
+        assert_eq!(K::next_step(None), S::Take { previous: 0 });
+        assert_eq!(
+            K::next_step(Some(&K::Done { generation: 4 })),
+            S::Take { previous: 4 }
+        );
+        let deleting = K::Deleting {
+            generation: 4,
+            bound: bound.clone(),
+            after: Some(vec!["7".into()]),
+        };
+        assert_eq!(K::next_step(Some(&deleting)), S::SendDeletes);
+        let reading = K::Reading {
+            generation: 5,
+            bound: bound.clone(),
+        };
+        assert_eq!(K::next_step(Some(&reading)), S::ReadRows);
+        // From scratch: no deletes, the pass reads against snapshot 1.
+        assert_eq!(
+            K::taken(0, bound.clone()),
+            K::Reading {
+                generation: 1,
+                bound: bound.clone()
+            }
+        );
+        // After snapshot 4: its keys missing from 5 go first, from the first.
+        assert_eq!(
+            K::taken(4, bound.clone()),
+            K::Deleting {
+                generation: 4,
+                bound: bound.clone(),
+                after: None
+            }
+        );
+        assert_eq!(
+            K::taken(4, bound.clone()).deleted_up_to(Some(vec!["7".into()])),
+            deleting
+        );
+        assert_eq!(deleting.deletes_sent(), reading);
+        assert_eq!(reading.pass_complete(), K::Done { generation: 5 });
+        // Steps that do not apply leave the state as it is.
+        assert_eq!(reading.deletes_sent(), reading);
+        assert_eq!(deleting.pass_complete(), deleting);
+        assert_eq!(
+            K::Done { generation: 2 }.deleted_up_to(None),
+            K::Done { generation: 2 }
+        );
+
+        // Three passes: each compares with the snapshot the destination's keys were read
+        // against, and generations only grow.
+        let mut state: Option<K> = None;
+        let mut compared = Vec::new();
+        for _ in 0..3 {
+            if let S::Take { previous } = K::next_step(state.as_ref()) {
+                let taken = K::taken(previous, None);
+                if previous > 0 {
+                    compared.push(taken.generation());
+                }
+                state = Some(taken.deletes_sent());
+            }
+            state = state.map(|s| s.pass_complete());
+        }
+        assert_eq!(compared, [1, 2]);
+        assert_eq!(state, Some(K::Done { generation: 3 }));
+    }
+
     use super::*;
 
     #[test]

@@ -143,9 +143,7 @@ impl TableSync {
         if let Some(resync) = &mut self.resync {
             resync.done = true;
         }
-        if let Some(KeySnapshot::Reading { generation, .. }) = self.key_snapshot {
-            self.key_snapshot = Some(KeySnapshot::Done { generation });
-        }
+        self.key_snapshot = self.key_snapshot.as_ref().map(KeySnapshot::pass_complete);
         if std::mem::take(&mut self.batch.truncate_pending) {
             self.batch.encoder.push_truncate();
             self.batch.encoder.finish();

@@ -29,7 +29,7 @@ use crate::source::scan::{Resume, ScanEvent, ScanSpec};
 use crate::source::value::{Decoder, RowDecoder, SavedValues};
 use crate::source::work::{self, Snapshot, WorkTables};
 use crate::source::{Session, SourceError};
-use crate::state::KeySnapshot;
+use crate::state::{KeySnapshot, SnapshotStep};
 use crate::sync::plan::Mode;
 
 use super::{Shared, Stop, TableSync};
@@ -86,31 +86,22 @@ impl TableSync {
             return Ok(());
         }
         let tables = self.work_tables(shared);
-        let previous = match &self.key_snapshot {
-            Some(KeySnapshot::Reading { .. }) => return Ok(()),
-            Some(KeySnapshot::Deleting { .. }) => None,
-            Some(KeySnapshot::Done { generation }) => Some(*generation),
-            None => Some(0),
-        };
-        if let Some(generation) = previous {
-            let bound = self
-                .take_snapshot(shared, session, &tables, generation)
-                .await?;
-            if generation == 0 {
-                // From scratch: the TRUNCATE covers what was deleted. The snapshot is recorded
-                // with the TRUNCATE and the first rows; a kill before then takes it again.
-                self.key_snapshot = Some(KeySnapshot::Reading {
-                    generation: 1,
-                    bound,
-                });
-                return Ok(());
+        match KeySnapshot::next_step(self.key_snapshot.as_ref()) {
+            SnapshotStep::ReadRows => return Ok(()),
+            SnapshotStep::SendDeletes => {}
+            SnapshotStep::Take { previous } => {
+                let bound = self
+                    .take_snapshot(shared, session, &tables, previous)
+                    .await?;
+                self.key_snapshot = Some(KeySnapshot::taken(previous, bound));
+                if previous == 0 {
+                    // From scratch: the TRUNCATE covers what was deleted. The snapshot is
+                    // recorded with the TRUNCATE and the first rows; a kill before then takes
+                    // it again.
+                    return Ok(());
+                }
+                self.send_with_checkpoint(shared, true).await?;
             }
-            self.key_snapshot = Some(KeySnapshot::Deleting {
-                generation,
-                bound,
-                after: None,
-            });
-            self.send_with_checkpoint(shared, true).await?;
         }
         self.send_deleted_keys(shared, session, &tables).await
     }
@@ -159,8 +150,8 @@ impl TableSync {
     ) -> Result<(), Stop> {
         let Some(KeySnapshot::Deleting {
             generation,
-            bound,
             mut after,
+            ..
         }) = self.key_snapshot.clone()
         else {
             return Ok(());
@@ -246,8 +237,7 @@ impl TableSync {
                 };
                 if batch_end && pending > 0 {
                     after = Some(saved.texts(&types).into_iter().flatten().collect());
-                    self.commit_deletes(shared, &mut encoder, generation, &bound, &after)
-                        .await?;
+                    self.commit_deletes(shared, &mut encoder, &after).await?;
                     sent += std::mem::take(&mut pending);
                 }
                 if ended {
@@ -259,10 +249,7 @@ impl TableSync {
             }
         }
         tracing::info!(table = %self.plan.table.name, deleted = sent, "deleted keys sent");
-        self.key_snapshot = Some(KeySnapshot::Reading {
-            generation: generation + 1,
-            bound,
-        });
+        self.key_snapshot = self.key_snapshot.as_ref().map(KeySnapshot::deletes_sent);
         self.send_with_checkpoint(shared, true).await?;
         // Snapshot `generation` and these keys are dropped by the next Update, once the
         // host has kept a state past them: one that resumes from an earlier checkpoint (the
@@ -275,19 +262,16 @@ impl TableSync {
         &mut self,
         shared: &Shared,
         encoder: &mut RecordEncoder,
-        generation: u64,
-        bound: &Option<String>,
         after: &Option<Vec<String>>,
     ) -> Result<(), Stop> {
         encoder.finish();
         while let Some(message) = encoder.take_ready() {
             self.batch.messages.push(message);
         }
-        self.key_snapshot = Some(KeySnapshot::Deleting {
-            generation,
-            bound: bound.clone(),
-            after: after.clone(),
-        });
+        self.key_snapshot = self
+            .key_snapshot
+            .as_ref()
+            .map(|state| state.deleted_up_to(after.clone()));
         self.send_with_checkpoint(shared, true).await?;
         Ok(())
     }
