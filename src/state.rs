@@ -322,6 +322,52 @@ pub struct ExportState {
     pub read_all: bool,
 }
 
+/// The export pass's progress, step by step: each step a function of the state alone, tested
+/// below as a table.
+impl ExportState {
+    /// An export just written to `url`, none of its files read.
+    pub fn begun(url: String, bound: Option<String>) -> Self {
+        Self {
+            url,
+            bound,
+            files_done: 0,
+            rows_done: 0,
+            read_all: false,
+        }
+    }
+
+    /// `rows` more rows of the next file were sent.
+    pub fn rows_sent(&mut self, rows: u64) {
+        self.rows_done += rows;
+    }
+
+    /// File `index` (in the manifest's order) was read to its end: the next one starts.
+    pub fn file_done(&mut self, index: usize) {
+        self.files_done = u32::try_from(index + 1).unwrap_or(u32::MAX);
+        self.rows_done = 0;
+    }
+
+    /// Every file was read; what is left is deleting them.
+    pub fn all_read(&mut self) {
+        self.read_all = true;
+    }
+
+    /// Its files are gone before they were all read: read again from the first (with a new
+    /// TRUNCATE, so nothing sent before is kept twice).
+    pub fn start_over(&self) -> Self {
+        Self {
+            files_done: 0,
+            rows_done: 0,
+            ..self.clone()
+        }
+    }
+
+    /// Whether any of its rows were sent.
+    pub fn sent_any(&self) -> bool {
+        self.files_done > 0 || self.rows_done > 0
+    }
+}
+
 /// Where a table's scan stands (see `sync::position`, which alone decides what it means for
 /// the next query). Of kind [`PositionKind::Row`] (the usual one, left out of the JSON) it is
 /// the (cursor, key) of the last row sent. A `None` cursor is a row whose cursor column is NULL
@@ -508,6 +554,35 @@ fn nul_character_at(value: &serde_json::Value, path: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    /// The export pass's steps, as a table: its progress after each.
+    #[test]
+    fn an_export_counts_files_and_rows_and_starts_over_from_the_first() {
+        use super::ExportState;
+        let mut export = ExportState::begun("s3://b/p/".into(), Some("2024".into()));
+        assert_eq!(
+            (export.files_done, export.rows_done, export.read_all),
+            (0, 0, false)
+        );
+        assert!(!export.sent_any());
+        export.rows_sent(40);
+        export.rows_sent(2);
+        assert_eq!((export.files_done, export.rows_done), (0, 42));
+        assert!(export.sent_any());
+        export.file_done(0);
+        assert_eq!((export.files_done, export.rows_done), (1, 0));
+        export.rows_sent(5);
+        export.file_done(1);
+        assert_eq!((export.files_done, export.rows_done), (2, 0));
+        let again = export.start_over();
+        assert_eq!((again.files_done, again.rows_done), (0, 0));
+        assert_eq!(
+            (again.url.as_str(), again.bound.as_deref()),
+            ("s3://b/p/", Some("2024"))
+        );
+        export.all_read();
+        assert!(export.read_all);
+    }
+
     /// Every transition of the key-snapshot pass, as a table: the state, the step, and the
     /// state after it; and the invariant the DELETEs rest on along three passes.
     #[test]

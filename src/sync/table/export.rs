@@ -234,8 +234,7 @@ impl TableSync {
             // Every file sent, and said so before the files go: a sync stopped while they are
             // deleted resumes here, deletes them and goes on, instead of leaving them behind
             // or taking a missing manifest for files lost before they were read.
-            let export = self.export.as_mut().expect("reading an export");
-            export.read_all = true;
+            self.export.as_mut().expect("reading an export").all_read();
             self.send_with_checkpoint(shared, true).await?;
         }
         self.delete_files(shared, &staging, &prefix, &export.url)
@@ -337,13 +336,7 @@ impl TableSync {
             table_directory(&table.name)
         );
         tracing::info!(table = %table.name, url, bounded = bound.is_some(), "table exported by UNLOAD");
-        self.export = Some(ExportState {
-            url,
-            bound,
-            files_done: 0,
-            rows_done: 0,
-            read_all: false,
-        });
+        self.export = Some(ExportState::begun(url, bound));
         self.batch.truncate_pending = false;
         self.batch.encoder.push_truncate();
         self.batch.encoder.finish();
@@ -397,17 +390,13 @@ impl TableSync {
         let key = format!("{prefix}manifest");
         let fetched = match staging.get(&key, MAX_MANIFEST_BYTES, None).await {
             Err(UnloadError::FileMissing { .. }) => {
-                if export.files_done > 0 || export.rows_done > 0 {
+                if export.sent_any() {
                     let message = format!(
                         "table {}: the files of its export under {} are gone, so it is exported again from the start",
                         self.plan.table.name, export.url
                     );
                     self.warning(&shared.output, message).await?;
-                    self.export = Some(ExportState {
-                        files_done: 0,
-                        rows_done: 0,
-                        ..export.clone()
-                    });
+                    self.export = Some(export.start_over());
                     self.batch.encoder.push_truncate();
                     self.batch.encoder.finish();
                     self.collect_finished();
@@ -497,7 +486,7 @@ impl TableSync {
             };
             while let Some(chunk) = reader.chunks.recv().await {
                 let export = self.export.as_mut().expect("reading an export");
-                export.rows_done += chunk.rows;
+                export.rows_sent(chunk.rows);
                 self.stats.rows += chunk.rows;
                 self.batch.messages = chunk.messages;
                 self.send_with_checkpoint(shared, true).await?;
@@ -522,8 +511,7 @@ impl TableSync {
                 .into());
             }
             let export = self.export.as_mut().expect("reading an export");
-            export.files_done = reader.index as u32 + 1;
-            export.rows_done = 0;
+            export.file_done(reader.index);
             self.send_with_checkpoint(shared, true).await?;
         }
         Ok(())
