@@ -475,3 +475,58 @@ proptest! {
         check(&table(SHAPES[shape], &cursors), limit, batch, hold, seed);
     }
 }
+
+/// When a table read by its cursor re-syncs from scratch, as a table: none recorded, one under
+/// way (never restarted), one complete and recent, one complete and old, an unreadable time.
+#[test]
+fn a_resync_is_due_when_the_last_is_complete_and_old_enough() {
+    use crate::state::ResyncState;
+    let now = chrono::DateTime::parse_from_rfc3339("2024-06-02T12:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let day = std::time::Duration::from_secs(24 * 3600);
+    let state = |started_at: &str, done| ResyncState {
+        started_at: started_at.to_string(),
+        done,
+    };
+    let cases: Vec<(Option<ResyncState>, std::time::Duration, bool)> = vec![
+        (None, day, true),
+        (Some(state("2024-05-01T00:00:00Z", false)), day, false),
+        (Some(state("2024-06-02T00:00:00Z", true)), day, false),
+        (Some(state("2024-06-01T12:00:00Z", true)), day, true),
+        (Some(state("2024-06-01T11:00:00Z", true)), day, true),
+        (
+            Some(state("2024-06-02T12:00:00Z", true)),
+            std::time::Duration::ZERO,
+            true,
+        ),
+        (Some(state("not a time", true)), day, true),
+    ];
+    for (resync, every, due) in cases {
+        assert_eq!(
+            resync_due(resync.as_ref(), every, now),
+            due,
+            "{resync:?} every {every:?}"
+        );
+    }
+}
+
+/// When a sync re-reads the NULL-cursor rows first, as a table: from scratch no (the scan reads
+/// them first), among them no (the scan reads the rest), past them yes.
+#[test]
+fn the_null_cursor_rows_are_read_again_once_the_position_is_past_them() {
+    let cases = [
+        (None, false),
+        (Some(Position::row(None, vec!["7".into()])), false),
+        (Some(Position::tied(None)), false),
+        (Some(Position::after_cursor(None)), true),
+        (
+            Some(Position::row(Some("2024".into()), vec!["7".into()])),
+            true,
+        ),
+        (Some(Position::tied(Some("2024".into()))), true),
+    ];
+    for (position, due) in cases {
+        assert_eq!(null_rescan_due(position.as_ref()), due, "{position:?}");
+    }
+}
