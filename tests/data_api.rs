@@ -421,18 +421,19 @@ async fn deleted_rows_are_captured_through_the_data_api() {
     let setup = setup().await;
     support::create_items(&setup.db, "items", 40).await;
     // The IAM identity the emulator signs in as, with CREATE on the work schema.
+    let identity = support::aws::data_api_identity_user("syncer", &setup.db.name);
     setup
         .db
         .client
-        .batch_execute(
+        .batch_execute(&format!(
             "DO $$ BEGIN
-               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'IAM:syncer') THEN
-                 CREATE ROLE \"IAM:syncer\" LOGIN;
+               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{identity}') THEN
+                 CREATE ROLE \"{identity}\" LOGIN;
                END IF;
              END $$;
              CREATE SCHEMA sync_work;
-             GRANT USAGE, CREATE ON SCHEMA sync_work TO \"IAM:syncer\";",
-        )
+             GRANT USAGE, CREATE ON SCHEMA sync_work TO \"{identity}\";"
+        ))
         .await
         .unwrap();
     let mut client = setup.server.client().await;

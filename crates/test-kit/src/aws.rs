@@ -661,7 +661,7 @@ async fn data_api_login(
     }
     let user = match request["DbUser"].as_str() {
         Some(db_user) => db_user.to_string(),
-        None => format!("IAM:{iam_user}"),
+        None => data_api_identity_user(iam_user, database),
     };
     let password = random_password();
     install(shared, &user, &password, database).await;
@@ -670,6 +670,14 @@ async fn data_api_login(
         password,
         database: database.to_string(),
     })
+}
+
+/// The database user the Data API signs an IAM identity in as: `IAM:<user>` as AWS names it,
+/// followed by `/<database>`, because the tests run at once on one PostgreSQL, each in a
+/// database of its own, and PostgreSQL keeps one password a role: two tests (or an IAM sign-in
+/// test) signing `IAM:syncer` in at once would replace each other's temporary password.
+pub fn data_api_identity_user(iam_user: &str, database: &str) -> String {
+    format!("IAM:{iam_user}/{database}")
 }
 
 /// A secret's current value, read from moto as the caller (`syncer`), as the Data API reads it.

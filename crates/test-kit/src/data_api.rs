@@ -104,10 +104,12 @@ pub struct DataApi {
     log: Mutex<Vec<String>>,
     /// Statements refused because their session had ended.
     ended_session_refusals: AtomicU64,
-    /// Held from a new session's temporary password to its sign-in: PostgreSQL keeps one
-    /// password a user, so sessions opened at once would otherwise replace each other's.
-    signing_in: tokio::sync::Mutex<()>,
 }
+
+/// Held from a new session's temporary password to its sign-in, by every emulator of the
+/// process (the tests run at once on one PostgreSQL): it keeps one password a role, so
+/// sessions opened at once as the same user would otherwise replace each other's.
+static SIGNING_IN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The connector's configuration for `database` through the emulated Data API at
 /// `endpoint_url` (the AWS front's), on the emulated cluster; sign-in as the IAM identity.
@@ -256,7 +258,7 @@ impl DataApi {
                 }
             }
             None => {
-                let _one_at_a_time = self.signing_in.lock().await;
+                let _one_at_a_time = SIGNING_IN.lock().await;
                 let login = match login.await {
                     Ok(login) => login,
                     Err(answer) => return answer,
