@@ -94,6 +94,9 @@ pub async fn connect(config: &ConnectionConfig) -> Result<Session, SourceError> 
             statements: 0,
         };
         session.apply_settings(config).await?;
+        if let Link::DataApi(data_api) = &session.link {
+            session.user = data_api.user();
+        }
         return Ok(session);
     }
     match connect_once(config).await {

@@ -235,6 +235,7 @@ impl DataApi {
                 "Cannot process query string larger than 100kB",
             );
         }
+        let mut db_user = None;
         let (connection, session_id) = match request["SessionId"].as_str() {
             Some(id) => {
                 if request["ClusterIdentifier"].is_string()
@@ -263,6 +264,7 @@ impl DataApi {
                     Ok(login) => login,
                     Err(answer) => return answer,
                 };
+                db_user = Some(login.user.clone());
                 let connection = match connect(&login, database_port).await {
                     Ok(connection) => connection,
                     Err(message) => {
@@ -315,6 +317,9 @@ impl DataApi {
         });
         if let Some(session_id) = session_id {
             answer["SessionId"] = json!(session_id);
+        }
+        if let Some(db_user) = db_user {
+            answer["DbUser"] = json!(db_user);
         }
         (200, answer.to_string())
     }

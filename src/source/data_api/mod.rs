@@ -98,6 +98,8 @@ pub struct DataApiSession {
     database: String,
     signed_by: SignedBy,
     session_id: Option<String>,
+    /// The database user AWS said the session's first statement ran as.
+    reported_user: Option<String>,
     /// The statement running now, for [`DataApiCanceller`].
     running: Arc<Mutex<Option<String>>>,
 }
@@ -148,13 +150,18 @@ pub async fn open(
         database: config.database.clone(),
         signed_by,
         session_id: None,
+        reported_user: None,
         running: Arc::new(Mutex::new(None)),
     })
 }
 
 impl DataApiSession {
-    /// The database user the statements run as, as far as the configuration says.
+    /// The database user the statements run as: as AWS reported it once a statement ran,
+    /// else as far as the configuration says.
     pub fn user(&self) -> String {
+        if let Some(user) = &self.reported_user {
+            return user.clone();
+        }
         match &self.signed_by {
             SignedBy::DbUser(user) => user.clone(),
             SignedBy::Secret(_) => "the secret's user".to_string(),
@@ -188,6 +195,7 @@ impl DataApiSession {
             .map_err(|err| self.send_error("ExecuteStatement", err))?;
         if self.session_id.is_none() {
             self.session_id = output.session_id().map(str::to_string);
+            self.reported_user = output.db_user().map(str::to_string);
         }
         self.wait_for(output.id().unwrap_or_default()).await
     }
@@ -205,6 +213,7 @@ impl DataApiSession {
             .map_err(|err| self.send_error("BatchExecuteStatement", err))?;
         if self.session_id.is_none() {
             self.session_id = output.session_id().map(str::to_string);
+            self.reported_user = output.db_user().map(str::to_string);
         }
         self.wait_for(output.id().unwrap_or_default())
             .await
