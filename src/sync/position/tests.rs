@@ -510,23 +510,3 @@ fn a_resync_is_due_when_the_last_is_complete_and_old_enough() {
         );
     }
 }
-
-/// When a sync re-reads the NULL-cursor rows first, as a table: from scratch no (the scan reads
-/// them first), among them no (the scan reads the rest), past them yes.
-#[test]
-fn the_null_cursor_rows_are_read_again_once_the_position_is_past_them() {
-    let cases = [
-        (None, false),
-        (Some(Position::row(None, vec!["7".into()])), false),
-        (Some(Position::tied(None)), false),
-        (Some(Position::after_cursor(None)), true),
-        (
-            Some(Position::row(Some("2024".into()), vec!["7".into()])),
-            true,
-        ),
-        (Some(Position::tied(Some("2024".into()))), true),
-    ];
-    for (position, due) in cases {
-        assert_eq!(null_rescan_due(position.as_ref()), due, "{position:?}");
-    }
-}

@@ -380,3 +380,77 @@ pub(in crate::sync) async fn prepare_work_schema(
         id,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every transition of the key-snapshot pass, as a table: the state, the step, and the
+    /// state after it; and the invariant the DELETEs rest on along three passes.
+    #[test]
+    fn the_key_snapshot_pass_moves_through_its_states() {
+        use crate::state::{KeySnapshot as K, SnapshotStep as S};
+        let bound = Some("2024-01-01 00:00:00.000000".to_string());
+        assert_eq!(K::next_step(None), S::Take { previous: 0 });
+        assert_eq!(
+            K::next_step(Some(&K::Done { generation: 4 })),
+            S::Take { previous: 4 }
+        );
+        let deleting = K::Deleting {
+            generation: 4,
+            bound: bound.clone(),
+            after: Some(vec!["7".into()]),
+        };
+        assert_eq!(K::next_step(Some(&deleting)), S::SendDeletes);
+        let reading = K::Reading {
+            generation: 5,
+            bound: bound.clone(),
+        };
+        assert_eq!(K::next_step(Some(&reading)), S::ReadRows);
+        // From scratch: no deletes, the pass reads against snapshot 1.
+        assert_eq!(
+            K::taken(0, bound.clone()),
+            K::Reading {
+                generation: 1,
+                bound: bound.clone()
+            }
+        );
+        // After snapshot 4: its keys missing from 5 go first, from the first.
+        assert_eq!(
+            K::taken(4, bound.clone()),
+            K::Deleting {
+                generation: 4,
+                bound: bound.clone(),
+                after: None
+            }
+        );
+        assert_eq!(
+            K::taken(4, bound.clone()).deleted_up_to(Some(vec!["7".into()])),
+            deleting
+        );
+        assert_eq!(deleting.deletes_sent(), reading);
+        assert_eq!(reading.pass_complete(), K::Done { generation: 5 });
+        // Steps that do not apply leave the state as it is.
+        assert_eq!(reading.deletes_sent(), reading);
+        assert_eq!(deleting.pass_complete(), deleting);
+        assert_eq!(
+            K::Done { generation: 2 }.deleted_up_to(None),
+            K::Done { generation: 2 }
+        );
+
+        // Three passes: each compares with the snapshot the destination's keys were read
+        // against, and generations only grow.
+        let mut state: Option<K> = None;
+        let mut compared = Vec::new();
+        for _ in 0..3 {
+            if let S::Take { previous } = K::next_step(state.as_ref()) {
+                let taken = K::taken(previous, None);
+                if previous > 0 {
+                    compared.push(taken.generation());
+                }
+                state = Some(taken.deletes_sent());
+            }
+            state = state.map(|s| s.pass_complete());
+        }
+        assert_eq!(compared, [1, 2]);
+        assert_eq!(state, Some(K::Done { generation: 3 }));
+    }
+}

@@ -781,6 +781,35 @@ pub(in crate::sync) async fn clean_abandoned(
 
 #[cfg(test)]
 mod tests {
+    /// The export pass's steps, as a table: its progress after each.
+    #[test]
+    fn an_export_counts_files_and_rows_and_starts_over_from_the_first() {
+        use crate::state::ExportState;
+        let mut export = ExportState::begun("s3://b/p/".into(), Some("2024".into()));
+        assert_eq!(
+            (export.files_done, export.rows_done, export.read_all),
+            (0, 0, false)
+        );
+        assert!(!export.sent_any());
+        export.rows_sent(40);
+        export.rows_sent(2);
+        assert_eq!((export.files_done, export.rows_done), (0, 42));
+        assert!(export.sent_any());
+        export.file_done(0);
+        assert_eq!((export.files_done, export.rows_done), (1, 0));
+        export.rows_sent(5);
+        export.file_done(1);
+        assert_eq!((export.files_done, export.rows_done), (2, 0));
+        let again = export.start_over();
+        assert_eq!((again.files_done, again.rows_done), (0, 0));
+        assert_eq!(
+            (again.url.as_str(), again.bound.as_deref()),
+            ("s3://b/p/", Some("2024"))
+        );
+        export.all_read();
+        assert!(export.read_all);
+    }
+
     use super::*;
 
     use crate::config::{TableName, UnloadRole};

@@ -24,7 +24,13 @@
 //!   snapshot;
 //! - `batch`: the records since the last checkpoint, and the commit that sends them with it;
 //! - `buffers`: the decoded row and the rows held back; `notices`: what is said or checked once
-//!   per Update; `statistics`: rows, bytes and time.
+//!   per Update (and `announce`d before the first attempt); `statistics`: rows, bytes and time.
+//!
+//! Each pass's state is a type of its own whose steps are functions of it, tested as tables: the
+//! scan's `Progress` (`sync::position`, with its model-based tests), the key snapshot's
+//! `KeySnapshot` (tests in `deletes`), the export's `ExportState` (tests in `export`), the
+//! re-read's `NullRescan` (tests in `null_rescan`); the modules here run the statements between
+//! the steps, and the integration tests run them against the database.
 
 mod batch;
 mod buffers;
@@ -244,34 +250,7 @@ pub(super) async fn sync_table(
     let name = &plan.table.name;
     let output = &shared.output;
     let mut table = TableSync::new(&shared, &plan).await;
-    if let Mode::Full { reason } = &plan.mode {
-        let unbounded = if plan.key.is_empty() {
-            "; without a primary key to resume by, it is read by one query without a row limit"
-        } else {
-            ""
-        };
-        table
-            .warning(
-                output,
-                format!("table {name} is synced in full on every sync because {reason}; configure `cursor_column` to sync it incrementally{unbounded}"),
-            )
-            .await?;
-    }
-    for note in &plan.notes {
-        table
-            .warning(output, format!("table {name}: {note}"))
-            .await?;
-    }
-    for note in std::mem::take(&mut table.notices.column_notes) {
-        table
-            .warning(output, format!("table {name}: {note}"))
-            .await?;
-    }
-    if let Some(reason) = table.notices.restart_reason.take() {
-        table
-            .warning(output, format!("table {name}: {reason}"))
-            .await?;
-    }
+    table.announce(output).await?;
 
     let mut fetching = Fetching::InBatches;
     // Once per Update: a table whose columns keep changing is left for the next sync.

@@ -34,6 +34,35 @@ impl Notices {
 }
 
 impl TableSync {
+    /// Before the table's first attempt: what its plan means for the user (a table synced in
+    /// full, and why), and the notes of its plan and of its changed columns.
+    pub(super) async fn announce(&mut self, output: &Output) -> Result<(), SyncError> {
+        let name = self.plan.table.name.clone();
+        if let Mode::Full { reason } = &self.plan.mode {
+            let unbounded = if self.plan.key.is_empty() {
+                "; without a primary key to resume by, it is read by one query without a row limit"
+            } else {
+                ""
+            };
+            let message = format!("table {name} is synced in full on every sync because {reason}; configure `cursor_column` to sync it incrementally{unbounded}");
+            self.warning(output, message).await?;
+        }
+        let plan = Arc::clone(&self.plan);
+        for note in &plan.notes {
+            self.warning(output, format!("table {name}: {note}"))
+                .await?;
+        }
+        for note in std::mem::take(&mut self.notices.column_notes) {
+            self.warning(output, format!("table {name}: {note}"))
+                .await?;
+        }
+        if let Some(reason) = self.notices.restart_reason.take() {
+            self.warning(output, format!("table {name}: {reason}"))
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Once the pass is done: a Warning, once per Update, when rows wait beyond the cursor's
     /// upper bound, saying how many and up to when. One query per table and Update.
     pub(super) async fn warn_of_rows_beyond_bound(
