@@ -21,7 +21,7 @@
 //! - result pages become `DataRow` bodies in the formats the row decoder asked for
 //!   ([`values`]), so the values and the `Records` they are encoded into are the direct path's;
 //! - positional parameters become named ones ([`statement`]): values never enter SQL text;
-//! - failures are classified once: AWS's answers by [`super::iam::classify`] (which action to
+//! - failures are classified once: AWS's answers by `iam::classify` (which action to
 //!   grant, throttling and `ActiveStatementsExceededException` transient, so retried within
 //!   `retry_timeout_s`), a failed statement's text by [`statement_failure`] (Redshift's error
 //!   texts, and the Data API's two limits: 64 KB per row, and its cap per statement result).
