@@ -420,17 +420,14 @@ async fn refusals_are_named_and_the_secret_never_shows() {
 async fn deleted_rows_are_captured_through_the_data_api() {
     let setup = setup().await;
     support::create_items(&setup.db, "items", 40).await;
-    // The IAM identity the emulator signs in as, with CREATE on the work schema.
+    // The IAM identity the emulator signs in as (a role of this database's own), with CREATE
+    // on the work schema.
     let identity = support::aws::data_api_identity_user("syncer", &setup.db.name);
     setup
         .db
         .client
         .batch_execute(&format!(
-            "DO $$ BEGIN
-               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{identity}') THEN
-                 CREATE ROLE \"{identity}\" LOGIN;
-               END IF;
-             END $$;
+            "CREATE ROLE \"{identity}\" LOGIN;
              CREATE SCHEMA sync_work;
              GRANT USAGE, CREATE ON SCHEMA sync_work TO \"{identity}\";"
         ))

@@ -92,13 +92,13 @@ pub(super) fn parse(reader: &MapReader<'_>) -> Result<Authentication, ConfigErro
         .unwrap_or_else(|| "password".to_string());
     match method.as_str() {
         "password" => {
-            if let Some(key) = IAM_KEYS.iter().find(|key| is_set(reader, key)) {
+            if let Some(key) = IAM_KEYS.iter().find(|key| reader.is_set(key)) {
                 return Err(ConfigError::new(
                     key,
                     "is only used with `auth` = iam; set `auth` to iam, or leave it empty",
                 ));
             }
-            if let Some(key) = SECRET_KEYS.iter().find(|key| is_set(reader, key)) {
+            if let Some(key) = SECRET_KEYS.iter().find(|key| reader.is_set(key)) {
                 return Err(ConfigError::new(
                     key,
                     "is only used with `auth` = secret; set `auth` to secret, or leave it empty",
@@ -241,7 +241,7 @@ fn parse_secret(reader: &MapReader<'_>, iam_keys: &[&str]) -> Result<Authenticat
     let allowed = [keys::REGION, keys::AWS_ENDPOINT_URL];
     if let Some(key) = iam_keys
         .iter()
-        .find(|key| !allowed.contains(key) && is_set(reader, key))
+        .find(|key| !allowed.contains(key) && reader.is_set(key))
     {
         return Err(ConfigError::new(
             key,
@@ -276,15 +276,6 @@ pub(super) fn check_secret_arn(secret: &str) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
-}
-
-/// Whether a key of another sign-in method is given a value that means something: `auto_create`
-/// = false is the form's default, and means nothing outside IAM sign-in.
-pub(super) fn is_set(reader: &MapReader<'_>, key: &str) -> bool {
-    match reader.optional(key) {
-        Some(value) => !(key == keys::AUTO_CREATE && value.eq_ignore_ascii_case("false")),
-        None => false,
-    }
 }
 
 /// The region of an ARN such as `arn:aws:secretsmanager:us-east-1:123456789012:secret:name`.

@@ -4,12 +4,29 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::names::split_unquoted;
-use super::ConfigError;
+use super::{keys, ConfigError};
 
 /// Reads trimmed values; empty strings count as absent, as form fields left blank arrive empty.
 pub(super) struct MapReader<'a>(pub(super) &'a HashMap<String, String>);
 
 impl MapReader<'_> {
+    /// Whether `key` is given a value that means something where it does not apply: the
+    /// configuration form's defaults (`port` 5439, `sslmode` verify-full, `ssh_port` 22,
+    /// `connect_timeout_s` 30, `auto_create` false), which a host may send for fields the user
+    /// never touched, do not.
+    pub(super) fn is_set(&self, key: &str) -> bool {
+        let default = match key {
+            keys::PORT => "5439",
+            keys::SSLMODE => "verify-full",
+            keys::SSH_PORT => "22",
+            keys::CONNECT_TIMEOUT_S => "30",
+            keys::AUTO_CREATE => "false",
+            _ => return self.optional(key).is_some(),
+        };
+        self.optional(key)
+            .is_some_and(|value| !value.eq_ignore_ascii_case(default))
+    }
+
     pub(super) fn optional(&self, key: &str) -> Option<String> {
         self.0
             .get(key)

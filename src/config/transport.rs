@@ -77,25 +77,6 @@ pub const DIRECT_ONLY: &[&str] = &[
     keys::CONNECT_TIMEOUT_S,
 ];
 
-/// Whether a direct-only key is given a value of its own: the form's defaults (`port` 5439,
-/// `sslmode` verify-full, `ssh_port` 22, `connect_timeout_s` 30, `auto_create` false), which a
-/// host may send for fields the user never touched, mean nothing.
-fn means_something(reader: &MapReader<'_>, key: &str) -> bool {
-    let default = match key {
-        // Implied by the sign-in keys, and checked against them below.
-        keys::AUTH => return false,
-        keys::PORT => "5439",
-        keys::SSLMODE => "verify-full",
-        keys::SSH_PORT => "22",
-        keys::CONNECT_TIMEOUT_S => "30",
-        keys::AUTO_CREATE => "false",
-        _ => return reader.optional(key).is_some(),
-    };
-    reader
-        .optional(key)
-        .is_some_and(|value| !value.eq_ignore_ascii_case(default))
-}
-
 /// `transport`, defaulting to direct.
 pub(super) fn parse_name(reader: &MapReader<'_>) -> Result<bool, ConfigError> {
     match reader.optional(keys::TRANSPORT).as_deref() {
@@ -112,7 +93,11 @@ pub(super) fn parse_name(reader: &MapReader<'_>) -> Result<bool, ConfigError> {
 pub(super) fn parse_data_api(
     reader: &MapReader<'_>,
 ) -> Result<(DataApiConfig, Authentication, String), ConfigError> {
-    if let Some(key) = DIRECT_ONLY.iter().find(|key| means_something(reader, key)) {
+    if let Some(key) = DIRECT_ONLY
+        .iter()
+        // `auth` is implied by the sign-in keys, and checked against them below.
+        .find(|key| **key != keys::AUTH && reader.is_set(key))
+    {
         return Err(ConfigError::new(
             key,
             "is not used with `transport` = data_api (AWS's HTTPS endpoint replaces the host, port, TLS and tunnel, and the database user comes from `secret_arn`, `db_user` or the IAM identity); leave it empty, or set `transport` to direct",

@@ -65,20 +65,6 @@ fn with_direct_fields_grouped(fields: Vec<FormField>) -> Vec<FormField> {
     rest
 }
 
-/// Every field of the form, those inside groups in their place.
-pub fn leaf_fields(fields: &[FormField]) -> Vec<&FormField> {
-    let mut leaves = Vec::new();
-    for field in fields {
-        match &field.r#type {
-            Some(form_field::Type::ConditionalFields(group)) => {
-                leaves.extend(leaf_fields(&group.fields));
-            }
-            _ => leaves.push(field),
-        }
-    }
-    leaves
-}
-
 pub fn configuration_form() -> ConfigurationFormResponse {
     let mut password = text(
         keys::PASSWORD,
@@ -226,6 +212,20 @@ pub fn configuration_form() -> ConfigurationFormResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every field of the form, those inside groups in their place.
+    fn leaf_fields(fields: &[FormField]) -> Vec<&FormField> {
+        let mut leaves = Vec::new();
+        for field in fields {
+            match &field.r#type {
+                Some(form_field::Type::ConditionalFields(group)) => {
+                    leaves.extend(leaf_fields(&group.fields));
+                }
+                _ => leaves.push(field),
+            }
+        }
+        leaves
+    }
 
     #[test]
     fn every_configuration_key_is_on_the_form() {

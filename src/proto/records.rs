@@ -512,116 +512,75 @@ mod tests {
         };
         let seconds = -62_135_596_800i64..=253_402_300_799i64;
         let nanos = 0i32..1_000_000_000;
+        // Columns of `types`, each of up to 3 cells from `cells`.
+        let column = move |types: BoxedStrategy<DataType>,
+                           cells: BoxedStrategy<(Cell, Vec<u8>)>| {
+            (types, prop::collection::vec(with_null(cells), 0..4))
+        };
+        let one = |t: DataType| Just(t).boxed();
         prop_oneof![
-            Just(DataType::Boolean).prop_flat_map(move |t| (
-                Just(t),
-                prop::collection::vec(
-                    with_null(any::<bool>().prop_map(|v| (Cell::Bool(v), vec![])).boxed()),
-                    0..4
-                )
-            )),
-            Just(DataType::Short).prop_flat_map(move |t| (
-                Just(t),
-                prop::collection::vec(
-                    with_null(
-                        any::<i16>()
-                            .prop_map(|v| (Cell::Int(v.into()), vec![]))
-                            .boxed()
-                    ),
-                    0..4
-                )
-            )),
-            Just(DataType::Int).prop_flat_map(move |t| (
-                Just(t),
-                prop::collection::vec(
-                    with_null(
-                        any::<i32>()
-                            .prop_map(|v| (Cell::Int(v.into()), vec![]))
-                            .boxed()
-                    ),
-                    0..4
-                )
-            )),
-            Just(DataType::Long).prop_flat_map(move |t| (
-                Just(t),
-                prop::collection::vec(
-                    with_null(any::<i64>().prop_map(|v| (Cell::Int(v), vec![])).boxed()),
-                    0..4
-                )
-            )),
-            Just(DataType::Float).prop_flat_map(move |t| (
-                Just(t),
-                prop::collection::vec(
-                    with_null(
-                        any::<f32>()
-                            .prop_filter("NaN != NaN", |v| !v.is_nan())
-                            .prop_map(|v| (Cell::Float(v), vec![]))
-                            .boxed()
-                    ),
-                    0..4
-                )
-            )),
-            Just(DataType::Double).prop_flat_map(move |t| (
-                Just(t),
-                prop::collection::vec(
-                    with_null(
-                        any::<f64>()
-                            .prop_filter("NaN != NaN", |v| !v.is_nan())
-                            .prop_map(|v| (Cell::Double(v), vec![]))
-                            .boxed()
-                    ),
-                    0..4
-                )
-            )),
-            prop_oneof![
-                Just(DataType::NaiveDate),
-                Just(DataType::NaiveDatetime),
-                Just(DataType::UtcDatetime)
-            ]
-            .prop_flat_map(move |t| (
-                Just(t),
-                prop::collection::vec(
-                    with_null(
-                        (seconds.clone(), nanos.clone())
-                            .prop_map(|(s, n)| (
-                                Cell::Timestamp {
-                                    seconds: s,
-                                    nanos: n
-                                },
-                                vec![]
-                            ))
-                            .boxed()
-                    ),
-                    0..4
-                )
-            )),
-            prop_oneof![
-                Just(DataType::String),
-                Just(DataType::Decimal),
-                Just(DataType::Json)
-            ]
-            .prop_flat_map(move |t| (
-                Just(t),
-                prop::collection::vec(
-                    with_null(
-                        text()
-                            .prop_map(|b| (Cell::Row { start: 0, end: 0 }, b))
-                            .boxed()
-                    ),
-                    0..4
-                )
-            )),
-            Just(DataType::Binary).prop_flat_map(move |t| (
-                Just(t),
-                prop::collection::vec(
-                    with_null(
-                        prop::collection::vec(any::<u8>(), 0..300)
-                            .prop_map(|b| (Cell::Scratch { start: 0, end: 0 }, b))
-                            .boxed()
-                    ),
-                    0..4
-                )
-            )),
+            column(
+                one(DataType::Boolean),
+                any::<bool>().prop_map(|v| (Cell::Bool(v), vec![])).boxed()
+            ),
+            column(
+                one(DataType::Short),
+                any::<i16>()
+                    .prop_map(|v| (Cell::Int(v.into()), vec![]))
+                    .boxed()
+            ),
+            column(
+                one(DataType::Int),
+                any::<i32>()
+                    .prop_map(|v| (Cell::Int(v.into()), vec![]))
+                    .boxed()
+            ),
+            column(
+                one(DataType::Long),
+                any::<i64>().prop_map(|v| (Cell::Int(v), vec![])).boxed()
+            ),
+            column(
+                one(DataType::Float),
+                any::<f32>()
+                    .prop_filter("NaN != NaN", |v| !v.is_nan())
+                    .prop_map(|v| (Cell::Float(v), vec![]))
+                    .boxed()
+            ),
+            column(
+                one(DataType::Double),
+                any::<f64>()
+                    .prop_filter("NaN != NaN", |v| !v.is_nan())
+                    .prop_map(|v| (Cell::Double(v), vec![]))
+                    .boxed()
+            ),
+            column(
+                prop_oneof![
+                    Just(DataType::NaiveDate),
+                    Just(DataType::NaiveDatetime),
+                    Just(DataType::UtcDatetime)
+                ]
+                .boxed(),
+                (seconds, nanos)
+                    .prop_map(|(seconds, nanos)| (Cell::Timestamp { seconds, nanos }, vec![]))
+                    .boxed()
+            ),
+            column(
+                prop_oneof![
+                    Just(DataType::String),
+                    Just(DataType::Decimal),
+                    Just(DataType::Json)
+                ]
+                .boxed(),
+                text()
+                    .prop_map(|b| (Cell::Row { start: 0, end: 0 }, b))
+                    .boxed()
+            ),
+            column(
+                one(DataType::Binary),
+                prop::collection::vec(any::<u8>(), 0..300)
+                    .prop_map(|b| (Cell::Scratch { start: 0, end: 0 }, b))
+                    .boxed()
+            ),
         ]
     }
 

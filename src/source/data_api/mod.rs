@@ -193,10 +193,7 @@ impl DataApiSession {
             .send()
             .await
             .map_err(|err| self.send_error("ExecuteStatement", err))?;
-        if self.session_id.is_none() {
-            self.session_id = output.session_id().map(str::to_string);
-            self.reported_user = output.db_user().map(str::to_string);
-        }
+        self.opened(output.session_id(), output.db_user());
         self.wait_for(output.id().unwrap_or_default()).await
     }
 
@@ -211,13 +208,18 @@ impl DataApiSession {
             .send()
             .await
             .map_err(|err| self.send_error("BatchExecuteStatement", err))?;
-        if self.session_id.is_none() {
-            self.session_id = output.session_id().map(str::to_string);
-            self.reported_user = output.db_user().map(str::to_string);
-        }
+        self.opened(output.session_id(), output.db_user());
         self.wait_for(output.id().unwrap_or_default())
             .await
             .map(drop)
+    }
+
+    /// After the session's first statement: its id, and the database user AWS says it runs as.
+    fn opened(&mut self, session_id: Option<&str>, db_user: Option<&str>) {
+        if self.session_id.is_none() {
+            self.session_id = session_id.map(str::to_string);
+            self.reported_user = db_user.map(str::to_string);
+        }
     }
 
     /// Waits for the statement `id` to end, cancellable from elsewhere while it runs.

@@ -183,8 +183,11 @@ fn text(field: &Field, type_oid: u32, out: &mut Vec<u8>) -> Result<Option<()>, S
         Field::BooleanValue(value) => out.extend_from_slice(if *value { b"t" } else { b"f" }),
         // Bytes as the wire's text carries VARBYTE: hex.
         Field::BlobValue(blob) => {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.reserve(blob.as_ref().len() * 2);
             for byte in blob.as_ref() {
-                out.extend_from_slice(format!("{byte:02x}").as_bytes());
+                out.push(HEX[usize::from(byte >> 4)]);
+                out.push(HEX[usize::from(byte & 0x0f)]);
             }
         }
         Field::IsNull(false) => {
@@ -397,6 +400,16 @@ mod tests {
             Some("f".to_string())
         );
         assert_eq!(text_value(&Field::IsNull(true), oid::TEXT).unwrap(), None);
+        assert_eq!(
+            text_value(
+                &Field::BlobValue(aws_sdk_redshiftdata::primitives::Blob::new(vec![
+                    0x00, 0xab, 0x7f
+                ])),
+                oid::VARBYTE
+            )
+            .unwrap(),
+            Some("00ab7f".to_string())
+        );
     }
 
     #[test]
